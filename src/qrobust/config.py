@@ -1,0 +1,101 @@
+"""Reading params.yaml: safe_load, then typed checks that name the key, the value and what is allowed.
+
+Every stage turns its section into a frozen dataclass through these helpers before any compute,
+so a typo or an out-of-range number fails in milliseconds rather than after training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from enum import Enum
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from qrobust.errors import ConfigError
+
+E = TypeVar("E", bound=Enum)
+
+
+def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
+    with open(path, encoding="utf-8") as handle:
+        params = yaml.safe_load(handle)
+    if not isinstance(params, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(params).__name__}")
+    return params
+
+
+def section(params: Mapping[str, Any], key: str, allowed: Collection[str]) -> Mapping[str, Any]:
+    """The mapping at ``key``, refusing keys outside ``allowed`` (no silent acceptance of typos)."""
+    value = params.get(key)
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+    unknown = sorted(set(value) - set(allowed))
+    if unknown:
+        raise ConfigError(f"{key}: unknown keys {unknown}; allowed keys: {sorted(allowed)}")
+    return value
+
+
+def require(mapping: Mapping[str, Any], key: str, where: str) -> Any:
+    if key not in mapping:
+        raise ConfigError(f"{where}.{key}: missing")
+    return mapping[key]
+
+
+def positive_int(value: Any, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{key}: expected a positive integer, got {value!r}")
+    return value
+
+
+def non_negative_int(value: Any, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{key}: expected an integer >= 0, got {value!r}")
+    return value
+
+
+def number(value: Any, key: str, *, low: float, high: float = float("inf"), low_open: bool = False) -> float:
+    """A float in [low, high] (or (low, high] with ``low_open``)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    below = value <= low if low_open else value < low
+    if below or value > high:
+        bracket = "(" if low_open else "["
+        raise ConfigError(f"{key}: expected a number in {bracket}{low}, {high}], got {value!r}")
+    return float(value)
+
+
+def boolean(value: Any, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    return value
+
+
+def choice(value: Any, key: str, enum: type[E]) -> E:
+    """Closed sets are Enums; convert the params string at the boundary."""
+    try:
+        return enum(value)
+    except ValueError:
+        valid = ", ".join(str(member.value) for member in enum)
+        raise ConfigError(f"{key}: unknown value {value!r}; valid values: {valid}") from None
+
+
+def name_list(value: Any, key: str, valid: Collection[str]) -> tuple[str, ...]:
+    if not isinstance(value, Sequence) or isinstance(value, str) or not value:
+        raise ConfigError(f"{key}: expected a non-empty list of names, got {value!r}")
+    for name in value:
+        if name not in valid:
+            raise ConfigError(f"{key}: unknown name {name!r}; valid names: {', '.join(sorted(valid))}")
+    if len(set(value)) != len(value):
+        raise ConfigError(f"{key}: names repeat in {list(value)!r}")
+    return tuple(value)
+
+
+def epsilon_grid(value: Any, key: str) -> tuple[float, ...]:
+    if not isinstance(value, Sequence) or isinstance(value, str) or not value:
+        raise ConfigError(f"{key}: expected a non-empty list of epsilons, got {value!r}")
+    grid = tuple(number(eps, f"{key}[{i}]", low=0.0, high=1.0, low_open=True) for i, eps in enumerate(value))
+    if list(grid) != sorted(set(grid)):
+        raise ConfigError(f"{key}: expected strictly increasing epsilons, got {list(value)!r}")
+    return grid

@@ -1,0 +1,116 @@
+"""The one result schema: every row evaluate writes is a ``Result``; report and plots read only these."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import asdict, dataclass, fields
+from enum import Enum
+from pathlib import Path
+
+import numpy as np
+
+from qrobust.io import write_text
+
+
+class ThreatModel(Enum):
+    CLEAN = "clean"  # no attack: clean inputs through the defense and the deployed runtime
+    WHITE_FLOAT = "white_float"  # gradient attack on a float model, scored on that model's runtime
+    TRANSFER = "transfer"  # adversarial set made on one model, scored on another
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """95% Wilson score interval for a binomial proportion (Wilson 1927); (nan, nan) when n == 0."""
+    if n == 0:
+        return math.nan, math.nan
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _rate(k: int, n: int) -> float:
+    return k / n if n else math.nan
+
+
+def _mean(values: np.ndarray) -> float:
+    return float(values.mean()) if values.size else math.nan
+
+
+@dataclass(frozen=True)
+class Result:
+    """Robust accuracy and attack success of one adversarial set on one deployed target.
+
+    Success counts only samples the target classified correctly when clean (for transfer, samples
+    that source and target both classified correctly, as in Bernhard et al. 2019).
+    """
+
+    attack: str
+    norm: str
+    epsilon: float
+    threat_model: str
+    source: str
+    target: str
+    target_arch: str
+    target_precision: str
+    defense: str
+    n: int
+    n_correct: int
+    robust_accuracy: float
+    robust_accuracy_low: float
+    robust_accuracy_high: float
+    n_attackable: int
+    n_success: int
+    success_rate: float
+    success_rate_low: float
+    success_rate_high: float
+    linf_mean_success: float
+    l2_mean_success: float
+    linf_mean_failed: float
+    l2_mean_failed: float
+
+    @classmethod
+    def score(
+        cls,
+        *,
+        correct: np.ndarray,
+        attackable: np.ndarray,
+        linf: np.ndarray,
+        l2: np.ndarray,
+        **keys: object,
+    ) -> Result:
+        """Build a row from per-sample booleans (``correct`` after the attack, ``attackable`` before)."""
+        success = attackable & ~correct
+        failed = attackable & correct
+        n, k = int(correct.size), int(correct.sum())
+        m, s = int(attackable.sum()), int(success.sum())
+        return cls(
+            **keys,  # type: ignore[arg-type]
+            n=n, n_correct=k, robust_accuracy=_rate(k, n),
+            robust_accuracy_low=wilson_interval(k, n)[0], robust_accuracy_high=wilson_interval(k, n)[1],
+            n_attackable=m, n_success=s, success_rate=_rate(s, m),
+            success_rate_low=wilson_interval(s, m)[0], success_rate_high=wilson_interval(s, m)[1],
+            linf_mean_success=_mean(linf[success]), l2_mean_success=_mean(l2[success]),
+            linf_mean_failed=_mean(linf[failed]), l2_mean_failed=_mean(l2[failed]),
+        )
+
+
+COLUMNS = tuple(f.name for f in fields(Result))
+
+
+def write_results(path: str | Path, rows: list[Result]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(row).items()})
+    write_text(path, buffer.getvalue())
+
+
+def read_results(path: str | Path) -> list[Result]:
+    types = {f.name: f.type for f in fields(Result)}
+    convert = {"int": int, "float": lambda v: float(v) if v != "" else math.nan, "str": str}
+    with open(path, encoding="utf-8", newline="") as handle:
+        return [Result(**{k: convert[str(types[k])](v) for k, v in row.items()}) for row in csv.DictReader(handle)]

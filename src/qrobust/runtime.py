@@ -1,0 +1,80 @@
+"""Deployed runtimes: ONNX export of float models and ONNX Runtime sessions that score inputs.
+
+Every number in the study is measured on a model as it would be deployed, i.e. through an
+ONNX Runtime session, never only on the torch graph it came from.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from qrobust.errors import VerificationError
+from qrobust.io import atomic_path
+
+INPUT_NAME, OUTPUT_NAME = "input", "logits"
+
+
+def export_onnx(model: nn.Module, example: torch.Tensor, path: str | Path) -> None:
+    """Export with torch's exporter (torch.export based) and a dynamic batch axis."""
+    model = model.cpu().eval()
+    batch = torch.export.Dim("batch", min=1)
+    with atomic_path(path) as tmp:
+        torch.onnx.export(
+            model, (example.cpu(),), str(tmp), dynamo=True, external_data=False,
+            input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], dynamic_shapes=({0: batch},),
+        )
+
+
+class OrtRuntime:
+    """An ONNX Runtime CPU session behind a numpy ``logits(x)`` call."""
+
+    def __init__(self, path: str | Path, *, threads: int = 0) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.log_severity_level = 3
+        self.path = Path(path)
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+
+    def logits(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        parts = [self.session.run(None, {self.input_name: x[i : i + batch_size]})[0] for i in range(0, len(x), batch_size)]
+        return np.concatenate(parts).astype(np.float32)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.logits(x).argmax(axis=1)
+
+    def latency_ms(self, example: np.ndarray, *, repeats: int = 20) -> float:
+        """Median wall time of one ``session.run`` on ``example`` after a warm-up run."""
+        feed: dict[str, Any] = {self.input_name: np.ascontiguousarray(example, dtype=np.float32)}
+        self.session.run(None, feed)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            self.session.run(None, feed)
+            times.append(time.perf_counter() - start)
+        return float(np.median(times) * 1e3)
+
+
+def verify_export(model: nn.Module, runtime: OrtRuntime, x: np.ndarray, *, atol: float = 1e-3) -> dict[str, float]:
+    """The ONNX export must give the float model's logits and predictions; fail loudly if not."""
+    from qrobust.training import predict_logits
+
+    reference = predict_logits(model, x)
+    exported = runtime.logits(x)
+    max_diff = float(np.abs(reference - exported).max())
+    agreement = float((reference.argmax(1) == exported.argmax(1)).mean())
+    if max_diff > atol or agreement < 1.0:
+        raise VerificationError(
+            f"{runtime.path}: ONNX Runtime disagrees with torch (max |logit diff| {max_diff:.2e} > {atol}, "
+            f"top-1 agreement {agreement:.4f})"
+        )
+    return {"onnx_max_abs_logit_diff": max_diff, "onnx_top1_agreement": agreement}

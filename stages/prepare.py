@@ -1,0 +1,61 @@
+"""prepare: raw dataset -> data/prepared/{train,calib,test,eval}.npz + manifest.json.
+
+The raw files are verified against pinned digests before anything is read; on any failure the
+output folder is left as it was (everything is written to a temporary folder, then renamed).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from qrobust.config import load_params
+from qrobust.data import DATASETS, Split, split_dataset
+from qrobust.errors import ConfigError, DataError
+from qrobust.io import atomic_dir, save_json, save_npz, sha256_file
+from qrobust.layout import PREPARED
+from qrobust.settings import PrepareSettings
+
+
+def main() -> None:
+    settings = PrepareSettings.from_params(load_params())
+    spec = DATASETS.get(settings.dataset)
+    raw = spec.load(settings.root, settings.download)
+    prepared = split_dataset(
+        raw,
+        calib_size=settings.calib_size,
+        train_size=settings.train_size,
+        test_size=settings.test_size,
+        eval_size=settings.eval_size,
+        seed=settings.seed,
+    )
+    splits: dict[str, Split] = {"train": prepared.train, "calib": prepared.calib, "test": prepared.test, "eval": prepared.eval}
+    with atomic_dir(PREPARED) as out:
+        for name, split in splits.items():
+            extra = {"test_index": prepared.eval_index} if name == "eval" else {}
+            save_npz(out / f"{name}.npz", {"x": split.x, "y": split.y, **extra})
+        save_json(
+            out / "manifest.json",
+            {
+                "dataset": settings.dataset,
+                "seed": settings.seed,
+                "raw_sha256": raw.sources,
+                "files": {
+                    f"{name}.npz": {
+                        "sha256": sha256_file(out / f"{name}.npz"),
+                        "samples": int(len(split.y)),
+                        "class_counts": np.bincount(split.y, minlength=len(spec.classes)).tolist(),
+                    }
+                    for name, split in splits.items()
+                },
+            },
+        )
+    print(" ".join(f"{name}={len(split.y)}" for name, split in splits.items()))
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (ConfigError, DataError) as error:
+        sys.exit(f"prepare: {error}")
