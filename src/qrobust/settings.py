@@ -16,7 +16,7 @@ from typing import Any
 from qrobust import config as c
 from qrobust.attacks import ATTACKS
 from qrobust.data import DATASETS
-from qrobust.defenses import DEFENSES, create_defense
+from qrobust.defenses import create_defense
 from qrobust.errors import ConfigError
 from qrobust.models import ARCHITECTURES
 from qrobust.quantizers import QUANTIZERS, create_quantizer
@@ -180,10 +180,12 @@ class EvaluateSettings:
 class ReportSettings:
     transfer_attack: str
     transfer_epsilon: float
+    min_float_accuracy: float
+    max_quant_drop_points: float
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> ReportSettings:
-        s = c.section(params, "report", {"transfer_attack", "transfer_epsilon"})
+        s = c.section(params, "report", {"transfer_attack", "transfer_epsilon", "min_float_accuracy", "max_quant_drop_points"})
         attacks = AttackSettings.from_params(params).attacks
         by_name = {a.name: a for a in attacks}
         name = c.require(s, "transfer_attack", "report")
@@ -192,7 +194,13 @@ class ReportSettings:
         eps = c.number(c.require(s, "transfer_epsilon", "report"), "report.transfer_epsilon", low=0.0, high=1.0)
         if eps not in by_name[name].epsilons:
             raise ConfigError(f"report.transfer_epsilon: {eps} is not in {name}'s grid {list(by_name[name].epsilons)}")
-        return cls(name, eps)
+        return cls(
+            name, eps,
+            min_float_accuracy=c.number(c.require(s, "min_float_accuracy", "report"), "report.min_float_accuracy", low=0.0, high=1.0),
+            max_quant_drop_points=c.number(
+                c.require(s, "max_quant_drop_points", "report"), "report.max_quant_drop_points", low=0.0, high=100.0
+            ),
+        )
 
 
 SECTIONS = (PrepareSettings, TrainSettings, QuantizeSettings, AttackSettings, EvaluateSettings, ReportSettings)

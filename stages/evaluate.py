@@ -1,0 +1,61 @@
+"""evaluate: every adversarial set x every deployed model x every defense -> reports/results.csv + metrics.
+
+Targets are the float ONNX models and every quantized artefact, each in its own ONNX Runtime session.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from qrobust.config import load_params
+from qrobust.data import load_split
+from qrobust.defenses import create_defense
+from qrobust.errors import ConfigError
+from qrobust.evaluation import AdversarialSet, Target, cross_evaluate, flat_metrics
+from qrobust.io import load_npz, save_json
+from qrobust.layout import PREPARED, REPORTS, adversarial_dir, float_dir, quant_dir
+from qrobust.results import write_results
+from qrobust.runtime import OrtRuntime
+from qrobust.settings import EvaluateSettings, QuantizeSettings, TrainSettings
+
+
+def main() -> None:
+    params = load_params()
+    settings = EvaluateSettings.from_params(params)
+    train, quantize = TrainSettings.from_params(params), QuantizeSettings.from_params(params)
+    defenses = {name: create_defense(name, options) for name, options in settings.defenses.items()}
+    x, y = load_split(PREPARED / "eval.npz")
+
+    targets = []
+    for model in train.model_ids():
+        arch = model.split("-", 1)[0]
+        targets.append(Target(model, arch, "float", OrtRuntime(float_dir(model) / "model.onnx")))
+        for q in quantize.quantizers:
+            targets.append(Target(f"{model}.{q}", arch, q, OrtRuntime(quant_dir(model, q) / "model.onnx")))
+
+    sets = []
+    for model in train.model_ids():
+        for path in sorted(adversarial_dir(model).glob("*.npz")):
+            data = load_npz(path)
+            if not np.array_equal(data["y"], y):
+                raise ConfigError(f"{path}: labels differ from {PREPARED / 'eval.npz'}; re-run the attack stage")
+            sets.append(
+                AdversarialSet(
+                    source=model, attack=path.stem, norm=str(data["norm"]), epsilons=tuple(data["epsilons"].tolist()),
+                    x_adv=data["x_adv"], linf=data["norm_linf"], l2=data["norm_l2"],
+                )
+            )
+
+    rows = cross_evaluate(targets, sets, x, y, defenses)
+    write_results(REPORTS / "results.csv", rows)
+    save_json(REPORTS / "metrics.json", flat_metrics(rows))
+    print(f"{len(rows)} result rows: {len(sets)} adversarial sets x {len(targets)} targets x {len(defenses)} defenses")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except ConfigError as error:
+        sys.exit(f"evaluate: {error}")

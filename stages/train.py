@@ -1,0 +1,72 @@
+"""train: prepared data -> models/float/<arch>-<recipe>/{model.pt, model.onnx, metrics.json}.
+
+Weights are a plain state dict (loads with ``torch.load(weights_only=True)``); the ONNX export is
+checked against torch on the evaluation subset before anything is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+import torch
+
+from qrobust.config import load_params
+from qrobust.data import DATASETS, load_split
+from qrobust.errors import ConfigError, VerificationError
+from qrobust.io import atomic_dir, save_json
+from qrobust.layout import PREPARED, float_dir
+from qrobust.models import InputSpec, count_macs, create_model, parameter_count
+from qrobust.runtime import OrtRuntime, export_onnx, verify_export
+from qrobust.settings import TrainSettings, model_id
+from qrobust.training import RECIPES, fit, seed_everything
+
+
+def main(arch: str, recipe: str) -> None:
+    settings = TrainSettings.from_params(load_params())
+    if arch not in settings.archs or recipe not in settings.recipes:
+        raise ConfigError(f"train: {arch}-{recipe} is not in train.archs x train.recipes of params.yaml")
+    dataset = DATASETS.get(settings.dataset)
+    spec = InputSpec(dataset.channels, dataset.size, len(dataset.classes), dataset.mean, dataset.std)
+    seed_everything(settings.fit.seed)
+    model = create_model(arch, spec)
+    trainer = RECIPES.get(recipe)(dict(settings.recipe_options.get(recipe, {})))
+    x_train, y_train = load_split(PREPARED / "train.npz")
+    x_test, y_test = load_split(PREPARED / "test.npz")
+    x_eval, _ = load_split(PREPARED / "eval.npz")
+
+    start = time.perf_counter()
+    losses = fit(model, trainer, x_train, y_train, settings.fit)
+    train_seconds = time.perf_counter() - start
+    model = model.cpu().eval()
+
+    with atomic_dir(float_dir(model_id(arch, recipe))) as out:
+        torch.save(model.state_dict(), out / "model.pt")
+        export_onnx(model, torch.from_numpy(x_eval[:2]), out / "model.onnx")
+        runtime = OrtRuntime(out / "model.onnx")
+        check = verify_export(model, runtime, x_eval)
+        test_accuracy = float((runtime.predict(x_test) == y_test).mean())
+        metrics = {
+            "model": model_id(arch, recipe), "arch": arch, "recipe": recipe,
+            "test_accuracy": test_accuracy, "test_samples": int(len(y_test)),
+            "train_loss": [round(v, 6) for v in losses], "train_seconds": round(train_seconds, 1),
+            "parameters": parameter_count(model), "macs": count_macs(model, spec),
+            "onnx_bytes": (out / "model.onnx").stat().st_size, **check,
+            "latency_ms_batch1": runtime.latency_ms(x_eval[:1]),
+            "latency_ms_batch256": runtime.latency_ms(np.resize(x_eval, (256, *x_eval.shape[1:]))),
+        }
+        save_json(out / "metrics.json", metrics)
+    print(f"{metrics['model']}: test accuracy {test_accuracy:.4f} in {train_seconds:.0f}s")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--arch", required=True)
+    parser.add_argument("--recipe", required=True)
+    args = parser.parse_args()
+    try:
+        main(args.arch, args.recipe)
+    except (ConfigError, VerificationError) as error:
+        sys.exit(f"train: {error}")
