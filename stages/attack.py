@@ -1,7 +1,7 @@
 """attack: float model + evaluation subset -> data/adversarial/<arch>-<recipe>/<attack>.npz.
 
 Each file holds the adversarial examples for every epsilon of the attack's grid, the labels, and
-per-sample L0/L1/L2/Linf perturbation sizes; timings go to summary.json beside them.
+per-sample L0/L1/L2/Linf perturbation sizes; timings go to reports/timing/attack/.
 """
 
 from __future__ import annotations
@@ -14,18 +14,17 @@ import numpy as np
 import torch
 
 from qrobust.attacks import ATTACKS, perturbation_norms, run_attack
-from qrobust.config import load_params
 from qrobust.data import DATASETS, load_split
 from qrobust.errors import ConfigError
 from qrobust.io import atomic_dir, load_npz, save_json, save_npz
-from qrobust.layout import PREPARED, adversarial_dir, float_dir
+from qrobust.layout import PREPARED, adversarial_dir, float_dir, timing_path
 from qrobust.models import InputSpec, create_model
-from qrobust.settings import AttackSettings, PrepareSettings
+from qrobust.settings import load_validated, AttackSettings, PrepareSettings
 from qrobust.training import resolve_device, seed_everything
 
 
 def main(model_name: str) -> None:
-    params = load_params()
+    params = load_validated()
     settings = AttackSettings.from_params(params)
     arch = model_name.split("-", 1)[0]
     dataset = DATASETS.get(PrepareSettings.from_params(params).dataset)
@@ -59,7 +58,7 @@ def main(model_name: str) -> None:
             )
             summary[attack.name] = {"seconds": round(seconds, 2), "examples_per_second": round(x_adv.shape[0] * len(x) / seconds, 1)}
             print(f"{model_name} {attack.name}: {x_adv.shape[0]} epsilons x {len(x)} samples in {seconds:.1f}s")
-        save_json(out / "summary.json", {"model": model_name, "device": str(device), "attacks": summary})
+    save_json(timing_path("attack", model_name), {"device": str(device), "attacks": summary})
 
 
 if __name__ == "__main__":

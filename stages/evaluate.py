@@ -9,7 +9,6 @@ import sys
 
 import numpy as np
 
-from qrobust.config import load_params
 from qrobust.data import load_split
 from qrobust.defenses import create_defense
 from qrobust.errors import ConfigError
@@ -18,11 +17,11 @@ from qrobust.io import load_npz, save_json
 from qrobust.layout import PREPARED, REPORTS, adversarial_dir, float_dir, quant_dir
 from qrobust.results import write_results
 from qrobust.runtime import OrtRuntime
-from qrobust.settings import EvaluateSettings, QuantizeSettings, TrainSettings
+from qrobust.settings import load_validated, EvaluateSettings, QuantizeSettings, TrainSettings
 
 
 def main() -> None:
-    params = load_params()
+    params = load_validated()
     settings = EvaluateSettings.from_params(params)
     train, quantize = TrainSettings.from_params(params), QuantizeSettings.from_params(params)
     defenses = {name: create_defense(name, options) for name, options in settings.defenses.items()}

@@ -10,16 +10,15 @@ import sys
 
 import numpy as np
 
-from qrobust.config import load_params
 from qrobust.data import DATASETS, Split, split_dataset
 from qrobust.errors import ConfigError, DataError
 from qrobust.io import atomic_dir, save_json, save_npz, sha256_file
 from qrobust.layout import PREPARED
-from qrobust.settings import PrepareSettings
+from qrobust.settings import load_validated, PrepareSettings
 
 
 def main() -> None:
-    settings = PrepareSettings.from_params(load_params())
+    settings = PrepareSettings.from_params(load_validated())
     spec = DATASETS.get(settings.dataset)
     raw = spec.load(settings.root, settings.download)
     prepared = split_dataset(

@@ -9,20 +9,17 @@ from __future__ import annotations
 import argparse
 import sys
 
-import numpy as np
-
-from qrobust.config import load_params
 from qrobust.data import load_split
 from qrobust.errors import ConfigError
 from qrobust.io import atomic_dir, save_json
-from qrobust.layout import PREPARED, float_dir, quant_dir
+from qrobust.layout import PREPARED, float_dir, quant_dir, timing_path
 from qrobust.quantizers import calibration_subset, create_quantizer
-from qrobust.runtime import OrtRuntime
-from qrobust.settings import QuantizeSettings
+from qrobust.runtime import OrtRuntime, latencies
+from qrobust.settings import load_validated, QuantizeSettings
 
 
 def main(model: str, quantizer_name: str) -> None:
-    settings = QuantizeSettings.from_params(load_params())
+    settings = QuantizeSettings.from_params(load_validated())
     if quantizer_name not in settings.quantizers:
         raise ConfigError(f"quantize: {quantizer_name!r} is not in quantize.quantizers {list(settings.quantizers)}")
     quantizer = create_quantizer(quantizer_name, settings.options.get(quantizer_name, {}))
@@ -35,7 +32,6 @@ def main(model: str, quantizer_name: str) -> None:
         quantizer.quantize(float_onnx, calibration_subset(x_calib, settings.calib_samples, settings.seed), out / "model.onnx")
         deployed, reference = OrtRuntime(out / "model.onnx"), OrtRuntime(float_onnx)
         test_pred, float_pred = deployed.predict(x_test), reference.predict(x_test)
-        batch256 = np.resize(x_eval, (256, *x_eval.shape[1:]))
         metrics = {
             "model": f"{model}.{quantizer_name}", "float_model": model, "quantizer": quantizer_name,
             "weight_bits": quantizer.weight_bits, "activation_bits": quantizer.activation_bits,
@@ -45,12 +41,9 @@ def main(model: str, quantizer_name: str) -> None:
             "test_samples": int(len(y_test)),
             "onnx_bytes": (out / "model.onnx").stat().st_size,
             "float_onnx_bytes": float_onnx.stat().st_size,
-            "latency_ms_batch1": deployed.latency_ms(x_eval[:1]),
-            "latency_ms_batch256": deployed.latency_ms(batch256),
-            "float_latency_ms_batch1": reference.latency_ms(x_eval[:1]),
-            "float_latency_ms_batch256": reference.latency_ms(batch256),
         }
         save_json(out / "metrics.json", metrics)
+    save_json(timing_path("quantize", metrics["model"]), latencies(deployed, x_eval))
     print(
         f"{metrics['model']}: test accuracy {metrics['test_accuracy']:.4f} "
         f"(float {metrics['float_test_accuracy']:.4f}, agreement {metrics['top1_agreement_with_float']:.4f})"

@@ -6,13 +6,12 @@ import csv
 import io
 import sys
 
-from qrobust.config import load_params
 from qrobust.errors import ConfigError
 from qrobust.io import load_json, write_bytes, write_text
-from qrobust.layout import REPORTS, float_dir, quant_dir
+from qrobust.layout import REPORTS, float_dir, quant_dir, timing_path
 from qrobust.report import Figure, build_report, plot_rows, render_html, render_markdown
 from qrobust.results import read_results
-from qrobust.settings import AttackSettings, PrepareSettings, QuantizeSettings, ReportSettings, TrainSettings
+from qrobust.settings import load_validated, AttackSettings, PrepareSettings, QuantizeSettings, ReportSettings, TrainSettings
 
 
 def to_csv(records: list[dict[str, object]]) -> str:
@@ -24,13 +23,19 @@ def to_csv(records: list[dict[str, object]]) -> str:
 
 
 def main() -> None:
-    params = load_params()
+    params = load_validated()
     settings = ReportSettings.from_params(params)
     data, train, quantize = PrepareSettings.from_params(params), TrainSettings.from_params(params), QuantizeSettings.from_params(params)
     attacks = [a.name for a in AttackSettings.from_params(params).attacks]
     rows = read_results(REPORTS / "results.csv")
-    float_metrics = [load_json(float_dir(m) / "metrics.json") for m in train.model_ids()]
-    quant_metrics = [load_json(quant_dir(m, q) / "metrics.json") for m in train.model_ids() for q in quantize.quantizers]
+    float_metrics = [
+        {**load_json(float_dir(m) / "metrics.json"), **load_json(timing_path("train", m))} for m in train.model_ids()
+    ]
+    quant_metrics = [
+        {**load_json(quant_dir(m, q) / "metrics.json"), **load_json(timing_path("quantize", f"{m}.{q}"))}
+        for m in train.model_ids()
+        for q in quantize.quantizers
+    ]
     n_eval = max(r.n for r in rows)
     report = build_report(
         rows, float_metrics, quant_metrics,

@@ -10,22 +10,20 @@ import argparse
 import sys
 import time
 
-import numpy as np
 import torch
 
-from qrobust.config import load_params
 from qrobust.data import DATASETS, load_split
 from qrobust.errors import ConfigError, VerificationError
 from qrobust.io import atomic_dir, save_json
-from qrobust.layout import PREPARED, float_dir
+from qrobust.layout import PREPARED, float_dir, timing_path
 from qrobust.models import InputSpec, count_macs, create_model, parameter_count
-from qrobust.runtime import OrtRuntime, export_onnx, verify_export
-from qrobust.settings import TrainSettings, model_id
+from qrobust.runtime import OrtRuntime, export_onnx, latencies, verify_export
+from qrobust.settings import load_validated, TrainSettings, model_id
 from qrobust.training import RECIPES, fit, seed_everything
 
 
 def main(arch: str, recipe: str) -> None:
-    settings = TrainSettings.from_params(load_params())
+    settings = TrainSettings.from_params(load_validated())
     if arch not in settings.archs or recipe not in settings.recipes:
         raise ConfigError(f"train: {arch}-{recipe} is not in train.archs x train.recipes of params.yaml")
     dataset = DATASETS.get(settings.dataset)
@@ -51,13 +49,15 @@ def main(arch: str, recipe: str) -> None:
         metrics = {
             "model": model_id(arch, recipe), "arch": arch, "recipe": recipe,
             "test_accuracy": test_accuracy, "test_samples": int(len(y_test)),
-            "train_loss": [round(v, 6) for v in losses], "train_seconds": round(train_seconds, 1),
+            "train_loss": [round(v, 6) for v in losses],
             "parameters": parameter_count(model), "macs": count_macs(model, spec),
             "onnx_bytes": (out / "model.onnx").stat().st_size, **check,
-            "latency_ms_batch1": runtime.latency_ms(x_eval[:1]),
-            "latency_ms_batch256": runtime.latency_ms(np.resize(x_eval, (256, *x_eval.shape[1:]))),
         }
         save_json(out / "metrics.json", metrics)
+    save_json(
+        timing_path("train", metrics["model"]),
+        {"train_seconds": round(train_seconds, 1), **latencies(runtime, x_eval)},
+    )
     print(f"{metrics['model']}: test accuracy {test_accuracy:.4f} in {train_seconds:.0f}s")
 
 

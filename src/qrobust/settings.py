@@ -216,6 +216,14 @@ def validate(params: Mapping[str, Any]) -> None:
         settings.from_params(params)
 
 
+def load_validated(path: str = "params.yaml") -> dict[str, Any]:
+    """What every stage reads: the whole file checked first, so any bad value stops the pipeline
+    at its first stage, before any compute (checking only fails, it never changes an output)."""
+    params = c.load_params(path)
+    validate(params)
+    return params
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m qrobust.settings [params.yaml]``: validate a params file, print what is wrong."""
     import sys

@@ -39,7 +39,7 @@ def merge(base: Mapping[str, Any], overrides: Mapping[str, Any], where: str = ""
 
 def study_params(root: Path, name: str) -> dict[str, Any]:
     available = sorted(p.stem for p in (root / STUDIES).glob("*.yaml"))
-    if name not in available:
+    if name != "default" and name not in available:
         raise ConfigError(f"study {name!r} does not exist; valid studies: default, {', '.join(available)}")
     params = load_params(root / "params.yaml")
     return params if name == "default" else merge(params, load_params(root / STUDIES / f"{name}.yaml"))

@@ -1,0 +1,53 @@
+"""Fixtures: tiny data made here (class k lights up stripe k) and a LeNet trained on it in a second."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from qrobust.models import InputSpec, create_model
+from qrobust.training import Standard, TrainConfig, fit, seed_everything
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = InputSpec(channels=1, size=28, num_classes=10, mean=(0.3,), std=(0.3,))
+
+
+def make_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Images in [0, 1]: background noise plus a bright horizontal stripe whose row encodes the class."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 10, n)
+    x = rng.uniform(0.0, 0.3, (n, 1, 28, 28)).astype(np.float32)
+    for i, label in enumerate(y):
+        x[i, 0, 2 + 2 * label : 4 + 2 * label, 4:24] = rng.uniform(0.7, 1.0)
+    return x, y.astype(np.int64)
+
+
+@pytest.fixture(scope="session")
+def tiny_data() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    return {"train": make_images(800, 0), "calib": make_images(100, 1), "test": make_images(200, 2)}
+
+
+@pytest.fixture(scope="session")
+def trained_lenet(tiny_data: dict[str, tuple[np.ndarray, np.ndarray]]) -> torch.nn.Module:
+    seed_everything(0)
+    model = create_model("lenet", SPEC)
+    x, y = tiny_data["train"]
+    fit(model, Standard(), x, y, TrainConfig(epochs=2, batch_size=64, lr=0.003, weight_decay=0.0, seed=0, device="cpu"))
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def lenet_onnx(trained_lenet: torch.nn.Module, tiny_data: dict[str, tuple[np.ndarray, np.ndarray]],
+               tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from qrobust.runtime import export_onnx
+
+    path = tmp_path_factory.mktemp("onnx") / "model.onnx"
+    export_onnx(trained_lenet, torch.from_numpy(tiny_data["test"][0][:2]), path)
+    return path
+
+
+def accuracy(predictions: np.ndarray, labels: np.ndarray) -> float:
+    return float((predictions == labels).mean())

@@ -1,0 +1,72 @@
+import gzip
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from qrobust.data import FASHION_MNIST_SHA256, RawDataset, Split, read_idx, split_dataset, verify_files
+from qrobust.errors import DataError
+from qrobust.settings import PrepareSettings, load_validated
+from tests.conftest import ROOT
+
+FASHION_ROOT = PrepareSettings.from_params(load_validated(str(ROOT / "params.yaml"))).root
+
+
+def write_idx(path, array: np.ndarray) -> None:
+    header = b"\x00\x00\x08" + bytes([array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    with gzip.open(path, "wb") as handle:
+        handle.write(header + array.astype(np.uint8).tobytes())
+
+
+def test_read_idx_roundtrip(tmp_path) -> None:
+    images = np.random.default_rng(0).integers(0, 256, (5, 28, 28), dtype=np.uint8)
+    write_idx(tmp_path / "x.gz", images)
+    assert np.array_equal(read_idx(tmp_path / "x.gz"), images)
+
+
+def test_real_fashion_mnist_files_match_pinned_digests() -> None:
+    assert verify_files(FASHION_ROOT, FASHION_MNIST_SHA256, "hint") == FASHION_MNIST_SHA256
+    labels = read_idx(FASHION_ROOT / "t10k-labels-idx1-ubyte.gz")
+    assert labels.shape == (10000,) and np.bincount(labels).tolist() == [1000] * 10
+
+
+def test_missing_dataset_says_how_to_install(tmp_path) -> None:
+    with pytest.raises(DataError, match="apt-get install dataset-fashion-mnist"):
+        verify_files(tmp_path / "nowhere", FASHION_MNIST_SHA256, "install it with `apt-get install dataset-fashion-mnist`")
+
+
+def test_split_is_seeded_and_calibration_comes_from_training_data() -> None:
+    rng = np.random.default_rng(0)
+    # Give every training image a unique id in its first pixels so the split can be traced.
+    train_x = np.zeros((200, 1, 4, 4), dtype=np.uint8)
+    train_x[:, 0, 0, 0], train_x[:, 0, 0, 1] = np.arange(200) % 256, np.arange(200) // 256
+    raw = RawDataset(Split(train_x, rng.integers(0, 10, 200)), Split(np.zeros((50, 1, 4, 4), np.uint8), rng.integers(0, 10, 50)), {})
+    a = split_dataset(raw, calib_size=30, train_size=0, test_size=0, eval_size=20, seed=1)
+    b = split_dataset(raw, calib_size=30, train_size=0, test_size=0, eval_size=20, seed=1)
+    ids = lambda s: set((s.x[:, 0, 0, 0].astype(int) + 256 * s.x[:, 0, 0, 1].astype(int)).tolist())  # noqa: E731
+    assert ids(a.calib).isdisjoint(ids(a.train)) and len(ids(a.calib) | ids(a.train)) == 200
+    assert np.array_equal(a.calib.x, b.calib.x) and np.array_equal(a.eval_index, b.eval_index)
+    assert np.array_equal(a.eval.y, a.test.y[a.eval_index])
+    c = split_dataset(raw, calib_size=30, train_size=0, test_size=0, eval_size=20, seed=2)
+    assert not np.array_equal(a.calib.x, c.calib.x)
+
+
+def test_checksum_mismatch_stops_prepare_and_writes_nothing(tmp_path) -> None:
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for name in FASHION_MNIST_SHA256:
+        os.symlink(FASHION_ROOT / name, raw / name)
+    (raw / "t10k-labels-idx1-ubyte.gz").unlink()
+    (raw / "t10k-labels-idx1-ubyte.gz").write_bytes(b"not the real labels")
+    project = tmp_path / "project"
+    project.mkdir()
+    params = (ROOT / "params.yaml").read_text().replace(f"root: {FASHION_ROOT}", f"root: {raw}")
+    (project / "params.yaml").write_text(params)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "stages" / "prepare.py")], cwd=project, capture_output=True, text=True
+    )
+    assert result.returncode != 0
+    assert "checksum mismatch" in result.stderr and "t10k-labels-idx1-ubyte.gz" in result.stderr
+    assert sorted(p.name for p in project.iterdir()) == ["params.yaml"]

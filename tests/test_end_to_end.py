@@ -1,0 +1,103 @@
+"""The smoke study through a real `dvc repro` in a temporary copy of the project."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from qrobust.io import load_json
+from qrobust.results import ThreatModel, read_results
+from qrobust.study import materialize
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def dvc(project: Path, *args: str) -> str:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run([str(Path(sys.executable).parent / "dvc"), *args], cwd=project, env=env,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, f"dvc {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    project = materialize(ROOT, "smoke", tmp_path_factory.mktemp("e2e") / "smoke")
+    dvc(project, "repro")
+    return project
+
+
+def test_results_are_complete_and_sane(smoke: Path) -> None:
+    params = yaml.safe_load((smoke / "params.yaml").read_text())
+    rows = read_results(smoke / "reports" / "results.csv")
+    models = [f"{a}-{r}" for a in params["train"]["archs"] for r in params["train"]["recipes"]]
+    targets = {*models, *(f"{m}.{q}" for m in models for q in params["quantize"]["quantizers"])}
+    assert {r.target for r in rows} == targets
+    assert {r.source for r in rows if r.threat_model != ThreatModel.CLEAN.value} == set(models)
+    for r in rows:
+        for rate in (r.robust_accuracy, r.robust_accuracy_low, r.robust_accuracy_high):
+            assert 0.0 <= rate <= 1.0
+        if r.n_attackable:
+            assert 0.0 <= r.success_rate <= 1.0
+    pgd_eps = max(params["attack"]["attacks"]["linf_pgd"]["epsilons"])
+    for model in models:
+        clean = next(r for r in rows if r.threat_model == "clean" and r.target == model and r.defense == "none")
+        attacked = next(r for r in rows if r.threat_model == "white_float" and r.attack == "linf_pgd"
+                        and r.epsilon == pgd_eps and r.target == model and r.defense == "none")
+        assert attacked.robust_accuracy < clean.robust_accuracy, model
+        quant = load_json(smoke / "models" / "quant" / f"{model}.ort_int8" / "metrics.json")
+        assert quant["top1_agreement_with_float"] >= 0.9, quant
+
+
+def test_report_metrics_and_plots(smoke: Path) -> None:
+    page = (smoke / "reports" / "index.html").read_text()
+    assert "Clean accuracy" in page and page.count("data:image/png;base64,") >= 2
+    assert "## Transfer" in (smoke / "reports" / "report.md").read_text()
+    metrics = json.loads(dvc(smoke, "metrics", "show", "--json"))
+    assert any("clean_accuracy/" in key for key in json.dumps(metrics).split('"'))
+    dvc(smoke, "plots", "show", "-o", "plots_out")
+    assert (smoke / "plots_out" / "index.html").is_file()
+
+
+def test_second_repro_runs_nothing(smoke: Path) -> None:
+    out = dvc(smoke, "repro")
+    assert "Running stage" not in out
+    assert "Data and pipelines are up to date" in dvc(smoke, "status")
+
+
+def test_forced_rerun_gives_identical_artefacts(smoke: Path) -> None:
+    dvc(smoke, "repro", "--force", "--single-item", "prepare", "train@lenet-standard", "attack@lenet-standard")
+    assert "Data and pipelines are up to date" in dvc(smoke, "status")
+
+
+def test_attack_change_reruns_no_training_or_quantization(smoke: Path) -> None:
+    params_file = smoke / "params.yaml"
+    original = params_file.read_text()
+    params = yaml.safe_load(original)
+    params["attack"]["attacks"]["linf_pgd"]["steps"] += 1
+    try:
+        params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+        changed = set(json.loads(dvc(smoke, "status", "--json")))
+    finally:
+        params_file.write_text(original)
+    assert changed and all(s.startswith(("attack@", "evaluate", "report")) for s in changed), changed
+
+
+def test_unknown_architecture_fails_before_any_compute(smoke: Path, tmp_path: Path) -> None:
+    project = materialize(ROOT, "smoke", tmp_path / "bad")
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["train"]["archs"] = ["lenet", "resnet50"]
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run([str(Path(sys.executable).parent / "dvc"), "repro"], cwd=project, env=env,
+                            capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "'resnet50'" in result.stdout + result.stderr and "dscnn, lenet, resnet8" in result.stdout + result.stderr
+    assert not (project / "data" / "prepared").exists()

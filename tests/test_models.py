@@ -1,0 +1,50 @@
+import numpy as np
+import pytest
+import torch
+
+from qrobust.errors import ConfigError
+from qrobust.models import ARCHITECTURES, count_macs, create_model, parameter_count
+from qrobust.runtime import OrtRuntime, export_onnx, verify_export
+from qrobust.training import Standard, TrainConfig, fit, seed_everything
+from tests.conftest import SPEC, accuracy, make_images
+
+
+def test_unknown_architecture_lists_valid_names() -> None:
+    with pytest.raises(ConfigError, match="valid architecture names: " + ", ".join(ARCHITECTURES.names())):
+        create_model("vgg16", SPEC)
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES.names())
+def test_architecture_logits_weights_and_onnx_export(arch: str, tmp_path) -> None:
+    model = create_model(arch, SPEC).eval()
+    x = torch.rand(3, 1, 28, 28)
+    assert model(x).shape == (3, 10)
+    assert 10_000 < parameter_count(model) < 300_000 and count_macs(model, SPEC) > parameter_count(model)
+    torch.save(model.state_dict(), tmp_path / "model.pt")
+    twin = create_model(arch, SPEC).eval()
+    twin.load_state_dict(torch.load(tmp_path / "model.pt", weights_only=True))
+    assert torch.equal(model(x), twin(x))
+    export_onnx(model, x[:2], tmp_path / "model.onnx")
+    check = verify_export(model, OrtRuntime(tmp_path / "model.onnx"), np.random.default_rng(0).random((16, 1, 28, 28), dtype=np.float32))
+    assert check["onnx_top1_agreement"] == 1.0
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES.names())
+def test_training_is_deterministic_and_learns(arch: str) -> None:
+    x, y = make_images(256, 0)
+    config = TrainConfig(epochs=2, batch_size=32, lr=0.003, weight_decay=0.0, seed=0, device="cpu")
+    states = []
+    for _ in range(2):
+        seed_everything(0)
+        model = create_model(arch, SPEC)
+        losses = fit(model, Standard(), x, y, config)
+        states.append(model.state_dict())
+    assert losses[-1] < losses[0]
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
+def test_trained_fixture_is_accurate(trained_lenet, tiny_data) -> None:
+    from qrobust.training import predict_logits
+
+    x, y = tiny_data["test"]
+    assert accuracy(predict_logits(trained_lenet, x).argmax(1), y) > 0.9

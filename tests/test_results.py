@@ -1,0 +1,96 @@
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pytest
+
+from qrobust.defenses import create_defense
+from qrobust.evaluation import AdversarialSet, Target, cross_evaluate, flat_metrics
+from qrobust.report import build_report, plot_rows, render_html, render_markdown
+from qrobust.results import Result, ThreatModel, read_results, wilson_interval, write_results
+
+
+def test_wilson_interval_matches_known_values() -> None:
+    low, high = wilson_interval(8, 10)
+    assert low == pytest.approx(0.4902, abs=1e-4) and high == pytest.approx(0.9433, abs=1e-4)
+    assert wilson_interval(0, 20)[0] == 0.0 and wilson_interval(20, 20)[1] == 1.0
+    assert all(math.isnan(v) for v in wilson_interval(0, 0))
+
+
+def test_success_counts_only_attackable_samples() -> None:
+    correct = np.array([True, False, False, True, False])
+    attackable = np.array([True, True, False, False, True])
+    norms = np.array([0.1, 0.2, 0.3, 0.4, 0.5], dtype=np.float32)
+    row = Result.score(correct=correct, attackable=attackable, linf=norms, l2=norms, attack="a", norm="linf",
+                       epsilon=0.1, threat_model="transfer", source="s", target="t", target_arch="x",
+                       target_precision="float", defense="none")
+    assert (row.n, row.n_correct, row.n_attackable, row.n_success) == (5, 2, 3, 2)
+    assert row.success_rate == pytest.approx(2 / 3) and row.robust_accuracy == pytest.approx(0.4)
+    assert row.linf_mean_success == pytest.approx(0.35) and row.linf_mean_failed == pytest.approx(0.1)
+
+
+@dataclass(frozen=True)
+class ThresholdRuntime:
+    """A real (if tiny) classifier: the class is the brightest of ten image rows."""
+
+    shift: int = 0
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        rows = x.reshape(len(x), 10, -1).mean(-1)
+        return (rows.argmax(1) + self.shift) % 10
+
+
+def _scene():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 10, 40)
+    x = rng.uniform(0, 0.2, (40, 1, 10, 10)).astype(np.float32)
+    x[np.arange(40), 0, y, :] = 0.9
+    adv = x.copy()
+    adv[np.arange(20), 0, (y[:20] + 1) % 10, :] = 1.0  # half the samples pushed to the next class
+    adv = np.stack([x, adv])
+    d = np.abs(adv - x).reshape(2, 40, -1)
+    targets = [Target("m", "toy", "float", ThresholdRuntime()), Target("m.q", "toy", "q", ThresholdRuntime())]
+    sets = [AdversarialSet("m", "push", "linf", (0.01, 0.5), adv, d.max(-1), np.sqrt((d**2).sum(-1)))]
+    return targets, sets, x, y
+
+
+def _comparable(row: Result) -> dict:
+    return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in asdict(row).items()}
+
+
+def test_cross_evaluation_scores_every_set_on_every_target_and_defense(tmp_path) -> None:
+    targets, sets, x, y = _scene()
+    defenses = {"none": create_defense("none", {}), "bit_depth": create_defense("bit_depth", {"bits": 1})}
+    rows = cross_evaluate(targets, sets, x, y, defenses)
+    assert len(rows) == 2 * 2 + 2 * 2 * 2
+    index = {(r.threat_model, r.epsilon, r.target, r.defense): r for r in rows}
+    assert index[("clean", 0.0, "m", "none")].robust_accuracy == 1.0
+    assert index[("white_float", 0.01, "m", "none")].robust_accuracy == 1.0
+    white, transfer = index[("white_float", 0.5, "m", "none")], index[("transfer", 0.5, "m.q", "none")]
+    assert white.robust_accuracy == pytest.approx(0.5) and white.success_rate == pytest.approx(0.5)
+    assert transfer.n_attackable == 40 and transfer.source == "m" and transfer.target == "m.q"
+    for r in rows:
+        for value in (r.robust_accuracy, r.robust_accuracy_low, r.robust_accuracy_high):
+            assert 0.0 <= value <= 1.0
+    write_results(tmp_path / "results.csv", rows)
+    assert [_comparable(r) for r in read_results(tmp_path / "results.csv")] == [_comparable(r) for r in rows]
+    metrics = flat_metrics(rows)
+    assert metrics["clean_accuracy/m/none"] == 1.0 and metrics["robust_accuracy/push/eps=0.5/m.q/none"] == 0.5
+
+
+def test_report_renders_tables_figures_and_plot_data() -> None:
+    targets, sets, x, y = _scene()
+    rows = cross_evaluate(targets, sets, x, y, {"none": create_defense("none", {})})
+    float_m = [{"model": "m", "test_accuracy": 0.9, "test_samples": 40, "onnx_bytes": 2048, "latency_ms_batch1": 0.1,
+                "latency_ms_batch256": 2.0, "parameters": 100, "macs": 1000}]
+    quant_m = [{"model": "m.q", "float_model": "m", "quantizer": "q", "test_accuracy": 0.88, "test_samples": 40,
+                "onnx_bytes": 1024, "latency_ms_batch1": 0.1, "latency_ms_batch256": 2.0, "top1_agreement_with_float": 0.97}]
+    report = build_report(rows, float_m, quant_m, attacks=["push"], transfer_attack="push", transfer_epsilon=0.5,
+                          min_float_accuracy=0.95, max_drop_points=1.5)
+    markdown, page = render_markdown(report), render_html(report)
+    assert "| m.q | q | 88.0% (n=40) | +2.00 |" in markdown
+    assert "does not hold" in markdown  # 90% < 95% floor, and a 2-point drop > 1.5
+    assert page.count("data:image/png;base64,") == 2 and "<table>" in page
+    plots = plot_rows(rows, "push", 0.5)
+    assert {p["model"] for p in plots["robust_vs_epsilon"]} == {"m", "m.q"} and len(plots["transfer"]) == 2
+    assert ThreatModel.TRANSFER.value in {r.threat_model for r in rows}
