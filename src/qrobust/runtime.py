@@ -64,10 +64,13 @@ class OrtRuntime:
         return float(np.median(times) * 1e3)
 
 
-def latencies(runtime: OrtRuntime, x: np.ndarray) -> dict[str, float]:
+def latencies(runtime: OrtRuntime, x: np.ndarray, *, repeats: int = 20) -> dict[str, float]:
     """ONNX Runtime latency at batch 1 and batch 256 (images repeated from ``x`` as needed)."""
     batch256 = np.resize(x, (256, *x.shape[1:]))
-    return {"latency_ms_batch1": runtime.latency_ms(x[:1]), "latency_ms_batch256": runtime.latency_ms(batch256)}
+    return {
+        "latency_ms_batch1": runtime.latency_ms(x[:1], repeats=repeats),
+        "latency_ms_batch256": runtime.latency_ms(batch256, repeats=repeats),
+    }
 
 
 def verify_export(model: nn.Module, runtime: OrtRuntime, x: np.ndarray, *, atol: float = 1e-3) -> dict[str, float]:

@@ -1,0 +1,50 @@
+# qrobust: `make repro` runs the default study, `make test` runs the test suite.
+# Both start with `make setup`, which is idempotent: a venv with pinned packages, and the dataset.
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+STAMP := $(VENV)/.installed
+DATASET_DIR := /usr/share/datasets/fashion-mnist
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PYTEST_ARGS ?=
+
+# Stage commands call `python`; DVC must find the venv's.
+export PATH := $(BIN):$(PATH)
+
+.PHONY: setup repro smoke test test-fast check benchmark clean
+
+setup: $(STAMP) $(DATASET_DIR)
+
+$(STAMP): requirements.txt constraints.txt pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip==26.3
+	$(VENV)/bin/python -m pip install --quiet -r requirements.txt -c constraints.txt
+	$(VENV)/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+$(DATASET_DIR):
+	$(SUDO) apt-get update
+	$(SUDO) apt-get install -y dataset-fashion-mnist
+
+check: setup
+	$(BIN)/python -m qrobust.settings params.yaml
+
+repro: check
+	$(BIN)/dvc repro
+
+smoke: setup
+	$(BIN)/python -m qrobust.study smoke build/smoke
+	cd build/smoke && $(BIN)/dvc repro
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+benchmark: setup
+	$(BIN)/python benchmarks/runtime_latency.py
+
+clean:
+	rm -rf build

@@ -1,0 +1,60 @@
+"""Latency and size of every model the pipeline built: torch eager vs ONNX Runtime float vs quantized.
+
+Run after `make repro` (or inside build/smoke after `make smoke`): `python benchmarks/runtime_latency.py`.
+Prints one line per model; figures are medians of repeated runs on this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from qrobust.data import DATASETS, load_split
+from qrobust.layout import FLOAT_MODELS, PREPARED, QUANT_MODELS
+from qrobust.models import InputSpec, create_model
+from qrobust.runtime import OrtRuntime, latencies
+from qrobust.settings import PrepareSettings, load_validated
+
+
+def torch_latency_ms(model: torch.nn.Module, x: np.ndarray, repeats: int) -> float:
+    batch = torch.from_numpy(x)
+    with torch.no_grad():
+        model(batch)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            model(batch)
+            times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1e3)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=50)
+    args = parser.parse_args()
+    dataset = DATASETS.get(PrepareSettings.from_params(load_validated()).dataset)
+    spec = InputSpec(dataset.channels, dataset.size, len(dataset.classes), dataset.mean, dataset.std)
+    x, _ = load_split(PREPARED / "eval.npz")
+    batch256 = np.resize(x, (256, *x.shape[1:]))
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; latency in ms (median), batch 1 / batch 256")
+    print(f"{'model':38s} {'runtime':14s} {'size KiB':>9s} {'b1':>8s} {'b256':>8s}")
+    for float_dir in sorted(p for p in FLOAT_MODELS.iterdir() if p.is_dir()):
+        model = create_model(float_dir.name.split("-", 1)[0], spec)
+        model.load_state_dict(torch.load(float_dir / "model.pt", weights_only=True))
+        model.eval()
+        eager = (torch_latency_ms(model, x[:1], args.repeats), torch_latency_ms(model, batch256, args.repeats))
+        print(f"{float_dir.name:38s} {'torch eager':14s} {(float_dir / 'model.pt').stat().st_size / 1024:9.0f} {eager[0]:8.3f} {eager[1]:8.2f}")
+        onnx_paths: list[tuple[str, Path]] = [(float_dir.name, float_dir / "model.onnx")]
+        onnx_paths += [(q.name, q / "model.onnx") for q in sorted(QUANT_MODELS.glob(f"{float_dir.name}.*")) if q.is_dir()]
+        for name, path in onnx_paths:
+            lat = latencies(OrtRuntime(path), x, repeats=args.repeats)
+            print(f"{name:38s} {'onnxruntime':14s} {path.stat().st_size / 1024:9.0f} "
+                  f"{lat['latency_ms_batch1']:8.3f} {lat['latency_ms_batch256']:8.2f}")
+
+
+if __name__ == "__main__":
+    main()
