@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 # Stage commands call `python`; DVC must find the venv's.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup repro smoke test test-fast check benchmark clean
+.PHONY: setup repro smoke test test-fast check lint benchmark clean
 
 setup: $(STAMP) $(DATASET_DIR)
 
@@ -42,6 +42,10 @@ test: setup
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check src stages tests benchmarks
+	$(BIN)/ruff format --check src stages tests benchmarks
 
 benchmark: setup
 	$(BIN)/python benchmarks/runtime_latency.py

@@ -47,13 +47,19 @@ def main() -> None:
         model.load_state_dict(torch.load(float_dir / "model.pt", weights_only=True))
         model.eval()
         eager = (torch_latency_ms(model, x[:1], args.repeats), torch_latency_ms(model, batch256, args.repeats))
-        print(f"{float_dir.name:38s} {'torch eager':14s} {(float_dir / 'model.pt').stat().st_size / 1024:9.0f} {eager[0]:8.3f} {eager[1]:8.2f}")
+        print(
+            f"{float_dir.name:38s} {'torch eager':14s} {(float_dir / 'model.pt').stat().st_size / 1024:9.0f} {eager[0]:8.3f} {eager[1]:8.2f}"
+        )
         onnx_paths: list[tuple[str, Path]] = [(float_dir.name, float_dir / "model.onnx")]
-        onnx_paths += [(q.name, q / "model.onnx") for q in sorted(QUANT_MODELS.glob(f"{float_dir.name}.*")) if q.is_dir()]
+        onnx_paths += [
+            (q.name, q / "model.onnx") for q in sorted(QUANT_MODELS.glob(f"{float_dir.name}.*")) if q.is_dir()
+        ]
         for name, path in onnx_paths:
             lat = latencies(OrtRuntime(path), x, repeats=args.repeats)
-            print(f"{name:38s} {'onnxruntime':14s} {path.stat().st_size / 1024:9.0f} "
-                  f"{lat['latency_ms_batch1']:8.3f} {lat['latency_ms_batch256']:8.2f}")
+            print(
+                f"{name:38s} {'onnxruntime':14s} {path.stat().st_size / 1024:9.0f} "
+                f"{lat['latency_ms_batch1']:8.3f} {lat['latency_ms_batch256']:8.2f}"
+            )
 
 
 if __name__ == "__main__":

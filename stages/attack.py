@@ -19,7 +19,7 @@ from qrobust.errors import ConfigError
 from qrobust.io import atomic_dir, load_npz, save_json, save_npz
 from qrobust.layout import PREPARED, adversarial_dir, float_dir, timing_path
 from qrobust.models import InputSpec, create_model
-from qrobust.settings import load_validated, AttackSettings, PrepareSettings
+from qrobust.settings import AttackSettings, PrepareSettings, load_validated
 from qrobust.training import resolve_device, seed_everything
 
 
@@ -42,21 +42,34 @@ def main(model_name: str) -> None:
         for attack in settings.attacks:
             start = time.perf_counter()
             x_adv = run_attack(
-                model, attack.name, attack.options, attack.epsilons, x, y,
-                batch_size=settings.batch_size, seed=settings.seed, device=device, key="attack.attacks",
+                model,
+                attack.name,
+                attack.options,
+                attack.epsilons,
+                x,
+                y,
+                batch_size=settings.batch_size,
+                seed=settings.seed,
+                device=device,
+                key="attack.attacks",
             )
             seconds = time.perf_counter() - start
             norms = perturbation_norms(x_adv, x)
             save_npz(
                 out / f"{attack.name}.npz",
                 {
-                    "x_adv": x_adv, "y": y, "test_index": test_index,
+                    "x_adv": x_adv,
+                    "y": y,
+                    "test_index": test_index,
                     "epsilons": np.asarray(attack.epsilons, dtype=np.float64),
                     "norm": np.asarray(ATTACKS.get(attack.name).norm.value),
                     **{f"norm_{k}": v for k, v in norms.items()},
                 },
             )
-            summary[attack.name] = {"seconds": round(seconds, 2), "examples_per_second": round(x_adv.shape[0] * len(x) / seconds, 1)}
+            summary[attack.name] = {
+                "seconds": round(seconds, 2),
+                "examples_per_second": round(x_adv.shape[0] * len(x) / seconds, 1),
+            }
             print(f"{model_name} {attack.name}: {x_adv.shape[0]} epsilons x {len(x)} samples in {seconds:.1f}s")
     save_json(timing_path("attack", model_name), {"device": str(device), "attacks": summary})
 

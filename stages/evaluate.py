@@ -13,11 +13,11 @@ from qrobust.data import load_split
 from qrobust.defenses import create_defense
 from qrobust.errors import ConfigError
 from qrobust.evaluation import AdversarialSet, Target, cross_evaluate, flat_metrics
-from qrobust.io import load_npz, save_json
+from qrobust.io import load_json, load_npz, save_json
 from qrobust.layout import PREPARED, REPORTS, adversarial_dir, float_dir, quant_dir
 from qrobust.results import write_results
 from qrobust.runtime import OrtRuntime
-from qrobust.settings import load_validated, EvaluateSettings, QuantizeSettings, TrainSettings
+from qrobust.settings import EvaluateSettings, QuantizeSettings, TrainSettings, load_validated
 
 
 def main() -> None:
@@ -27,12 +27,16 @@ def main() -> None:
     defenses = {name: create_defense(name, options) for name, options in settings.defenses.items()}
     x, y = load_split(PREPARED / "eval.npz")
 
-    targets = []
+    targets, test_accuracy = [], {}
     for model in train.model_ids():
         arch = model.split("-", 1)[0]
-        targets.append(Target(model, arch, "float", OrtRuntime(float_dir(model) / "model.onnx")))
-        for q in quantize.quantizers:
-            targets.append(Target(f"{model}.{q}", arch, q, OrtRuntime(quant_dir(model, q) / "model.onnx")))
+        folders = {
+            model: (float_dir(model), "float"),
+            **{f"{model}.{q}": (quant_dir(model, q), q) for q in quantize.quantizers},
+        }
+        for name, (folder, precision) in folders.items():
+            targets.append(Target(name, arch, precision, OrtRuntime(folder / "model.onnx")))
+            test_accuracy[f"test_accuracy/{name}"] = load_json(folder / "metrics.json")["test_accuracy"]
 
     sets = []
     for model in train.model_ids():
@@ -42,14 +46,19 @@ def main() -> None:
                 raise ConfigError(f"{path}: labels differ from {PREPARED / 'eval.npz'}; re-run the attack stage")
             sets.append(
                 AdversarialSet(
-                    source=model, attack=path.stem, norm=str(data["norm"]), epsilons=tuple(data["epsilons"].tolist()),
-                    x_adv=data["x_adv"], linf=data["norm_linf"], l2=data["norm_l2"],
+                    source=model,
+                    attack=path.stem,
+                    norm=str(data["norm"]),
+                    epsilons=tuple(data["epsilons"].tolist()),
+                    x_adv=data["x_adv"],
+                    linf=data["norm_linf"],
+                    l2=data["norm_l2"],
                 )
             )
 
     rows = cross_evaluate(targets, sets, x, y, defenses)
     write_results(REPORTS / "results.csv", rows)
-    save_json(REPORTS / "metrics.json", flat_metrics(rows))
+    save_json(REPORTS / "metrics.json", {**test_accuracy, **flat_metrics(rows)})
     print(f"{len(rows)} result rows: {len(sets)} adversarial sets x {len(targets)} targets x {len(defenses)} defenses")
 
 

@@ -14,7 +14,7 @@ from qrobust.data import DATASETS, Split, split_dataset
 from qrobust.errors import ConfigError, DataError
 from qrobust.io import atomic_dir, save_json, save_npz, sha256_file
 from qrobust.layout import PREPARED
-from qrobust.settings import load_validated, PrepareSettings
+from qrobust.settings import PrepareSettings, load_validated
 
 
 def main() -> None:
@@ -29,7 +29,12 @@ def main() -> None:
         eval_size=settings.eval_size,
         seed=settings.seed,
     )
-    splits: dict[str, Split] = {"train": prepared.train, "calib": prepared.calib, "test": prepared.test, "eval": prepared.eval}
+    splits: dict[str, Split] = {
+        "train": prepared.train,
+        "calib": prepared.calib,
+        "test": prepared.test,
+        "eval": prepared.eval,
+    }
     with atomic_dir(PREPARED) as out:
         for name, split in splits.items():
             extra = {"test_index": prepared.eval_index} if name == "eval" else {}

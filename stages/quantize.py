@@ -15,7 +15,7 @@ from qrobust.io import atomic_dir, save_json
 from qrobust.layout import PREPARED, float_dir, quant_dir, timing_path
 from qrobust.quantizers import calibration_subset, create_quantizer
 from qrobust.runtime import OrtRuntime, latencies
-from qrobust.settings import load_validated, QuantizeSettings
+from qrobust.settings import QuantizeSettings, load_validated
 
 
 def main(model: str, quantizer_name: str) -> None:
@@ -29,12 +29,17 @@ def main(model: str, quantizer_name: str) -> None:
     float_onnx = float_dir(model) / "model.onnx"
 
     with atomic_dir(quant_dir(model, quantizer_name)) as out:
-        quantizer.quantize(float_onnx, calibration_subset(x_calib, settings.calib_samples, settings.seed), out / "model.onnx")
+        quantizer.quantize(
+            float_onnx, calibration_subset(x_calib, settings.calib_samples, settings.seed), out / "model.onnx"
+        )
         deployed, reference = OrtRuntime(out / "model.onnx"), OrtRuntime(float_onnx)
         test_pred, float_pred = deployed.predict(x_test), reference.predict(x_test)
         metrics = {
-            "model": f"{model}.{quantizer_name}", "float_model": model, "quantizer": quantizer_name,
-            "weight_bits": quantizer.weight_bits, "activation_bits": quantizer.activation_bits,
+            "model": f"{model}.{quantizer_name}",
+            "float_model": model,
+            "quantizer": quantizer_name,
+            "weight_bits": quantizer.weight_bits,
+            "activation_bits": quantizer.activation_bits,
             "test_accuracy": float((test_pred == y_test).mean()),
             "float_test_accuracy": float((float_pred == y_test).mean()),
             "top1_agreement_with_float": float((test_pred == float_pred).mean()),

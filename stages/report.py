@@ -11,7 +11,14 @@ from qrobust.io import load_json, write_bytes, write_text
 from qrobust.layout import REPORTS, float_dir, quant_dir, timing_path
 from qrobust.report import Figure, build_report, plot_rows, render_html, render_markdown
 from qrobust.results import read_results
-from qrobust.settings import load_validated, AttackSettings, PrepareSettings, QuantizeSettings, ReportSettings, TrainSettings
+from qrobust.settings import (
+    AttackSettings,
+    PrepareSettings,
+    QuantizeSettings,
+    ReportSettings,
+    TrainSettings,
+    load_validated,
+)
 
 
 def to_csv(records: list[dict[str, object]]) -> str:
@@ -25,7 +32,11 @@ def to_csv(records: list[dict[str, object]]) -> str:
 def main() -> None:
     params = load_validated()
     settings = ReportSettings.from_params(params)
-    data, train, quantize = PrepareSettings.from_params(params), TrainSettings.from_params(params), QuantizeSettings.from_params(params)
+    data, train, quantize = (
+        PrepareSettings.from_params(params),
+        TrainSettings.from_params(params),
+        QuantizeSettings.from_params(params),
+    )
     attacks = [a.name for a in AttackSettings.from_params(params).attacks]
     rows = read_results(REPORTS / "results.csv")
     float_metrics = [
@@ -38,9 +49,14 @@ def main() -> None:
     ]
     n_eval = max(r.n for r in rows)
     report = build_report(
-        rows, float_metrics, quant_metrics,
-        attacks=attacks, transfer_attack=settings.transfer_attack, transfer_epsilon=settings.transfer_epsilon,
-        min_float_accuracy=settings.min_float_accuracy, max_drop_points=settings.max_quant_drop_points,
+        rows,
+        float_metrics,
+        quant_metrics,
+        attacks=attacks,
+        transfer_attack=settings.transfer_attack,
+        transfer_epsilon=settings.transfer_epsilon,
+        min_float_accuracy=settings.min_float_accuracy,
+        max_drop_points=settings.max_quant_drop_points,
         summary=[
             f"Dataset {data.dataset}, seed {data.seed}; {len(float_metrics)} float models, {len(quant_metrics)} quantized models; "
             f"every adversarial set scored on every model's ONNX Runtime session (evaluation subset n={n_eval}).",

@@ -18,7 +18,7 @@ from qrobust.io import atomic_dir, save_json
 from qrobust.layout import PREPARED, float_dir, timing_path
 from qrobust.models import InputSpec, count_macs, create_model, parameter_count
 from qrobust.runtime import OrtRuntime, export_onnx, latencies, verify_export
-from qrobust.settings import load_validated, TrainSettings, model_id
+from qrobust.settings import TrainSettings, load_validated, model_id
 from qrobust.training import RECIPES, fit, seed_everything
 
 
@@ -47,11 +47,16 @@ def main(arch: str, recipe: str) -> None:
         check = verify_export(model, runtime, x_eval)
         test_accuracy = float((runtime.predict(x_test) == y_test).mean())
         metrics = {
-            "model": model_id(arch, recipe), "arch": arch, "recipe": recipe,
-            "test_accuracy": test_accuracy, "test_samples": int(len(y_test)),
+            "model": model_id(arch, recipe),
+            "arch": arch,
+            "recipe": recipe,
+            "test_accuracy": test_accuracy,
+            "test_samples": int(len(y_test)),
             "train_loss": [round(v, 6) for v in losses],
-            "parameters": parameter_count(model), "macs": count_macs(model, spec),
-            "onnx_bytes": (out / "model.onnx").stat().st_size, **check,
+            "parameters": parameter_count(model),
+            "macs": count_macs(model, spec),
+            "onnx_bytes": (out / "model.onnx").stat().st_size,
+            **check,
         }
         save_json(out / "metrics.json", metrics)
     save_json(

@@ -40,8 +40,11 @@ def trained_lenet(tiny_data: dict[str, tuple[np.ndarray, np.ndarray]]) -> torch.
 
 
 @pytest.fixture(scope="session")
-def lenet_onnx(trained_lenet: torch.nn.Module, tiny_data: dict[str, tuple[np.ndarray, np.ndarray]],
-               tmp_path_factory: pytest.TempPathFactory) -> Path:
+def lenet_onnx(
+    trained_lenet: torch.nn.Module,
+    tiny_data: dict[str, tuple[np.ndarray, np.ndarray]],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Path:
     from qrobust.runtime import export_onnx
 
     path = tmp_path_factory.mktemp("onnx") / "model.onnx"

@@ -29,7 +29,10 @@ def test_attack_stays_in_bounds_and_lowers_accuracy(name: str, trained_lenet, ti
 def test_attack_is_reproducible(name: str, trained_lenet, tiny_data) -> None:
     x, y = tiny_data["test"][0][:16], tiny_data["test"][1][:16]
     eps = (LARGE_EPSILON[ATTACKS.get(name).norm.value] / 4,)
-    runs = [run_attack(trained_lenet, name, {}, eps, x, y, batch_size=16, seed=3, device=torch.device("cpu")) for _ in range(2)]
+    runs = [
+        run_attack(trained_lenet, name, {}, eps, x, y, batch_size=16, seed=3, device=torch.device("cpu"))
+        for _ in range(2)
+    ]
     assert np.array_equal(runs[0], runs[1])
 
 
@@ -38,7 +41,9 @@ def test_unknown_attack_and_option_are_refused(trained_lenet, tiny_data) -> None
     with pytest.raises(ConfigError, match="valid attack names: " + ", ".join(ATTACKS.names())):
         run_attack(trained_lenet, "square", {}, (0.1,), x, y, batch_size=4, seed=0, device=torch.device("cpu"))
     with pytest.raises(ConfigError, match=r"unknown options \['step'\]"):
-        run_attack(trained_lenet, "linf_pgd", {"step": 3}, (0.1,), x, y, batch_size=4, seed=0, device=torch.device("cpu"))
+        run_attack(
+            trained_lenet, "linf_pgd", {"step": 3}, (0.1,), x, y, batch_size=4, seed=0, device=torch.device("cpu")
+        )
 
 
 def test_perturbation_norms() -> None:

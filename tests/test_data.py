@@ -34,7 +34,9 @@ def test_real_fashion_mnist_files_match_pinned_digests() -> None:
 
 def test_missing_dataset_says_how_to_install(tmp_path) -> None:
     with pytest.raises(DataError, match="apt-get install dataset-fashion-mnist"):
-        verify_files(tmp_path / "nowhere", FASHION_MNIST_SHA256, "install it with `apt-get install dataset-fashion-mnist`")
+        verify_files(
+            tmp_path / "nowhere", FASHION_MNIST_SHA256, "install it with `apt-get install dataset-fashion-mnist`"
+        )
 
 
 def test_split_is_seeded_and_calibration_comes_from_training_data() -> None:
@@ -42,7 +44,9 @@ def test_split_is_seeded_and_calibration_comes_from_training_data() -> None:
     # Give every training image a unique id in its first pixels so the split can be traced.
     train_x = np.zeros((200, 1, 4, 4), dtype=np.uint8)
     train_x[:, 0, 0, 0], train_x[:, 0, 0, 1] = np.arange(200) % 256, np.arange(200) // 256
-    raw = RawDataset(Split(train_x, rng.integers(0, 10, 200)), Split(np.zeros((50, 1, 4, 4), np.uint8), rng.integers(0, 10, 50)), {})
+    raw = RawDataset(
+        Split(train_x, rng.integers(0, 10, 200)), Split(np.zeros((50, 1, 4, 4), np.uint8), rng.integers(0, 10, 50)), {}
+    )
     a = split_dataset(raw, calib_size=30, train_size=0, test_size=0, eval_size=20, seed=1)
     b = split_dataset(raw, calib_size=30, train_size=0, test_size=0, eval_size=20, seed=1)
     ids = lambda s: set((s.x[:, 0, 0, 0].astype(int) + 256 * s.x[:, 0, 0, 1].astype(int)).tolist())  # noqa: E731

@@ -21,8 +21,9 @@ pytestmark = pytest.mark.slow
 
 def dvc(project: Path, *args: str) -> str:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    result = subprocess.run([str(Path(sys.executable).parent / "dvc"), *args], cwd=project, env=env,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "dvc"), *args], cwd=project, env=env, capture_output=True, text=True
+    )
     assert result.returncode == 0, f"dvc {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
     return result.stdout
 
@@ -49,8 +50,15 @@ def test_results_are_complete_and_sane(smoke: Path) -> None:
     pgd_eps = max(params["attack"]["attacks"]["linf_pgd"]["epsilons"])
     for model in models:
         clean = next(r for r in rows if r.threat_model == "clean" and r.target == model and r.defense == "none")
-        attacked = next(r for r in rows if r.threat_model == "white_float" and r.attack == "linf_pgd"
-                        and r.epsilon == pgd_eps and r.target == model and r.defense == "none")
+        attacked = next(
+            r
+            for r in rows
+            if r.threat_model == "white_float"
+            and r.attack == "linf_pgd"
+            and r.epsilon == pgd_eps
+            and r.target == model
+            and r.defense == "none"
+        )
         assert attacked.robust_accuracy < clean.robust_accuracy, model
         quant = load_json(smoke / "models" / "quant" / f"{model}.ort_int8" / "metrics.json")
         assert quant["top1_agreement_with_float"] >= 0.9, quant
@@ -96,8 +104,9 @@ def test_unknown_architecture_fails_before_any_compute(smoke: Path, tmp_path: Pa
     params["train"]["archs"] = ["lenet", "resnet50"]
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    result = subprocess.run([str(Path(sys.executable).parent / "dvc"), "repro"], cwd=project, env=env,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "dvc"), "repro"], cwd=project, env=env, capture_output=True, text=True
+    )
     assert result.returncode != 0
     assert "'resnet50'" in result.stdout + result.stderr and "dscnn, lenet, resnet8" in result.stdout + result.stderr
     assert not (project / "data" / "prepared").exists()

@@ -25,7 +25,9 @@ def test_architecture_logits_weights_and_onnx_export(arch: str, tmp_path) -> Non
     twin.load_state_dict(torch.load(tmp_path / "model.pt", weights_only=True))
     assert torch.equal(model(x), twin(x))
     export_onnx(model, x[:2], tmp_path / "model.onnx")
-    check = verify_export(model, OrtRuntime(tmp_path / "model.onnx"), np.random.default_rng(0).random((16, 1, 28, 28), dtype=np.float32))
+    check = verify_export(
+        model, OrtRuntime(tmp_path / "model.onnx"), np.random.default_rng(0).random((16, 1, 28, 28), dtype=np.float32)
+    )
     assert check["onnx_top1_agreement"] == 1.0
 
 

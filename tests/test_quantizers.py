@@ -36,7 +36,9 @@ def test_artefact_reloads_in_a_fresh_process(quantized, tiny_data, tmp_path) -> 
         "import sys, numpy as np; from qrobust.runtime import OrtRuntime; "
         "np.save(sys.argv[3], OrtRuntime(sys.argv[1]).logits(np.load(sys.argv[2])))"
     )
-    subprocess.run([sys.executable, "-c", code, str(path), str(tmp_path / "x.npy"), str(tmp_path / "out.npy")], check=True)
+    subprocess.run(
+        [sys.executable, "-c", code, str(path), str(tmp_path / "x.npy"), str(tmp_path / "out.npy")], check=True
+    )
     assert np.array_equal(np.load(tmp_path / "out.npy"), OrtRuntime(path).logits(x))
 
 

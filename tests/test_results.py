@@ -21,9 +21,21 @@ def test_success_counts_only_attackable_samples() -> None:
     correct = np.array([True, False, False, True, False])
     attackable = np.array([True, True, False, False, True])
     norms = np.array([0.1, 0.2, 0.3, 0.4, 0.5], dtype=np.float32)
-    row = Result.score(correct=correct, attackable=attackable, linf=norms, l2=norms, attack="a", norm="linf",
-                       epsilon=0.1, threat_model="transfer", source="s", target="t", target_arch="x",
-                       target_precision="float", defense="none")
+    row = Result.score(
+        correct=correct,
+        attackable=attackable,
+        linf=norms,
+        l2=norms,
+        attack="a",
+        norm="linf",
+        epsilon=0.1,
+        threat_model="transfer",
+        source="s",
+        target="t",
+        target_arch="x",
+        target_precision="float",
+        defense="none",
+    )
     assert (row.n, row.n_correct, row.n_attackable, row.n_success) == (5, 2, 3, 2)
     assert row.success_rate == pytest.approx(2 / 3) and row.robust_accuracy == pytest.approx(0.4)
     assert row.linf_mean_success == pytest.approx(0.35) and row.linf_mean_failed == pytest.approx(0.1)
@@ -81,12 +93,41 @@ def test_cross_evaluation_scores_every_set_on_every_target_and_defense(tmp_path)
 def test_report_renders_tables_figures_and_plot_data() -> None:
     targets, sets, x, y = _scene()
     rows = cross_evaluate(targets, sets, x, y, {"none": create_defense("none", {})})
-    float_m = [{"model": "m", "test_accuracy": 0.9, "test_samples": 40, "onnx_bytes": 2048, "latency_ms_batch1": 0.1,
-                "latency_ms_batch256": 2.0, "parameters": 100, "macs": 1000}]
-    quant_m = [{"model": "m.q", "float_model": "m", "quantizer": "q", "test_accuracy": 0.88, "test_samples": 40,
-                "onnx_bytes": 1024, "latency_ms_batch1": 0.1, "latency_ms_batch256": 2.0, "top1_agreement_with_float": 0.97}]
-    report = build_report(rows, float_m, quant_m, attacks=["push"], transfer_attack="push", transfer_epsilon=0.5,
-                          min_float_accuracy=0.95, max_drop_points=1.5)
+    float_m = [
+        {
+            "model": "m",
+            "test_accuracy": 0.9,
+            "test_samples": 40,
+            "onnx_bytes": 2048,
+            "latency_ms_batch1": 0.1,
+            "latency_ms_batch256": 2.0,
+            "parameters": 100,
+            "macs": 1000,
+        }
+    ]
+    quant_m = [
+        {
+            "model": "m.q",
+            "float_model": "m",
+            "quantizer": "q",
+            "test_accuracy": 0.88,
+            "test_samples": 40,
+            "onnx_bytes": 1024,
+            "latency_ms_batch1": 0.1,
+            "latency_ms_batch256": 2.0,
+            "top1_agreement_with_float": 0.97,
+        }
+    ]
+    report = build_report(
+        rows,
+        float_m,
+        quant_m,
+        attacks=["push"],
+        transfer_attack="push",
+        transfer_epsilon=0.5,
+        min_float_accuracy=0.95,
+        max_drop_points=1.5,
+    )
     markdown, page = render_markdown(report), render_html(report)
     assert "| m.q | q | 88.0% (n=40) | +2.00 |" in markdown
     assert "does not hold" in markdown  # 90% < 95% floor, and a 2-point drop > 1.5

@@ -7,7 +7,7 @@ loop, and the check that every example lies in [0, 1] and within epsilon.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from types import MappingProxyType

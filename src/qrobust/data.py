@@ -105,7 +105,9 @@ def _load_fashion_mnist(root: Path, download: bool) -> RawDataset:
     return RawDataset(train=split("train"), test=split("t10k"), sources=sources)
 
 
-def _torchvision_loader(class_name: str, split_kw: Callable[[bool], dict[str, object]]) -> Callable[[Path, bool], RawDataset]:
+def _torchvision_loader(
+    class_name: str, split_kw: Callable[[bool], dict[str, object]]
+) -> Callable[[Path, bool], RawDataset]:
     """Load a torchvision dataset from a local folder; download only when params ask for it."""
 
     def load(root: Path, download: bool) -> RawDataset:
@@ -134,27 +136,54 @@ def _torchvision_loader(class_name: str, split_kw: Callable[[bool], dict[str, ob
     return load
 
 
-FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+FASHION_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 DIGITS = tuple(str(d) for d in range(10))
 
 DATASETS.register("fashion_mnist")(
     DatasetSpec(1, 28, FASHION_CLASSES, (0.2860,), (0.3530,), _load_fashion_mnist, FASHION_MNIST_HINT)
 )
 DATASETS.register("mnist")(
-    DatasetSpec(1, 28, DIGITS, (0.1307,), (0.3081,), _torchvision_loader("MNIST", lambda t: {"train": t}), "set data.download: true")
+    DatasetSpec(
+        1,
+        28,
+        DIGITS,
+        (0.1307,),
+        (0.3081,),
+        _torchvision_loader("MNIST", lambda t: {"train": t}),
+        "set data.download: true",
+    )
 )
 DATASETS.register("cifar10")(
     DatasetSpec(
-        3, 32,
+        3,
+        32,
         ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
-        (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
-        _torchvision_loader("CIFAR10", lambda t: {"train": t}), "set data.download: true",
+        (0.4914, 0.4822, 0.4465),
+        (0.2470, 0.2435, 0.2616),
+        _torchvision_loader("CIFAR10", lambda t: {"train": t}),
+        "set data.download: true",
     )
 )
 DATASETS.register("svhn")(
     DatasetSpec(
-        3, 32, DIGITS, (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970),
-        _torchvision_loader("SVHN", lambda t: {"split": "train" if t else "test"}), "set data.download: true",
+        3,
+        32,
+        DIGITS,
+        (0.4377, 0.4438, 0.4728),
+        (0.1980, 0.2010, 0.1970),
+        _torchvision_loader("SVHN", lambda t: {"split": "train" if t else "test"}),
+        "set data.download: true",
     )
 )
 
@@ -168,7 +197,9 @@ class Prepared:
     eval_index: np.ndarray  # positions of the evaluation subset in the test split
 
 
-def split_dataset(raw: RawDataset, *, calib_size: int, train_size: int, test_size: int, eval_size: int, seed: int) -> Prepared:
+def split_dataset(
+    raw: RawDataset, *, calib_size: int, train_size: int, test_size: int, eval_size: int, seed: int
+) -> Prepared:
     """Seeded split: calibration comes from training data only; the evaluation subset from test data.
 
     ``train_size``/``test_size`` of 0 keep everything; smaller values subsample (for the smoke study).

@@ -49,16 +49,28 @@ def cross_evaluate(
     zeros = np.zeros(len(y), dtype=np.float32)
     rows = [
         Result.score(
-            correct=clean_correct[(t.name, d)], attackable=np.zeros(len(y), dtype=bool), linf=zeros, l2=zeros,
-            attack="none", norm="none", epsilon=0.0, threat_model=ThreatModel.CLEAN.value, source=t.name,
-            target=t.name, target_arch=t.arch, target_precision=t.precision, defense=d,
+            correct=clean_correct[(t.name, d)],
+            attackable=np.zeros(len(y), dtype=bool),
+            linf=zeros,
+            l2=zeros,
+            attack="none",
+            norm="none",
+            epsilon=0.0,
+            threat_model=ThreatModel.CLEAN.value,
+            source=t.name,
+            target=t.name,
+            target_arch=t.arch,
+            target_precision=t.precision,
+            defense=d,
         )
         for t in targets
         for d in defenses
     ]
     for adv in sets:
         if (adv.source, "none") not in clean_correct:
-            raise ValueError(f"adversarial set from {adv.source!r} has no matching target; targets: {[t.name for t in targets]}")
+            raise ValueError(
+                f"adversarial set from {adv.source!r} has no matching target; targets: {[t.name for t in targets]}"
+            )
         source_correct = clean_correct[(adv.source, "none")]
         for e, eps in enumerate(adv.epsilons):
             for t in targets:
@@ -68,10 +80,19 @@ def cross_evaluate(
                     attackable = clean_correct[(t.name, d)] if white else clean_correct[(t.name, d)] & source_correct
                     rows.append(
                         Result.score(
-                            correct=t.runtime.predict(defense(adv.x_adv[e])) == y, attackable=attackable,
-                            linf=adv.linf[e], l2=adv.l2[e], attack=adv.attack, norm=adv.norm, epsilon=float(eps),
-                            threat_model=threat.value, source=adv.source, target=t.name, target_arch=t.arch,
-                            target_precision=t.precision, defense=d,
+                            correct=t.runtime.predict(defense(adv.x_adv[e])) == y,
+                            attackable=attackable,
+                            linf=adv.linf[e],
+                            l2=adv.l2[e],
+                            attack=adv.attack,
+                            norm=adv.norm,
+                            epsilon=float(eps),
+                            threat_model=threat.value,
+                            source=adv.source,
+                            target=t.name,
+                            target_arch=t.arch,
+                            target_precision=t.precision,
+                            defense=d,
                         )
                     )
     return rows
@@ -86,5 +107,7 @@ def flat_metrics(rows: Sequence[Result]) -> dict[str, float]:
         if r.threat_model == ThreatModel.CLEAN.value:
             metrics[f"clean_accuracy/{r.target}/{r.defense}"] = round(r.robust_accuracy, 4)
         elif r.source == parent:
-            metrics[f"robust_accuracy/{r.attack}/eps={r.epsilon:g}/{r.target}/{r.defense}"] = round(r.robust_accuracy, 4)
+            metrics[f"robust_accuracy/{r.attack}/eps={r.epsilon:g}/{r.target}/{r.defense}"] = round(
+                r.robust_accuracy, 4
+            )
     return metrics

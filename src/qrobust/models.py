@@ -47,9 +47,16 @@ def lenet(spec: InputSpec) -> nn.Module:
     flat = 32 * ((spec.size // 2 - 4) // 2) ** 2
     return nn.Sequential(
         Normalize(spec.mean, spec.std),
-        nn.Conv2d(spec.channels, 16, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(16, 32, 5), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(flat, 128), nn.ReLU(), nn.Linear(128, spec.num_classes),
+        nn.Conv2d(spec.channels, 16, 5, padding=2),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 5),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(flat, 128),
+        nn.ReLU(),
+        nn.Linear(128, spec.num_classes),
     )
 
 
@@ -69,9 +76,14 @@ def resnet8(spec: InputSpec) -> nn.Module:
     """MLPerf Tiny image-classification ResNet-8 (Banbury et al. 2021): 16-32-64 channels, one block each."""
     return nn.Sequential(
         Normalize(spec.mean, spec.std),
-        *_conv_bn(spec.channels, 16, 3), nn.ReLU(),
-        ResidualBlock(16, 16, 1), ResidualBlock(16, 32, 2), ResidualBlock(32, 64, 2),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, spec.num_classes),
+        *_conv_bn(spec.channels, 16, 3),
+        nn.ReLU(),
+        ResidualBlock(16, 16, 1),
+        ResidualBlock(16, 32, 2),
+        ResidualBlock(32, 64, 2),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(64, spec.num_classes),
     )
 
 
@@ -84,12 +96,15 @@ def dscnn(spec: InputSpec) -> nn.Module:
     """Depthwise-separable CNN in the MobileNet / MLPerf Tiny DS-CNN style (Howard et al. 2017; Zhang et al. 2017)."""
     return nn.Sequential(
         Normalize(spec.mean, spec.std),
-        *_conv_bn(spec.channels, 32, 3, stride=2), nn.ReLU(),
+        *_conv_bn(spec.channels, 32, 3, stride=2),
+        nn.ReLU(),
         *_depthwise_separable(32, 64, 1),
         *_depthwise_separable(64, 128, 2),
         *_depthwise_separable(128, 128, 1),
         *_depthwise_separable(128, 128, 1),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(128, spec.num_classes),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(128, spec.num_classes),
     )
 
 

@@ -65,7 +65,7 @@ class OrtStaticQDQ:
 
     per_channel: bool = True
     calibrate_method: CalibrationMethod = CalibrationMethod.MINMAX
-    reduce_range: bool = False
+    reduce_range: bool = True
     weight_bits: int = 8
     activation_bits: int = 8
 
@@ -84,9 +84,15 @@ class OrtStaticQDQ:
             prepared = Path(scratch) / "preprocessed.onnx"
             quant_pre_process(str(float_onnx), str(prepared))
             quantize_static(
-                str(prepared), str(tmp), _CalibrationReader("input", calib_x, 250),
-                quant_format=QuantFormat.QDQ, per_channel=self.per_channel, reduce_range=self.reduce_range,
-                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, calibrate_method=method,
+                str(prepared),
+                str(tmp),
+                _CalibrationReader("input", calib_x, 250),
+                quant_format=QuantFormat.QDQ,
+                per_channel=self.per_channel,
+                reduce_range=self.reduce_range,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=method,
                 calibration_providers=["CPUExecutionProvider"],
             )
 
@@ -99,7 +105,7 @@ def _ort_int8(options: Mapping[str, Any]) -> Quantizer:
         calibrate_method=choice(
             options.get("calibrate_method", "minmax"), "quantize.options.ort_int8.calibrate_method", CalibrationMethod
         ),
-        reduce_range=boolean(options.get("reduce_range", False), "quantize.options.ort_int8.reduce_range"),
+        reduce_range=boolean(options.get("reduce_range", True), "quantize.options.ort_int8.reduce_range"),
     )
 
 

@@ -78,8 +78,18 @@ def clean_table(rows: Sequence[Result], float_metrics: Sequence[Metrics], quant_
         )
     return Table(
         "Clean accuracy on the deployed runtime (ONNX Runtime)",
-        ("model", "precision", "test accuracy", "drop vs float (points)", "eval-subset accuracy [95% CI]",
-         "top-1 agreement with float", "ONNX size", "latency ms (batch 1 / 256)", "parameters", "MACs"),
+        (
+            "model",
+            "precision",
+            "test accuracy",
+            "drop vs float (points)",
+            "eval-subset accuracy [95% CI]",
+            "top-1 agreement with float",
+            "ONNX size",
+            "latency ms (batch 1 / 256)",
+            "parameters",
+            "MACs",
+        ),
         tuple(lines),
         "Test accuracy is on the whole prepared test split; the evaluation subset is the seeded subset every attack uses.",
     )
@@ -135,11 +145,14 @@ def robustness_figure(rows: Sequence[Result], attacks: Sequence[str]) -> Figure:
     for ax, arch in zip(axes[0], archs, strict=True):
         for a, attack in enumerate(attacks):
             for target in sorted({r.target for r in curves if r.target_arch == arch}):
-                pts = sorted((r.epsilon, r.robust_accuracy, r.robust_accuracy_low, r.robust_accuracy_high)
-                             for r in curves if r.target == target and r.attack == attack)
+                pts = sorted(
+                    (r.epsilon, r.robust_accuracy, r.robust_accuracy_low, r.robust_accuracy_high)
+                    for r in curves
+                    if r.target == target and r.attack == attack
+                )
                 eps, acc, low, high = zip(*pts, strict=True)
                 precision = target.split(".", 1)[1] if "." in target else "float"
-                line, = ax.plot(eps, acc, styles[a % len(styles)], marker="o", ms=3, label=f"{precision} / {attack}")
+                (line,) = ax.plot(eps, acc, styles[a % len(styles)], marker="o", ms=3, label=f"{precision} / {attack}")
                 ax.fill_between(eps, low, high, color=line.get_color(), alpha=0.12)
         ax.set(title=arch, xlabel="epsilon (Linf)", xscale="log", ylim=(0, 1))
         ax.grid(alpha=0.3)
@@ -224,19 +237,34 @@ def render_html(report: Report) -> str:
     )
 
 
-def signoff_table(float_metrics: Sequence[Metrics], quant_metrics: Sequence[Metrics], *, min_float_accuracy: float,
-                  max_drop_points: float) -> Table:
+def signoff_table(
+    float_metrics: Sequence[Metrics],
+    quant_metrics: Sequence[Metrics],
+    *,
+    min_float_accuracy: float,
+    max_drop_points: float,
+) -> Table:
     """Deployment sign-off: float accuracy floor and the largest accuracy drop quantization may cost."""
     by_float = {m["model"]: m for m in float_metrics}
     lines = [
-        (m["model"], f"test accuracy >= {pct(min_float_accuracy)}", pct(m["test_accuracy"]),
-         "holds" if m["test_accuracy"] >= min_float_accuracy else "does not hold")
+        (
+            m["model"],
+            f"test accuracy >= {pct(min_float_accuracy)}",
+            pct(m["test_accuracy"]),
+            "holds" if m["test_accuracy"] >= min_float_accuracy else "does not hold",
+        )
         for m in float_metrics
     ]
     for m in quant_metrics:
         drop = 100 * (by_float[m["float_model"]]["test_accuracy"] - m["test_accuracy"])
-        lines.append((m["model"], f"drop vs float <= {max_drop_points:g} points", f"{drop:+.2f} points",
-                      "holds" if drop <= max_drop_points else "does not hold"))
+        lines.append(
+            (
+                m["model"],
+                f"drop vs float <= {max_drop_points:g} points",
+                f"{drop:+.2f} points",
+                "holds" if drop <= max_drop_points else "does not hold",
+            )
+        )
     return Table("Sign-off checks", ("model", "check", "measured", "verdict"), tuple(lines))
 
 
@@ -259,7 +287,9 @@ def build_report(
         list(summary),
         [
             clean_table(rows, float_metrics, quant_metrics),
-            signoff_table(float_metrics, quant_metrics, min_float_accuracy=min_float_accuracy, max_drop_points=max_drop_points),
+            signoff_table(
+                float_metrics, quant_metrics, min_float_accuracy=min_float_accuracy, max_drop_points=max_drop_points
+            ),
             robustness_figure(rows, attacks),
             transfer_table(rows, transfer_attack, transfer_epsilon),
             transfer_figure(rows, transfer_attack, transfer_epsilon),

@@ -88,12 +88,20 @@ class Result:
         m, s = int(attackable.sum()), int(success.sum())
         return cls(
             **keys,  # type: ignore[arg-type]
-            n=n, n_correct=k, robust_accuracy=_rate(k, n),
-            robust_accuracy_low=wilson_interval(k, n)[0], robust_accuracy_high=wilson_interval(k, n)[1],
-            n_attackable=m, n_success=s, success_rate=_rate(s, m),
-            success_rate_low=wilson_interval(s, m)[0], success_rate_high=wilson_interval(s, m)[1],
-            linf_mean_success=_mean(linf[success]), l2_mean_success=_mean(l2[success]),
-            linf_mean_failed=_mean(linf[failed]), l2_mean_failed=_mean(l2[failed]),
+            n=n,
+            n_correct=k,
+            robust_accuracy=_rate(k, n),
+            robust_accuracy_low=wilson_interval(k, n)[0],
+            robust_accuracy_high=wilson_interval(k, n)[1],
+            n_attackable=m,
+            n_success=s,
+            success_rate=_rate(s, m),
+            success_rate_low=wilson_interval(s, m)[0],
+            success_rate_high=wilson_interval(s, m)[1],
+            linf_mean_success=_mean(linf[success]),
+            l2_mean_success=_mean(l2[success]),
+            linf_mean_failed=_mean(linf[failed]),
+            l2_mean_failed=_mean(l2[failed]),
         )
 
 

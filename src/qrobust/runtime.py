@@ -26,8 +26,14 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str | Path) -> No
     batch = torch.export.Dim("batch", min=1)
     with atomic_path(path) as tmp:
         torch.onnx.export(
-            model, (example.cpu(),), str(tmp), dynamo=True, external_data=False,
-            input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], dynamic_shapes=({0: batch},),
+            model,
+            (example.cpu(),),
+            str(tmp),
+            dynamo=True,
+            external_data=False,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_shapes=({0: batch},),
         )
 
 
@@ -46,7 +52,9 @@ class OrtRuntime:
 
     def logits(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
         x = np.ascontiguousarray(x, dtype=np.float32)
-        parts = [self.session.run(None, {self.input_name: x[i : i + batch_size]})[0] for i in range(0, len(x), batch_size)]
+        parts = [
+            self.session.run(None, {self.input_name: x[i : i + batch_size]})[0] for i in range(0, len(x), batch_size)
+        ]
         return np.concatenate(parts).astype(np.float32)
 
     def predict(self, x: np.ndarray) -> np.ndarray:

@@ -50,7 +50,9 @@ class PrepareSettings:
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> PrepareSettings:
-        s = c.section(params, "data", {"dataset", "root", "download", "calib_size", "train_size", "test_size", "eval_size"})
+        s = c.section(
+            params, "data", {"dataset", "root", "download", "calib_size", "train_size", "test_size", "eval_size"}
+        )
         dataset = c.require(s, "dataset", "data")
         DATASETS.get(dataset, key="data.dataset")
         return cls(
@@ -75,7 +77,11 @@ class TrainSettings:
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> TrainSettings:
-        s = c.section(params, "train", {"archs", "recipes", "recipe_options", "epochs", "batch_size", "lr", "weight_decay", "device"})
+        s = c.section(
+            params,
+            "train",
+            {"archs", "recipes", "recipe_options", "epochs", "batch_size", "lr", "weight_decay", "device"},
+        )
         recipes = c.name_list(c.require(s, "recipes", "train"), "train.recipes", RECIPES.names())
         options = s.get("recipe_options") or {}
         for name in options:
@@ -185,7 +191,9 @@ class ReportSettings:
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> ReportSettings:
-        s = c.section(params, "report", {"transfer_attack", "transfer_epsilon", "min_float_accuracy", "max_quant_drop_points"})
+        s = c.section(
+            params, "report", {"transfer_attack", "transfer_epsilon", "min_float_accuracy", "max_quant_drop_points"}
+        )
         attacks = AttackSettings.from_params(params).attacks
         by_name = {a.name: a for a in attacks}
         name = c.require(s, "transfer_attack", "report")
@@ -195,8 +203,11 @@ class ReportSettings:
         if eps not in by_name[name].epsilons:
             raise ConfigError(f"report.transfer_epsilon: {eps} is not in {name}'s grid {list(by_name[name].epsilons)}")
         return cls(
-            name, eps,
-            min_float_accuracy=c.number(c.require(s, "min_float_accuracy", "report"), "report.min_float_accuracy", low=0.0, high=1.0),
+            name,
+            eps,
+            min_float_accuracy=c.number(
+                c.require(s, "min_float_accuracy", "report"), "report.min_float_accuracy", low=0.0, high=1.0
+            ),
             max_quant_drop_points=c.number(
                 c.require(s, "max_quant_drop_points", "report"), "report.max_quant_drop_points", low=0.0, high=100.0
             ),

@@ -48,7 +48,10 @@ def study_params(root: Path, name: str) -> dict[str, Any]:
 def project_files(root: Path) -> list[str]:
     listed = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=root, check=True, capture_output=True, text=True,
+        cwd=root,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     return sorted({f for f in listed.split("\0") if f and (root / f).is_file()})
 
