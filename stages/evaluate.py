@@ -1,6 +1,7 @@
 """evaluate: every adversarial set x every deployed model x every defense -> reports/results.csv + metrics.
 
-Targets are the float ONNX models and every quantized artefact, each in its own ONNX Runtime session.
+Targets are the float ONNX models (ONNX Runtime sessions) and every quantized artefact's deployed runtime
+(an ONNX Runtime session or the INC-converted torch module), each opened from its files.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from qrobust.errors import ConfigError
 from qrobust.evaluation import AdversarialSet, Target, cross_evaluate, flat_metrics
 from qrobust.io import load_json, load_npz, save_json
 from qrobust.layout import PREPARED, REPORTS, adversarial_dir, float_dir, quant_dir
+from qrobust.quantizers import load_runtime
 from qrobust.results import write_results
 from qrobust.runtime import OrtRuntime
 from qrobust.settings import EvaluateSettings, QuantizeSettings, TrainSettings, load_validated
@@ -30,13 +32,13 @@ def main() -> None:
     targets, test_accuracy = [], {}
     for model in train.model_ids():
         arch = model.split("-", 1)[0]
-        folders = {
-            model: (float_dir(model), "float"),
-            **{f"{model}.{q}": (quant_dir(model, q), q) for q in quantize.quantizers},
-        }
-        for name, (folder, precision) in folders.items():
-            targets.append(Target(name, arch, precision, OrtRuntime(folder / "model.onnx")))
-            test_accuracy[f"test_accuracy/{name}"] = load_json(folder / "metrics.json")["test_accuracy"]
+        targets.append(Target(model, arch, "float", OrtRuntime(float_dir(model) / "model.onnx")))
+        test_accuracy[f"test_accuracy/{model}"] = load_json(float_dir(model) / "metrics.json")["test_accuracy"]
+        for q in quantize.quantizers:
+            targets.append(Target(f"{model}.{q}", arch, q, load_runtime(quant_dir(model, q))))
+            test_accuracy[f"test_accuracy/{model}.{q}"] = load_json(quant_dir(model, q) / "metrics.json")[
+                "test_accuracy"
+            ]
 
     sets = []
     for model in train.model_ids():

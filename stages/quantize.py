@@ -1,7 +1,9 @@
-"""quantize: float ONNX model + calibration split -> models/quant/<arch>-<recipe>.<quantizer>/.
+"""quantize: float model + calibration split -> models/quant/<arch>-<recipe>.<quantizer>/.
 
-Calibration images come from the calibration split (training data) only. The deployed artefact is
-reloaded in a fresh ONNX Runtime session and scored on the full test set and the evaluation subset.
+Calibration images come from the calibration split (training data) only. The deployed runtime is
+reopened from the artefact folder alone, scored on the test set, and its torch twin (both gradient
+modes) is checked against it on the evaluation subset; a twin below the agreement threshold stops the
+stage with the figures, and nothing is written.
 """
 
 from __future__ import annotations
@@ -9,49 +11,76 @@ from __future__ import annotations
 import argparse
 import sys
 
-from qrobust.data import load_split
-from qrobust.errors import ConfigError
-from qrobust.io import atomic_dir, save_json
+import torch
+
+from qrobust.data import DATASETS, load_split
+from qrobust.errors import ConfigError, VerificationError
+from qrobust.io import atomic_dir, load_json, save_json
 from qrobust.layout import PREPARED, float_dir, quant_dir, timing_path
-from qrobust.quantizers import calibration_subset, create_quantizer
-from qrobust.runtime import OrtRuntime, latencies
-from qrobust.settings import QuantizeSettings, load_validated
+from qrobust.models import InputSpec, create_model
+from qrobust.quantizers import FloatModel, calibration_subset, create_quantizer, load_runtime, load_twin, weight_census
+from qrobust.runtime import latencies
+from qrobust.settings import PrepareSettings, QuantizeSettings, load_validated
+from qrobust.twins import GradMode, verify_twin
 
 
-def main(model: str, quantizer_name: str) -> None:
-    settings = QuantizeSettings.from_params(load_validated())
+def main(model_name: str, quantizer_name: str) -> None:
+    params = load_validated()
+    settings = QuantizeSettings.from_params(params)
     if quantizer_name not in settings.quantizers:
         raise ConfigError(f"quantize: {quantizer_name!r} is not in quantize.quantizers {list(settings.quantizers)}")
     quantizer = create_quantizer(quantizer_name, settings.options.get(quantizer_name, {}))
+    dataset = DATASETS.get(PrepareSettings.from_params(params).dataset)
+    spec = InputSpec(dataset.channels, dataset.size, len(dataset.classes), dataset.mean, dataset.std)
+    arch = model_name.split("-", 1)[0]
+    module = create_model(arch, spec)
+    module.load_state_dict(torch.load(float_dir(model_name) / "model.pt", weights_only=True))
+    float_model = FloatModel(module.eval(), float_dir(model_name) / "model.onnx", arch, spec)
     x_calib, _ = load_split(PREPARED / "calib.npz")
     x_test, y_test = load_split(PREPARED / "test.npz")
     x_eval, _ = load_split(PREPARED / "eval.npz")
-    float_onnx = float_dir(model) / "model.onnx"
 
-    with atomic_dir(quant_dir(model, quantizer_name)) as out:
-        quantizer.quantize(
-            float_onnx, calibration_subset(x_calib, settings.calib_samples, settings.seed), out / "model.onnx"
-        )
-        deployed, reference = OrtRuntime(out / "model.onnx"), OrtRuntime(float_onnx)
-        test_pred, float_pred = deployed.predict(x_test), reference.predict(x_test)
+    with atomic_dir(quant_dir(model_name, quantizer_name)) as out:
+        quantizer.quantize(float_model, calibration_subset(x_calib, settings.calib_samples, settings.seed), out)
+        deployed = load_runtime(out)
+        with torch.no_grad():
+            float_pred = module(torch.from_numpy(x_test)).argmax(1).numpy()
+        test_pred = deployed.predict(x_test)
+        twins = {
+            mode: verify_twin(
+                load_twin(out, mode),
+                deployed,
+                x_eval,
+                min_agreement=settings.twin_min_agreement,
+                label=f"{model_name}.{quantizer_name} ({mode.value} twin)",
+            )
+            for mode in GradMode
+        }
+        quantized, total = weight_census(out)
+        size = sum(p.stat().st_size for p in out.iterdir() if p.name != "artefact.json")
         metrics = {
-            "model": f"{model}.{quantizer_name}",
-            "float_model": model,
+            "model": f"{model_name}.{quantizer_name}",
+            "float_model": model_name,
             "quantizer": quantizer_name,
+            "backend": quantizer.backend.value,
             "weight_bits": quantizer.weight_bits,
             "activation_bits": quantizer.activation_bits,
+            "weights_quantized_share": quantized / total,
+            "bits_per_weight": (quantized * quantizer.weight_bits + (total - quantized) * 32) / total,
             "test_accuracy": float((test_pred == y_test).mean()),
-            "float_test_accuracy": float((float_pred == y_test).mean()),
+            "float_test_accuracy": load_json(float_dir(model_name) / "metrics.json")["test_accuracy"],
             "top1_agreement_with_float": float((test_pred == float_pred).mean()),
             "test_samples": int(len(y_test)),
-            "onnx_bytes": (out / "model.onnx").stat().st_size,
-            "float_onnx_bytes": float_onnx.stat().st_size,
+            "artefact_bytes": size,
+            "float_onnx_bytes": float_model.onnx.stat().st_size,
+            **{f"twin_{mode.value}_{k}": v for mode, check in twins.items() for k, v in check.items()},
         }
         save_json(out / "metrics.json", metrics)
     save_json(timing_path("quantize", metrics["model"]), latencies(deployed, x_eval))
     print(
-        f"{metrics['model']}: test accuracy {metrics['test_accuracy']:.4f} "
-        f"(float {metrics['float_test_accuracy']:.4f}, agreement {metrics['top1_agreement_with_float']:.4f})"
+        f"{metrics['model']}: test accuracy {metrics['test_accuracy']:.4f} (float {metrics['float_test_accuracy']:.4f}, "
+        f"agreement {metrics['top1_agreement_with_float']:.4f}); {100 * metrics['weights_quantized_share']:.1f}% of "
+        f"weights quantized; twin agreement {metrics['twin_exact_top1_agreement']:.4f}"
     )
 
 
@@ -62,5 +91,5 @@ if __name__ == "__main__":
     args = parser.parse_args()
     try:
         main(args.model, args.quantizer)
-    except ConfigError as error:
+    except (ConfigError, VerificationError) as error:
         sys.exit(f"quantize: {error}")

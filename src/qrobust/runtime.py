@@ -72,7 +72,37 @@ class OrtRuntime:
         return float(np.median(times) * 1e3)
 
 
-def latencies(runtime: OrtRuntime, x: np.ndarray, *, repeats: int = 20) -> dict[str, float]:
+class TorchRuntime:
+    """A deployed torch module (an INC-converted model) behind the same numpy ``logits(x)`` call."""
+
+    def __init__(self, module: nn.Module, path: str | Path) -> None:
+        self.module = module
+        self.path = Path(path)
+
+    @torch.no_grad()
+    def logits(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        parts = [
+            self.module(torch.from_numpy(x[i : i + batch_size])).float().numpy() for i in range(0, len(x), batch_size)
+        ]
+        return np.concatenate(parts).astype(np.float32)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.logits(x).argmax(axis=1)
+
+    @torch.no_grad()
+    def latency_ms(self, example: np.ndarray, *, repeats: int = 20) -> float:
+        batch = torch.from_numpy(np.ascontiguousarray(example, dtype=np.float32))
+        self.module(batch)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            self.module(batch)
+            times.append(time.perf_counter() - start)
+        return float(np.median(times) * 1e3)
+
+
+def latencies(runtime: OrtRuntime | TorchRuntime, x: np.ndarray, *, repeats: int = 20) -> dict[str, float]:
     """ONNX Runtime latency at batch 1 and batch 256 (images repeated from ``x`` as needed)."""
     batch256 = np.resize(x, (256, *x.shape[1:]))
     return {

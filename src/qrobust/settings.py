@@ -111,12 +111,13 @@ class TrainSettings:
 class QuantizeSettings:
     quantizers: tuple[str, ...]
     calib_samples: int
+    twin_min_agreement: float
     options: Mapping[str, Mapping[str, Any]]
     seed: int
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> QuantizeSettings:
-        s = c.section(params, "quantize", {"quantizers", "calib_samples", "options"})
+        s = c.section(params, "quantize", {"quantizers", "calib_samples", "twin_min_agreement", "options"})
         quantizers = c.name_list(c.require(s, "quantizers", "quantize"), "quantize.quantizers", QUANTIZERS.names())
         options = {k: dict(v or {}) for k, v in (s.get("options") or {}).items()}
         for name in options:
@@ -126,6 +127,9 @@ class QuantizeSettings:
         return cls(
             quantizers=quantizers,
             calib_samples=c.positive_int(c.require(s, "calib_samples", "quantize"), "quantize.calib_samples"),
+            twin_min_agreement=c.number(
+                c.require(s, "twin_min_agreement", "quantize"), "quantize.twin_min_agreement", low=0.0, high=1.0
+            ),
             options=MappingProxyType(options),
             seed=_seed(params),
         )
