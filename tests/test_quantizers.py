@@ -3,49 +3,128 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from qrobust.errors import ConfigError
-from qrobust.quantizers import QUANTIZERS, calibration_subset, create_quantizer
+from qrobust.quantizers import (
+    FLOAT_BITS,
+    QUANTIZERS,
+    FloatModel,
+    calibration_subset,
+    create_quantizer,
+    load_runtime,
+    load_twin,
+    weight_census,
+)
 from qrobust.runtime import OrtRuntime
-from tests.conftest import accuracy
+from qrobust.twins import GradMode, verify_twin
+from tests.conftest import SPEC, accuracy
+
+# Every registered quantizer with its defaults, plus the options worth covering on their own.
+CASES = [(name, {}) for name in QUANTIZERS.names()] + [
+    ("inc_w4", {"group_size": 16}),
+    ("ort_int8", {"per_channel": False, "calibrate_method": "percentile"}),
+]
+MAX_DROP = {8: 0.03, 4: 0.10}  # accuracy points an int8 / 4-bit model may lose on the tiny task
 
 
-@pytest.fixture(scope="module", params=QUANTIZERS.names())
-def quantized(request, lenet_onnx, tiny_data, tmp_path_factory):
-    name = request.param
-    quantizer = create_quantizer(name, {})
-    out = tmp_path_factory.mktemp(name) / "model.onnx"
-    quantizer.quantize(lenet_onnx, tiny_data["calib"][0], out)
-    return name, out
+@pytest.fixture(
+    scope="module", params=CASES, ids=[f"{n}{'-' + '-'.join(map(str, o.values())) if o else ''}" for n, o in CASES]
+)
+def artefact(request, trained_lenet, lenet_onnx, tiny_data, tmp_path_factory):
+    name, options = request.param
+    quantizer = create_quantizer(name, options)
+    out = tmp_path_factory.mktemp(name)
+    quantizer.quantize(FloatModel(trained_lenet, lenet_onnx, "lenet", SPEC), tiny_data["calib"][0], out)
+    return quantizer, out
 
 
-def test_quantized_model_stays_close_to_float(quantized, lenet_onnx, tiny_data) -> None:
-    _, path = quantized
+def test_quantized_model_stays_close_to_float(artefact, lenet_onnx, tiny_data) -> None:
+    quantizer, folder = artefact
     x, y = tiny_data["test"]
-    float_pred, quant_pred = OrtRuntime(lenet_onnx).predict(x), OrtRuntime(path).predict(x)
-    assert accuracy(quant_pred, y) >= accuracy(float_pred, y) - 0.05
-    assert accuracy(quant_pred, float_pred) >= 0.95
-    assert path.stat().st_size < lenet_onnx.stat().st_size / 2
+    float_pred, quant_pred = OrtRuntime(lenet_onnx).predict(x), load_runtime(folder).predict(x)
+    assert accuracy(quant_pred, y) >= accuracy(float_pred, y) - MAX_DROP[quantizer.weight_bits]
+    assert accuracy(quant_pred, float_pred) >= 0.9
 
 
-def test_artefact_reloads_in_a_fresh_process(quantized, tiny_data, tmp_path) -> None:
-    _, path = quantized
+def test_artefact_reloads_in_a_fresh_process(artefact, tiny_data, tmp_path) -> None:
+    _, folder = artefact
     x = tiny_data["test"][0]
     np.save(tmp_path / "x.npy", x)
     code = (
-        "import sys, numpy as np; from qrobust.runtime import OrtRuntime; "
-        "np.save(sys.argv[3], OrtRuntime(sys.argv[1]).logits(np.load(sys.argv[2])))"
+        "import sys, numpy as np; from pathlib import Path; from qrobust.quantizers import load_runtime; "
+        "np.save(sys.argv[3], load_runtime(Path(sys.argv[1])).logits(np.load(sys.argv[2])))"
     )
     subprocess.run(
-        [sys.executable, "-c", code, str(path), str(tmp_path / "x.npy"), str(tmp_path / "out.npy")], check=True
+        [sys.executable, "-c", code, str(folder), str(tmp_path / "x.npy"), str(tmp_path / "out.npy")], check=True
     )
-    assert np.array_equal(np.load(tmp_path / "out.npy"), OrtRuntime(path).logits(x))
+    assert np.array_equal(np.load(tmp_path / "out.npy"), load_runtime(folder).logits(x))
 
 
-@pytest.mark.parametrize("name", QUANTIZERS.names())
-def test_unknown_option_lists_allowed_keys(name: str) -> None:
-    with pytest.raises(ConfigError, match="allowed keys"):
-        create_quantizer(name, {"bits": 3})
+@pytest.mark.parametrize("mode", list(GradMode))
+def test_twin_agrees_with_deployed_runtime(artefact, tiny_data, mode: GradMode) -> None:
+    _, folder = artefact
+    check = verify_twin(
+        load_twin(folder, mode), load_runtime(folder), tiny_data["test"][0], min_agreement=0.995, label="t"
+    )
+    assert check["top1_agreement"] >= 0.995
+
+
+def _input_gradient(twin: torch.nn.Module, x: np.ndarray, y: np.ndarray) -> torch.Tensor:
+    probe = torch.from_numpy(x).requires_grad_(True)
+    torch.nn.functional.cross_entropy(twin(probe), torch.from_numpy(y)).backward()
+    return probe.grad if probe.grad is not None else torch.zeros_like(probe)
+
+
+def test_gradient_modes(artefact, tiny_data) -> None:
+    quantizer, folder = artefact
+    x, y = tiny_data["test"][0][:32], tiny_data["test"][1][:32]
+    exact = _input_gradient(load_twin(folder, GradMode.EXACT), x, y)
+    ste = _input_gradient(load_twin(folder, GradMode.STE), x, y)
+    if quantizer.activation_bits < FLOAT_BITS:
+        # Activations are rounded: exact rounding passes no gradient, straight-through does.
+        assert (exact == 0).float().mean() > 0.99
+        assert (ste != 0).float().mean() > 0.3
+        assert not torch.equal(exact, ste)
+    else:
+        # Weight-only quantization rounds constants, never the input path: the two modes coincide.
+        assert torch.equal(exact, ste) and (exact != 0).float().mean() > 0.3
+
+
+def test_weight_census(artefact) -> None:
+    quantizer, folder = artefact
+    quantized, total = weight_census(folder)
+    conv_weights = 16 * 1 * 25 + 32 * 16 * 25
+    assert total == conv_weights + 800 * 128 + 128 * 10
+    # INC's weight-only path quantizes Linear layers only; convolutions stay float.
+    expected = total - conv_weights if quantizer.activation_bits == FLOAT_BITS else total
+    assert quantized == expected
+
+
+def test_twin_below_threshold_fails_with_figures(artefact, tiny_data) -> None:
+    from qrobust.errors import VerificationError
+    from qrobust.models import create_model
+
+    _, folder = artefact
+    untrained = create_model("lenet", SPEC).eval()
+    with pytest.raises(VerificationError, match=r"top-1 agreement .* < quantize.twin_min_agreement 0.995 \(max"):
+        verify_twin(untrained, load_runtime(folder), tiny_data["test"][0], min_agreement=0.995, label="x")
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "message"),
+    [
+        ("inc_w4", {"bits": 3}, r"inc_w4.bits: expected 4 .* got 3"),
+        ("inc_w4", {"algorithm": "awq"}, r"algorithm: unknown value 'awq'; valid values: rtn, gptq"),
+        ("inc_w4", {"algorithm": "gptq"}, r"algorithm: 'gptq' is not available .* transformer blocks"),
+        ("ort_int8", {"bits": 3}, r"unknown keys \['bits'\]; allowed keys"),
+        ("ort_w4a8", {"calibrate_method": "mse"}, "valid values: minmax, entropy, percentile"),
+        ("inc_int8", {"per_channel": True}, r"unknown keys \['per_channel'\]"),
+    ],
+)
+def test_bad_options_are_refused(name: str, options: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        create_quantizer(name, options)
 
 
 def test_unknown_quantizer_lists_valid_names() -> None:

@@ -105,17 +105,28 @@ def test_report_renders_tables_figures_and_plot_data() -> None:
             "macs": 1000,
         }
     ]
+    twin = {
+        f"twin_{m}_{k}": v
+        for m in ("exact", "ste")
+        for k, v in (("top1_agreement", 1.0), ("max_abs_logit_diff", 0.01), ("zero_gradient_share", 0.5))
+    }
     quant_m = [
         {
             "model": "m.q",
             "float_model": "m",
             "quantizer": "q",
+            "backend": "onnxruntime",
+            "weight_bits": 8,
+            "activation_bits": 8,
+            "weights_quantized_share": 1.0,
+            "bits_per_weight": 8.0,
             "test_accuracy": 0.88,
             "test_samples": 40,
-            "onnx_bytes": 1024,
+            "artefact_bytes": 1024,
             "latency_ms_batch1": 0.1,
             "latency_ms_batch256": 2.0,
             "top1_agreement_with_float": 0.97,
+            **twin,
         }
     ]
     report = build_report(
@@ -130,6 +141,7 @@ def test_report_renders_tables_figures_and_plot_data() -> None:
     )
     markdown, page = render_markdown(report), render_html(report)
     assert "| m.q | q | 88.0% (n=40) | +2.00 |" in markdown
+    assert "| m.q | onnxruntime | 8 / 8 | 100.0% | 8.0 | 1 KiB (0.50x) |" in markdown
     assert "does not hold" in markdown  # 90% < 95% floor, and a 2-point drop > 1.5
     assert page.count("data:image/png;base64,") == 2 and "<table>" in page
     plots = plot_rows(rows, "push", 0.5)
