@@ -202,6 +202,11 @@ class IncStaticInt8:
                 prepared(torch.from_numpy(chunk))
         converted = convert(prepared)
         program = torch.export.export(converted, example, dynamic_shapes=({0: batch},))
+        for node in program.graph.nodes:
+            # Provenance metadata holds object ids (graph_id, module ids) and absolute source paths;
+            # dropping it makes the same model and calibration data give the same bytes.
+            for key in ("from_node", "stack_trace", "nn_module_stack", "source_fn_stack"):
+                node.meta.pop(key, None)
         torch.export.save(program, out / "model.pt2")
         _write_artefact(out, self, model, "model.pt2")
 
