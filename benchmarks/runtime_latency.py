@@ -1,4 +1,4 @@
-"""Latency and size of every model the pipeline built: torch eager vs ONNX Runtime float vs quantized.
+"""Latency and size of every model the pipeline built: float (torch eager, ONNX Runtime) vs each quantizer.
 
 Run after `make repro` (or inside build/smoke after `make smoke`): `python benchmarks/runtime_latency.py`.
 Prints one line per model; figures are medians of repeated runs on this machine.
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -16,6 +15,7 @@ import torch
 from qrobust.data import DATASETS, load_split
 from qrobust.layout import FLOAT_MODELS, PREPARED, QUANT_MODELS
 from qrobust.models import InputSpec, create_model
+from qrobust.quantizers import load_runtime, read_artefact
 from qrobust.runtime import OrtRuntime, latencies
 from qrobust.settings import PrepareSettings, load_validated
 
@@ -50,16 +50,18 @@ def main() -> None:
         print(
             f"{float_dir.name:38s} {'torch eager':14s} {(float_dir / 'model.pt').stat().st_size / 1024:9.0f} {eager[0]:8.3f} {eager[1]:8.2f}"
         )
-        onnx_paths: list[tuple[str, Path]] = [(float_dir.name, float_dir / "model.onnx")]
-        onnx_paths += [
-            (q.name, q / "model.onnx") for q in sorted(QUANT_MODELS.glob(f"{float_dir.name}.*")) if q.is_dir()
-        ]
-        for name, path in onnx_paths:
-            lat = latencies(OrtRuntime(path), x, repeats=args.repeats)
-            print(
-                f"{name:38s} {'onnxruntime':14s} {path.stat().st_size / 1024:9.0f} "
-                f"{lat['latency_ms_batch1']:8.3f} {lat['latency_ms_batch256']:8.2f}"
-            )
+        lat = latencies(OrtRuntime(float_dir / "model.onnx"), x, repeats=args.repeats)
+        row(float_dir.name, "onnxruntime", (float_dir / "model.onnx").stat().st_size, lat)
+        for folder in sorted(q for q in QUANT_MODELS.glob(f"{float_dir.name}.*") if q.is_dir()):
+            size = sum(p.stat().st_size for p in folder.iterdir() if p.name not in ("artefact.json", "metrics.json"))
+            lat = latencies(load_runtime(folder), x, repeats=args.repeats)
+            row(folder.name, read_artefact(folder)["backend"], size, lat)
+
+
+def row(name: str, runtime: str, size: int, lat: dict[str, float]) -> None:
+    print(
+        f"{name:38s} {runtime:14s} {size / 1024:9.0f} {lat['latency_ms_batch1']:8.3f} {lat['latency_ms_batch256']:8.2f}"
+    )
 
 
 if __name__ == "__main__":
