@@ -19,7 +19,7 @@ from qrobust.io import atomic_dir, load_json, save_json
 from qrobust.layout import PREPARED, float_dir, quant_dir, timing_path
 from qrobust.models import InputSpec, create_model
 from qrobust.quantizers import FloatModel, calibration_subset, create_quantizer, load_runtime, load_twin, weight_census
-from qrobust.runtime import latencies
+from qrobust.runtime import OrtRuntime, latencies
 from qrobust.settings import PrepareSettings, QuantizeSettings, load_validated
 from qrobust.twins import GradMode, verify_twin
 
@@ -43,9 +43,7 @@ def main(model_name: str, quantizer_name: str) -> None:
     with atomic_dir(quant_dir(model_name, quantizer_name)) as out:
         quantizer.quantize(float_model, calibration_subset(x_calib, settings.calib_samples, settings.seed), out)
         deployed = load_runtime(out)
-        with torch.no_grad():
-            float_pred = module(torch.from_numpy(x_test)).argmax(1).numpy()
-        test_pred = deployed.predict(x_test)
+        float_pred, test_pred = OrtRuntime(float_model.onnx).predict(x_test), deployed.predict(x_test)
         twins = {
             mode: verify_twin(
                 load_twin(out, mode),

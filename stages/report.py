@@ -59,7 +59,7 @@ def main() -> None:
         max_drop_points=settings.max_quant_drop_points,
         summary=[
             f"Dataset {data.dataset}, seed {data.seed}; {len(float_metrics)} float models, {len(quant_metrics)} quantized models; "
-            f"every adversarial set scored on every model's ONNX Runtime session (evaluation subset n={n_eval}).",
+            f"every adversarial set scored on every model's deployed runtime (ONNX Runtime session or INC module) (evaluation subset n={n_eval}).",
             "Rates carry 95% Wilson intervals in brackets.",
         ],
     )

@@ -77,7 +77,7 @@ def clean_table(rows: Sequence[Result], float_metrics: Sequence[Metrics], quant_
             )
         )
     return Table(
-        "Clean accuracy on the deployed runtime (ONNX Runtime)",
+        "Clean accuracy on the deployed runtime",
         (
             "model",
             "precision",

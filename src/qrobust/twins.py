@@ -29,9 +29,21 @@ class GradMode(Enum):
     STE = "ste"
 
 
-def round_with(x: torch.Tensor, mode: GradMode) -> torch.Tensor:
-    rounded = torch.round(x)  # half to even, as ONNX QuantizeLinear and torch's quantize ops round
-    return rounded if mode is GradMode.EXACT else x + (rounded - x).detach()
+def quantize_levels(scaled: torch.Tensor, zero_point: Any, qmin: int, qmax: int, mode: GradMode) -> torch.Tensor:
+    """clamp(round(scaled) + zero_point): the integer level of each value, as a float tensor, in the
+    order ONNX QuantizeLinear and torch's decomposed quantize ops compute it.
+
+    ``exact`` differentiates it as it is (zero almost everywhere). ``ste`` passes the gradient
+    straight through wherever the quantizer does not saturate, i.e. wherever round(q) lands inside
+    [qmin, qmax]; values that round onto the boundary (a background pixel at the calibrated minimum)
+    keep their gradient, which torch.clamp's backward would drop.
+    """
+    levels = torch.clamp(torch.round(scaled) + zero_point, qmin, qmax)  # round half to even, as both do
+    if mode is GradMode.EXACT:
+        return levels
+    q = scaled + zero_point
+    inside = (q >= qmin - 0.5) & (q <= qmax + 0.5)
+    return levels.detach() + (q - q.detach()) * inside
 
 
 def fake_quantize(
@@ -48,8 +60,7 @@ def fake_quantize(
         shape = [1] * x.ndim
         shape[axis] = -1
         scale, zero_point = scale.view(shape), zero_point.view(shape)
-    q = torch.clamp(round_with(x / scale, mode) + zero_point, qmin, qmax)
-    return (q - zero_point) * scale
+    return (quantize_levels(x / scale, zero_point, qmin, qmax, mode) - zero_point) * scale
 
 
 # Integer ranges of the quantized element types an artefact may use.
@@ -288,8 +299,7 @@ def _fx_fake_quantize(mode: GradMode, per_channel: bool) -> Callable[..., torch.
         else:
             qmin, qmax = args[0], args[1]
             inv, zp, s = 1.0 / scale, zero_point, scale
-        q = torch.clamp(round_with(x * inv, mode) + zp, qmin, qmax)
-        return (q - zp) * s
+        return (quantize_levels(x * inv, zp, qmin, qmax, mode) - zp) * s
 
     return fake
 
