@@ -14,7 +14,7 @@ import torch
 
 from qrobust.data import DATASETS, load_split
 from qrobust.layout import FLOAT_MODELS, PREPARED, QUANT_MODELS
-from qrobust.models import InputSpec, create_model
+from qrobust.models import create_model, input_spec
 from qrobust.quantizers import load_runtime, read_artefact
 from qrobust.runtime import OrtRuntime, latencies
 from qrobust.settings import PrepareSettings, load_validated
@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=50)
     args = parser.parse_args()
     dataset = DATASETS.get(PrepareSettings.from_params(load_validated()).dataset)
-    spec = InputSpec(dataset.channels, dataset.size, len(dataset.classes), dataset.mean, dataset.std)
+    spec = input_spec(dataset)
     x, _ = load_split(PREPARED / "eval.npz")
     batch256 = np.resize(x, (256, *x.shape[1:]))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; latency in ms (median), batch 1 / batch 256")

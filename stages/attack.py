@@ -7,7 +7,6 @@ per-sample L0/L1/L2/Linf perturbation sizes; timings go to reports/timing/attack
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
 import numpy as np
@@ -15,10 +14,10 @@ import torch
 
 from qrobust.attacks import ATTACKS, perturbation_norms, run_attack
 from qrobust.data import DATASETS, load_split
-from qrobust.errors import ConfigError
+from qrobust.errors import run_stage
 from qrobust.io import atomic_dir, load_npz, save_json, save_npz
 from qrobust.layout import PREPARED, adversarial_dir, float_dir, timing_path
-from qrobust.models import InputSpec, create_model
+from qrobust.models import create_model, input_spec
 from qrobust.settings import AttackSettings, PrepareSettings, load_validated
 from qrobust.training import resolve_device, seed_everything
 
@@ -28,7 +27,7 @@ def main(model_name: str) -> None:
     settings = AttackSettings.from_params(params)
     arch = model_name.split("-", 1)[0]
     dataset = DATASETS.get(PrepareSettings.from_params(params).dataset)
-    spec = InputSpec(dataset.channels, dataset.size, len(dataset.classes), dataset.mean, dataset.std)
+    spec = input_spec(dataset)
     model = create_model(arch, spec)
     model.load_state_dict(torch.load(float_dir(model_name) / "model.pt", weights_only=True))
     model.eval()
@@ -78,7 +77,4 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", required=True, help="float model id, <arch>-<recipe>")
     args = parser.parse_args()
-    try:
-        main(args.model)
-    except ConfigError as error:
-        sys.exit(f"attack: {error}")
+    run_stage("attack", main, args.model)

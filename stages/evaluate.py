@@ -6,13 +6,11 @@ Targets are the float ONNX models (ONNX Runtime sessions) and every quantized ar
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 
 from qrobust.data import load_split
 from qrobust.defenses import create_defense
-from qrobust.errors import ConfigError
+from qrobust.errors import ConfigError, run_stage
 from qrobust.evaluation import AdversarialSet, Target, cross_evaluate, flat_metrics
 from qrobust.io import load_json, load_npz, save_json
 from qrobust.layout import PREPARED, REPORTS, adversarial_dir, float_dir, quant_dir
@@ -65,7 +63,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except ConfigError as error:
-        sys.exit(f"evaluate: {error}")
+    run_stage("evaluate", main)

@@ -6,12 +6,10 @@ output folder is left as it was (everything is written to a temporary folder, th
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 
 from qrobust.data import DATASETS, Split, split_dataset
-from qrobust.errors import ConfigError, DataError
+from qrobust.errors import run_stage
 from qrobust.io import atomic_dir, save_json, save_npz, sha256_file
 from qrobust.layout import PREPARED
 from qrobust.settings import PrepareSettings, load_validated
@@ -59,7 +57,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ConfigError, DataError) as error:
-        sys.exit(f"prepare: {error}")
+    run_stage("prepare", main)

@@ -9,15 +9,14 @@ stage with the figures, and nothing is written.
 from __future__ import annotations
 
 import argparse
-import sys
 
 import torch
 
 from qrobust.data import DATASETS, load_split
-from qrobust.errors import ConfigError, VerificationError
+from qrobust.errors import ConfigError, run_stage
 from qrobust.io import atomic_dir, load_json, save_json
 from qrobust.layout import PREPARED, float_dir, quant_dir, timing_path
-from qrobust.models import InputSpec, create_model
+from qrobust.models import create_model, input_spec
 from qrobust.quantizers import FloatModel, calibration_subset, create_quantizer, load_runtime, load_twin, weight_census
 from qrobust.runtime import OrtRuntime, latencies
 from qrobust.settings import PrepareSettings, QuantizeSettings, load_validated
@@ -31,7 +30,7 @@ def main(model_name: str, quantizer_name: str) -> None:
         raise ConfigError(f"quantize: {quantizer_name!r} is not in quantize.quantizers {list(settings.quantizers)}")
     quantizer = create_quantizer(quantizer_name, settings.options.get(quantizer_name, {}))
     dataset = DATASETS.get(PrepareSettings.from_params(params).dataset)
-    spec = InputSpec(dataset.channels, dataset.size, len(dataset.classes), dataset.mean, dataset.std)
+    spec = input_spec(dataset)
     arch = model_name.split("-", 1)[0]
     module = create_model(arch, spec)
     module.load_state_dict(torch.load(float_dir(model_name) / "model.pt", weights_only=True))
@@ -87,7 +86,4 @@ if __name__ == "__main__":
     parser.add_argument("--model", required=True, help="float model id, <arch>-<recipe>")
     parser.add_argument("--quantizer", required=True)
     args = parser.parse_args()
-    try:
-        main(args.model, args.quantizer)
-    except (ConfigError, VerificationError) as error:
-        sys.exit(f"quantize: {error}")
+    run_stage("quantize", main, args.model, args.quantizer)

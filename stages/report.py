@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
-import sys
 
-from qrobust.errors import ConfigError
+from qrobust.errors import run_stage
 from qrobust.io import load_json, write_bytes, write_text
 from qrobust.layout import REPORTS, float_dir, quant_dir, timing_path
 from qrobust.report import Figure, build_report, plot_rows, render_html, render_markdown
@@ -74,7 +73,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except ConfigError as error:
-        sys.exit(f"report: {error}")
+    run_stage("report", main)

@@ -7,16 +7,15 @@ checked against torch on the evaluation subset before anything is written.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
 import torch
 
 from qrobust.data import DATASETS, load_split
-from qrobust.errors import ConfigError, VerificationError
+from qrobust.errors import ConfigError, run_stage
 from qrobust.io import atomic_dir, save_json
 from qrobust.layout import PREPARED, float_dir, timing_path
-from qrobust.models import InputSpec, count_macs, create_model, parameter_count
+from qrobust.models import count_macs, create_model, input_spec, parameter_count
 from qrobust.runtime import OrtRuntime, export_onnx, latencies, verify_export
 from qrobust.settings import TrainSettings, load_validated, model_id
 from qrobust.training import RECIPES, fit, seed_everything
@@ -27,7 +26,7 @@ def main(arch: str, recipe: str) -> None:
     if arch not in settings.archs or recipe not in settings.recipes:
         raise ConfigError(f"train: {arch}-{recipe} is not in train.archs x train.recipes of params.yaml")
     dataset = DATASETS.get(settings.dataset)
-    spec = InputSpec(dataset.channels, dataset.size, len(dataset.classes), dataset.mean, dataset.std)
+    spec = input_spec(dataset)
     seed_everything(settings.fit.seed)
     model = create_model(arch, spec)
     trainer = RECIPES.get(recipe)(dict(settings.recipe_options.get(recipe, {})))
@@ -71,7 +70,4 @@ if __name__ == "__main__":
     parser.add_argument("--arch", required=True)
     parser.add_argument("--recipe", required=True)
     args = parser.parse_args()
-    try:
-        main(args.arch, args.recipe)
-    except (ConfigError, VerificationError) as error:
-        sys.exit(f"train: {error}")
+    run_stage("train", main, args.arch, args.recipe)

@@ -1,13 +1,27 @@
 """Errors a user can act on: each names the key, the value and what is allowed."""
 
 
-class ConfigError(ValueError):
+class QrobustError(Exception):
+    """Base of the errors a stage reports as one line and a non-zero exit, without a traceback."""
+
+
+class ConfigError(QrobustError, ValueError):
     """A parameter is missing, unknown or out of range."""
 
 
-class DataError(RuntimeError):
+class DataError(QrobustError, RuntimeError):
     """Input data is missing or does not match its pinned checksum."""
 
 
-class VerificationError(RuntimeError):
+class VerificationError(QrobustError, RuntimeError):
     """A produced artefact disagrees with the model it was made from."""
+
+
+def run_stage(stage: str, main: object, *args: object) -> None:
+    """Run a stage's ``main``; a user-facing error becomes ``<stage>: <message>`` and exit status 1."""
+    import sys
+
+    try:
+        main(*args)  # type: ignore[operator]
+    except QrobustError as error:
+        sys.exit(f"{stage}: {error}")

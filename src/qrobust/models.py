@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from qrobust.data import DatasetSpec
 from qrobust.registry import Registry
 
 
@@ -22,6 +23,10 @@ class InputSpec:
     num_classes: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
+
+
+def input_spec(dataset: DatasetSpec) -> InputSpec:
+    return InputSpec(dataset.channels, dataset.size, len(dataset.classes), dataset.mean, dataset.std)
 
 
 ARCHITECTURES: Registry[Callable[[InputSpec], nn.Module]] = Registry("architecture")

@@ -185,6 +185,9 @@ def robustness_figure(rows: Sequence[Result], attacks: Sequence[str]) -> Figure:
     archs = sorted({r.target_arch for r in curves})
     fig, axes = plt.subplots(1, len(archs), figsize=(4.2 * len(archs), 3.4), sharey=True, squeeze=False)
     styles = ["-", "--", ":", "-."]
+    # One colour per precision (float in black), one line style per attack, the same in every panel.
+    precisions = sorted({r.target_precision for r in curves}, key=lambda p: (p != "float", p))
+    colours = dict(zip(precisions, ["black", *plt.get_cmap("tab10").colors], strict=False))
     for ax, arch in zip(axes[0], archs, strict=True):
         for a, attack in enumerate(attacks):
             for target in sorted({r.target for r in curves if r.target_arch == arch}):
@@ -195,8 +198,11 @@ def robustness_figure(rows: Sequence[Result], attacks: Sequence[str]) -> Figure:
                 )
                 eps, acc, low, high = zip(*pts, strict=True)
                 precision = target.split(".", 1)[1] if "." in target else "float"
-                (line,) = ax.plot(eps, acc, styles[a % len(styles)], marker="o", ms=3, label=f"{precision} / {attack}")
-                ax.fill_between(eps, low, high, color=line.get_color(), alpha=0.12)
+                colour = colours[precision]
+                ax.plot(
+                    eps, acc, styles[a % len(styles)], color=colour, marker="o", ms=3, label=f"{precision} / {attack}"
+                )
+                ax.fill_between(eps, low, high, color=colour, alpha=0.08)
         ax.set(title=arch, xlabel="epsilon (Linf)", xscale="log", ylim=(0, 1))
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("robust accuracy")
@@ -220,8 +226,8 @@ def transfer_figure(rows: Sequence[Result], attack: str, epsilon: float) -> Figu
     sources, targets = sorted({r.source for r in cells}), sorted({r.target for r in cells})
     value = {(r.source, r.target): r.robust_accuracy for r in cells}
     grid = [[value[(s, t)] for t in targets] for s in sources]
-    fig, ax = plt.subplots(figsize=(1.1 * len(targets) + 2.5, 0.6 * len(sources) + 1.8))
-    image = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis")
+    fig, ax = plt.subplots(figsize=(0.75 * len(targets) + 3.0, 0.55 * len(sources) + 2.2))
+    image = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
     ax.set_xticks(range(len(targets)), targets, rotation=35, ha="right", fontsize=8)
     ax.set_yticks(range(len(sources)), sources, fontsize=8)
     for i, row in enumerate(grid):
