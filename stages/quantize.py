@@ -73,7 +73,7 @@ def main(model_name: str, quantizer_name: str) -> None:
             **{f"twin_{mode.value}_{k}": v for mode, check in twins.items() for k, v in check.items()},
         }
         save_json(out / "metrics.json", metrics)
-    save_json(timing_path("quantize", metrics["model"]), latencies(deployed, x_eval))
+    save_json(timing_path("quantize", metrics["model"]), latencies(deployed, x_eval, repeats=10))
     print(
         f"{metrics['model']}: test accuracy {metrics['test_accuracy']:.4f} (float {metrics['float_test_accuracy']:.4f}, "
         f"agreement {metrics['top1_agreement_with_float']:.4f}); {100 * metrics['weights_quantized_share']:.1f}% of "

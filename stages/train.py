@@ -60,7 +60,7 @@ def main(arch: str, recipe: str) -> None:
         save_json(out / "metrics.json", metrics)
     save_json(
         timing_path("train", metrics["model"]),
-        {"train_seconds": round(train_seconds, 1), **latencies(runtime, x_eval)},
+        {"train_seconds": round(train_seconds, 1), **latencies(runtime, x_eval, repeats=10)},
     )
     print(f"{metrics['model']}: test accuracy {test_accuracy:.4f} in {train_seconds:.0f}s")
 
