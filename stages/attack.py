@@ -1,7 +1,9 @@
-"""attack: float model + evaluation subset -> data/adversarial/<arch>-<recipe>/<attack>.npz.
+"""attack@<name>: one attack, under each threat model params give it, on every model it applies to.
 
-Each file holds the adversarial examples for every epsilon of the attack's grid, the labels, and
-per-sample L0/L1/L2/Linf perturbation sizes; timings go to reports/timing/attack/.
+Writes data/adversarial/<name>/<threat_model>/<source>.npz: the adversarial examples for every
+epsilon of the grid (and the unclipped output of a minimisation attack at epsilon inf), the seeded
+subset they came from, which samples were attacked, per-sample L0/L1/L2/Linf sizes and the query
+count. Timings go to reports/timing/attack/<name>.json.
 """
 
 from __future__ import annotations
@@ -10,71 +12,73 @@ import argparse
 import time
 
 import numpy as np
-import torch
 
-from qrobust.attacks import ATTACKS, perturbation_norms, run_attack
+from qrobust.attacks import ATTACKS, Kind, attack_subset, craft, perturbation_norms
 from qrobust.data import DATASETS, load_split
 from qrobust.errors import run_stage
 from qrobust.io import atomic_dir, load_npz, save_json, save_npz
-from qrobust.layout import PREPARED, adversarial_dir, float_dir, timing_path
-from qrobust.models import create_model, input_spec
-from qrobust.settings import AttackSettings, PrepareSettings, load_validated
-from qrobust.training import resolve_device, seed_everything
+from qrobust.layout import PREPARED, adversarial_dir, timing_path
+from qrobust.models import input_spec
+from qrobust.results import ThreatModel
+from qrobust.settings import AttackSettings, PrepareSettings, QuantizeSettings, TrainSettings, load_validated
+from qrobust.training import resolve_device
+from qrobust.victims import float_activations, open_victim, sources
 
 
-def main(model_name: str) -> None:
+def main(name: str) -> None:
     params = load_validated()
     settings = AttackSettings.from_params(params)
-    arch = model_name.split("-", 1)[0]
-    dataset = DATASETS.get(PrepareSettings.from_params(params).dataset)
-    spec = input_spec(dataset)
-    model = create_model(arch, spec)
-    model.load_state_dict(torch.load(float_dir(model_name) / "model.pt", weights_only=True))
-    model.eval()
-    seed_everything(settings.seed)
+    config = settings.get(name)
+    entry = ATTACKS.get(name)
+    models = TrainSettings.from_params(params).model_ids()
+    quantizers = QuantizeSettings.from_params(params).quantizers
+    spec = input_spec(DATASETS.get(PrepareSettings.from_params(params).dataset))
     device = resolve_device(settings.device)
-    x, y = load_split(PREPARED / "eval.npz")
-    test_index = load_npz(PREPARED / "eval.npz")["test_index"]
+    x_all, y_all = load_split(PREPARED / "eval.npz")
+    index = attack_subset(len(x_all), config.samples, settings.seed)
+    x, y = x_all[index], y_all[index]
 
-    summary = {}
-    with atomic_dir(adversarial_dir(model_name)) as out:
-        for attack in settings.attacks:
-            start = time.perf_counter()
-            x_adv = run_attack(
-                model,
-                attack.name,
-                attack.options,
-                attack.epsilons,
-                x,
-                y,
-                batch_size=settings.batch_size,
-                seed=settings.seed,
-                device=device,
-                key="attack.attacks",
-            )
-            seconds = time.perf_counter() - start
-            norms = perturbation_norms(x_adv, x)
-            save_npz(
-                out / f"{attack.name}.npz",
-                {
-                    "x_adv": x_adv,
-                    "y": y,
-                    "test_index": test_index,
-                    "epsilons": np.asarray(attack.epsilons, dtype=np.float64),
-                    "norm": np.asarray(ATTACKS.get(attack.name).norm.value),
-                    **{f"norm_{k}": v for k, v in norms.items()},
-                },
-            )
-            summary[attack.name] = {
-                "seconds": round(seconds, 2),
-                "examples_per_second": round(x_adv.shape[0] * len(x) / seconds, 1),
-            }
-            print(f"{model_name} {attack.name}: {x_adv.shape[0]} epsilons x {len(x)} samples in {seconds:.1f}s")
-    save_json(timing_path("attack", model_name), {"device": str(device), "attacks": summary})
+    summary: dict[str, dict[str, float]] = {}
+    with atomic_dir(adversarial_dir(name)) as out:
+        for threat in config.threat_models:
+            for source in sources(threat, models, quantizers, noise=entry.kind is Kind.NOISE):
+                start = time.perf_counter()
+                exact = out / ThreatModel.WHITE_QNN_EXACT.value / f"{source}.npz"
+                if threat is ThreatModel.WHITE_QNN_STE and exact.exists() and float_activations(source):
+                    # Weight-only: no activation rounding, so the ste twin is the exact twin; same set.
+                    record = load_npz(exact)
+                else:
+                    victim = open_victim(threat, source, spec, device, labels_only=entry.kind is Kind.DECISION)
+                    crafted = craft(
+                        victim, name, config.options, config.epsilons, x, y,
+                        batch_size=settings.batch_size, seed=settings.seed, key="attack.attacks",
+                    )  # fmt: skip
+                    sizes = perturbation_norms(crafted.x_adv, x)
+                    record = {
+                        "attack": np.asarray(name),
+                        "norm": np.asarray(entry.norm.value),
+                        "source": np.asarray(source),
+                        "index": index,
+                        "y": y,
+                        "epsilons": np.asarray(crafted.epsilons, dtype=np.float64),
+                        "x_adv": crafted.x_adv,
+                        "attacked": crafted.attacked,
+                        "queries_per_sample": np.asarray(crafted.queries_per_sample),
+                        **{f"norm_{k}": v for k, v in sizes.items()},
+                    }
+                record["threat_model"] = np.asarray(threat.value)
+                save_npz(out / threat.value / f"{source}.npz", record)
+                seconds = time.perf_counter() - start
+                summary[f"{threat.value}/{source}"] = {
+                    "seconds": round(seconds, 2),
+                    "queries_per_sample": round(float(record["queries_per_sample"]), 1),
+                }
+                print(f"{name} {threat.value} {source}: {len(x)} samples in {seconds:.1f}s")
+    save_json(timing_path("attack", name), {"device": str(device), "sets": summary})
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", required=True, help="float model id, <arch>-<recipe>")
+    parser.add_argument("--attack", required=True, help="an attack named in params attack.attacks")
     args = parser.parse_args()
-    run_stage("attack", main, args.model)
+    run_stage("attack", main, args.attack)

@@ -1,23 +1,26 @@
-"""evaluate: every adversarial set x every deployed model x every defense -> reports/results.csv + metrics.
+"""evaluate: every adversarial set x every deployed model x defenses -> reports/results.csv + metrics.
 
 Targets are the float ONNX models (ONNX Runtime sessions) and every quantized artefact's deployed runtime
-(an ONNX Runtime session or the INC-converted torch module), each opened from its files.
+(an ONNX Runtime session or the INC-converted torch module), each opened from its files. Every set is
+scored without a defense; the sets of evaluate.defended_attacks also behind every defense.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from qrobust.attacks import ATTACKS, Kind
 from qrobust.data import load_split
 from qrobust.defenses import create_defense
 from qrobust.errors import ConfigError, run_stage
 from qrobust.evaluation import AdversarialSet, Target, cross_evaluate, flat_metrics
-from qrobust.io import load_json, load_npz, save_json
+from qrobust.io import load_json, save_json
 from qrobust.layout import PREPARED, REPORTS, adversarial_dir, float_dir, quant_dir
 from qrobust.quantizers import load_runtime
 from qrobust.results import write_results
 from qrobust.runtime import OrtRuntime
-from qrobust.settings import EvaluateSettings, QuantizeSettings, TrainSettings, load_validated
+from qrobust.settings import AttackSettings, EvaluateSettings, QuantizeSettings, TrainSettings, load_validated
+from qrobust.victims import sources
 
 
 def main() -> None:
@@ -39,24 +42,17 @@ def main() -> None:
             ]
 
     sets = []
-    for model in train.model_ids():
-        for path in sorted(adversarial_dir(model).glob("*.npz")):
-            data = load_npz(path)
-            if not np.array_equal(data["y"], y):
-                raise ConfigError(f"{path}: labels differ from {PREPARED / 'eval.npz'}; re-run the attack stage")
-            sets.append(
-                AdversarialSet(
-                    source=model,
-                    attack=path.stem,
-                    norm=str(data["norm"]),
-                    epsilons=tuple(data["epsilons"].tolist()),
-                    x_adv=data["x_adv"],
-                    linf=data["norm_linf"],
-                    l2=data["norm_l2"],
-                )
-            )
+    for attack in AttackSettings.from_params(params).attacks:
+        noise = ATTACKS.get(attack.name).kind is Kind.NOISE
+        for threat in attack.threat_models:
+            for source in sources(threat, train.model_ids(), quantize.quantizers, noise=noise):
+                path = adversarial_dir(attack.name) / threat.value / f"{source}.npz"
+                adv = AdversarialSet.load(path)
+                if adv.index.max() >= len(y) or not np.array_equal(adv.labels, y[adv.index]):
+                    raise ConfigError(f"{path}: its labels differ from {PREPARED / 'eval.npz'}; re-run attack@{attack.name}")
+                sets.append(adv)
 
-    rows = cross_evaluate(targets, sets, x, y, defenses)
+    rows = cross_evaluate(targets, sets, x, y, defenses, settings.defended_attacks)
     write_results(REPORTS / "results.csv", rows)
     save_json(REPORTS / "metrics.json", {**test_accuracy, **flat_metrics(rows)})
     print(f"{len(rows)} result rows: {len(sets)} adversarial sets x {len(targets)} targets x {len(defenses)} defenses")

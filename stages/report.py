@@ -12,6 +12,7 @@ from qrobust.report import Figure, build_report, plot_rows, render_html, render_
 from qrobust.results import read_results
 from qrobust.settings import (
     AttackSettings,
+    EvaluateSettings,
     PrepareSettings,
     QuantizeSettings,
     ReportSettings,
@@ -36,7 +37,8 @@ def main() -> None:
         TrainSettings.from_params(params),
         QuantizeSettings.from_params(params),
     )
-    attacks = [a.name for a in AttackSettings.from_params(params).attacks]
+    attacks = {a.name: a.epsilons for a in AttackSettings.from_params(params).attacks}
+    heat_maps = [(h.attack, h.epsilon) for h in settings.heat_maps]
     rows = read_results(REPORTS / "results.csv")
     float_metrics = [
         {**load_json(float_dir(m) / "metrics.json"), **load_json(timing_path("train", m))} for m in train.model_ids()
@@ -52,13 +54,15 @@ def main() -> None:
         float_metrics,
         quant_metrics,
         attacks=attacks,
-        transfer_attack=settings.transfer_attack,
-        transfer_epsilon=settings.transfer_epsilon,
+        curves=settings.curves,
+        heat_maps=heat_maps,
+        defended_attack=EvaluateSettings.from_params(params).defended_attacks[0],
         min_float_accuracy=settings.min_float_accuracy,
         max_drop_points=settings.max_quant_drop_points,
         summary=[
             f"Dataset {data.dataset}, seed {data.seed}; {len(float_metrics)} float models, {len(quant_metrics)} quantized models; "
-            f"every adversarial set scored on every model's deployed runtime (ONNX Runtime session or INC module) (evaluation subset n={n_eval}).",
+            f"{len(attacks)} attacks; every adversarial set scored on every model's deployed runtime (ONNX Runtime session or "
+            f"INC module); evaluation subset n={n_eval}, each attack on a seeded part of it (its n is in each cell).",
             "Rates carry 95% Wilson intervals in brackets.",
         ],
     )
@@ -67,8 +71,9 @@ def main() -> None:
             write_bytes(REPORTS / "figures" / f"{part.name}.png", part.png)
     write_text(REPORTS / "report.md", render_markdown(report))
     write_text(REPORTS / "index.html", render_html(report))
-    for name, records in plot_rows(rows, settings.transfer_attack, settings.transfer_epsilon).items():
-        write_text(REPORTS / "plots" / f"{name}.csv", to_csv(records))
+    for name, records in plot_rows(rows, settings.curves, heat_maps).items():
+        if records:
+            write_text(REPORTS / "plots" / f"{name}.csv", to_csv(records))
     print(f"wrote {REPORTS / 'index.html'} and {REPORTS / 'report.md'}")
 
 

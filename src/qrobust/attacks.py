@@ -1,13 +1,19 @@
 """Adversarial attacks behind one registry; Foolbox 3 (Rauber et al. 2017, 2020) is the engine.
 
-An entry names the Foolbox attack, its norm and its hyper-parameters with defaults; params may
-override only those keys. ``run_attack`` does the shared work once: batching, seeding, the epsilon
-loop, and the check that every example lies in [0, 1] and within epsilon.
+An entry names the attack's factory, its norm, what it needs from the model (its ``Kind``) and its
+hyper-parameters with defaults; params may override only those keys. ``craft`` does the shared work
+once: the seeded subset, attacking only what the model gets right (RobustBench's protocol), batching,
+the epsilon grid, query counting, and the check that every example lies in [0, 1] and within epsilon.
+
+Minimisation attacks (C&W, EAD, DeepFool, FMN, Boundary, HopSkipJump, salt-and-pepper) run once;
+their output is clipped to each epsilon of the grid, and the unclipped output is kept at epsilon
+``inf``: its size is the distance to the decision boundary.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from types import MappingProxyType
@@ -15,11 +21,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 from tqdm import tqdm
 
 from qrobust.errors import ConfigError
 from qrobust.registry import Registry
+from qrobust.results import ThreatModel
+from qrobust.victims import Victim
 
 
 class Norm(Enum):
@@ -29,33 +36,179 @@ class Norm(Enum):
     LINF = "linf"
 
 
+class Kind(Enum):
+    """What an attack needs from the model, which fixes the threat models it can run under."""
+
+    GRADIENT = "gradient"  # input gradients: a float model or a quantized model's twin
+    DECISION = "decision"  # the predicted label only
+    SCORE = "score"  # the logits, no gradients
+    NOISE = "noise"  # nothing: a random perturbation, the baseline every attack must beat
+
+    @property
+    def threat_models(self) -> tuple[ThreatModel, ...]:
+        if self is Kind.GRADIENT:
+            return (ThreatModel.WHITE_FLOAT, ThreatModel.WHITE_QNN_EXACT, ThreatModel.WHITE_QNN_STE)
+        return (ThreatModel.BLACK_RUNTIME,)
+
+
+def _foolbox(name: str) -> Callable[..., Any]:
+    def factory(**options: Any) -> Any:
+        import foolbox
+
+        return getattr(foolbox.attacks, name)(**options)
+
+    return factory
+
+
+def _square(**options: Any) -> Any:
+    from qrobust.square import LinfSquareAttack
+
+    return LinfSquareAttack(**options)
+
+
 @dataclass(frozen=True)
 class AttackEntry:
     norm: Norm
-    foolbox_class: str
+    kind: Kind
+    factory: Callable[..., Any]
+    reference: str
     defaults: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    targeted: bool = False  # needs target classes (GenAttack); the runner-up class of the clean input is used
+    needs_start: bool = False  # a decision attack that walks along the boundary from an adversarial start
 
     def build(self, options: Mapping[str, Any], key: str) -> Any:
-        import foolbox
-
         unknown = sorted(set(options) - set(self.defaults))
         if unknown:
             raise ConfigError(f"{key}: unknown options {unknown}; allowed options: {sorted(self.defaults)}")
-        return getattr(foolbox.attacks, self.foolbox_class)(**{**self.defaults, **options})
+        try:
+            return self.factory(**{**self.defaults, **options})
+        except (TypeError, ValueError, AssertionError) as error:
+            raise ConfigError(f"{key}: {options} rejected by the attack: {error}") from error
+
+    @property
+    def minimizes(self) -> bool:
+        from foolbox.attacks.base import MinimizationAttack
+
+        return isinstance(self.build({}, "defaults"), MinimizationAttack)
 
 
 ATTACKS: Registry[AttackEntry] = Registry("attack")
 
-ATTACKS.register("fgsm")(AttackEntry(Norm.LINF, "FGSM"))  # Goodfellow et al. 2015
-ATTACKS.register("bim")(  # Kurakin et al. 2017
-    AttackEntry(Norm.LINF, "LinfBasicIterativeAttack", MappingProxyType({"steps": 10, "rel_stepsize": 0.2}))
+
+def _register(name: str, norm: Norm, kind: Kind, factory: Callable[..., Any], reference: str, **kw: Any) -> None:
+    defaults = MappingProxyType(kw.pop("defaults", {}))
+    ATTACKS.register(name)(AttackEntry(norm, kind, factory, reference, defaults, **kw))
+
+
+L, G = Norm.LINF, Kind.GRADIENT
+# Gradient attacks (white-box on float models and on twins).
+_register("fgsm", L, G, _foolbox("FGSM"), "Goodfellow et al. 2015")
+_register("bim", L, G, _foolbox("LinfBasicIterativeAttack"), "Kurakin et al. 2017", defaults={"steps": 10, "rel_stepsize": 0.2})
+_register(
+    "linf_pgd",
+    L,
+    G,
+    _foolbox("LinfPGD"),
+    "Madry et al. 2018",
+    defaults={"steps": 20, "rel_stepsize": 0.1, "random_start": True},
 )
-ATTACKS.register("linf_pgd")(  # Madry et al. 2018
-    AttackEntry(Norm.LINF, "LinfPGD", MappingProxyType({"steps": 20, "rel_stepsize": 0.1, "random_start": True}))
+_register(
+    "l2_pgd",
+    Norm.L2,
+    G,
+    _foolbox("L2PGD"),
+    "Madry et al. 2018",
+    defaults={"steps": 20, "rel_stepsize": 0.1, "random_start": True},
 )
-ATTACKS.register("l2_pgd")(
-    AttackEntry(Norm.L2, "L2PGD", MappingProxyType({"steps": 20, "rel_stepsize": 0.1, "random_start": True}))
+_register(
+    "mi_fgsm",
+    L,
+    G,
+    _foolbox("LinfMomentumIterativeFastGradientMethod"),
+    "Dong et al. 2018",
+    defaults={"steps": 10, "rel_stepsize": 0.2, "momentum": 1.0},
 )
+_register(
+    "cw_l2",
+    Norm.L2,
+    G,
+    _foolbox("L2CarliniWagnerAttack"),
+    "Carlini & Wagner 2017",
+    defaults={"binary_search_steps": 5, "steps": 100, "stepsize": 0.01, "confidence": 0.0, "initial_const": 0.1},
+)
+_register(
+    "ead",
+    Norm.L1,
+    G,
+    _foolbox("EADAttack"),
+    "Chen et al. 2018",
+    defaults={"binary_search_steps": 5, "steps": 100, "initial_stepsize": 0.01, "initial_const": 0.1, "regularization": 0.01},
+)
+_register(
+    "deepfool_l2",
+    Norm.L2,
+    G,
+    _foolbox("L2DeepFoolAttack"),
+    "Moosavi-Dezfooli et al. 2016",
+    defaults={"steps": 50, "candidates": 10, "overshoot": 0.02},
+)
+_register(
+    "deepfool_linf",
+    L,
+    G,
+    _foolbox("LinfDeepFoolAttack"),
+    "Moosavi-Dezfooli et al. 2016",
+    defaults={"steps": 50, "candidates": 10, "overshoot": 0.02},
+)
+_register(
+    "fmn_l2",
+    Norm.L2,
+    G,
+    _foolbox("L2FMNAttack"),
+    "Pintor et al. 2021",
+    defaults={"steps": 100, "max_stepsize": 1.0, "gamma": 0.05, "binary_search_steps": 10},
+)
+# Decision- and score-based attacks (black-box on the deployed runtime).
+_register(
+    "boundary",
+    Norm.L2,
+    Kind.DECISION,
+    _foolbox("BoundaryAttack"),
+    "Brendel et al. 2018",
+    defaults={"steps": 1000, "spherical_step": 0.01, "source_step": 0.01, "step_adaptation": 1.5},
+    needs_start=True,
+)
+_register(
+    "hop_skip_jump",
+    Norm.L2,
+    Kind.DECISION,
+    _foolbox("HopSkipJumpAttack"),
+    "Chen et al. 2020",
+    defaults={"steps": 20, "initial_gradient_eval_steps": 100, "max_gradient_eval_steps": 1000, "gamma": 1.0},
+    needs_start=True,
+)
+_register(
+    "salt_and_pepper",
+    Norm.L2,
+    Kind.DECISION,
+    _foolbox("SaltAndPepperNoiseAttack"),
+    "Foolbox (Rauber et al. 2017)",
+    defaults={"steps": 100, "across_channels": True},
+)
+_register(
+    "gen_attack",
+    L,
+    Kind.SCORE,
+    _foolbox("GenAttack"),
+    "Alzantot et al. 2019",
+    defaults={"steps": 100, "population": 10, "mutation_probability": 0.1, "mutation_range": 0.15},
+    targeted=True,
+)
+_register("square", L, Kind.SCORE, _square, "Andriushchenko et al. 2020", defaults={"queries": 1000, "p_init": 0.05})
+# Random noise: the baseline (it never queries the model, so one draw serves every target).
+_register("gaussian_noise", Norm.L2, Kind.NOISE, _foolbox("L2AdditiveGaussianNoiseAttack"), "random baseline")
+_register("uniform_noise", L, Kind.NOISE, _foolbox("LinfAdditiveUniformNoiseAttack"), "random baseline")
+del L, G
 
 
 def perturbation_norms(x_adv: np.ndarray, x: np.ndarray) -> dict[str, np.ndarray]:
@@ -69,39 +222,90 @@ def perturbation_norms(x_adv: np.ndarray, x: np.ndarray) -> dict[str, np.ndarray
     }
 
 
-def run_attack(
-    model: nn.Module,
+def attack_subset(n: int, samples: int, seed: int) -> np.ndarray:
+    """Sorted indices of a seeded subset; a smaller subset is always inside a larger one."""
+    return np.sort(np.random.default_rng(seed).permutation(n)[: min(samples, n)])
+
+
+@dataclass(frozen=True)
+class Crafted:
+    x_adv: np.ndarray  # (len(epsilons), N, C, H, W), float32 in [0, 1]
+    epsilons: tuple[float, ...]  # the grid, then inf for a minimisation attack's unclipped output
+    attacked: np.ndarray  # (N,) bool: the victim classified the sample correctly, so it was attacked
+    queries_per_sample: float  # inputs the victim scored per attacked sample, checks included
+
+
+def craft(
+    victim: Victim,
     name: str,
     options: Mapping[str, Any],
-    epsilons: tuple[float, ...],
+    epsilons: Sequence[float],
     x: np.ndarray,
     y: np.ndarray,
     *,
     batch_size: int,
     seed: int,
-    device: torch.device,
     key: str = "attack",
-) -> np.ndarray:
-    """Adversarial examples of shape (len(epsilons), *x.shape), float32 in [0, 1]."""
-    import foolbox
+) -> Crafted:
+    """Run attack ``name`` on ``victim`` over an epsilon grid; samples it gets wrong are left clean."""
+    from foolbox.criteria import Misclassification, TargetedMisclassification
 
     entry = ATTACKS.get(name, key=key)
     attack = entry.build(options, f"{key}.{name}")
-    model = model.to(device).eval()
-    fmodel = foolbox.PyTorchModel(model, bounds=(0.0, 1.0), device=device)
+    grid: list[float | None] = [*epsilons, None] if entry.minimizes else list(epsilons)
+    # Foolbox and its attacks draw from the global generators.
+    np.random.seed(seed)
     torch.manual_seed(seed)
-    out = np.empty((len(epsilons), *x.shape), dtype=np.float32)
-    for start in tqdm(range(0, len(x), batch_size), desc=name, disable=None, leave=False):
-        xb = torch.from_numpy(x[start : start + batch_size]).to(device)
-        yb = torch.from_numpy(y[start : start + batch_size]).to(device)
-        _, clipped, _ = attack(fmodel, xb, yb, epsilons=list(epsilons))
-        for i, adv in enumerate(clipped):
-            out[i, start : start + len(xb)] = adv.detach().cpu().numpy()
-    _check_bounds(out, x, epsilons, entry.norm, name)
-    return out
+    logits = victim.logits(x)
+    attacked = logits.argmax(1) == y
+    runner_up = np.argsort(logits, axis=1)[:, -2]
+    victim.queries = 0
+    out = np.repeat(x[None], len(grid), axis=0)
+    todo = np.flatnonzero(attacked)
+    for start in tqdm(range(0, len(todo), batch_size), desc=name, disable=None, leave=False):
+        batch = todo[start : start + batch_size]
+        xb = victim.tensor(x[batch])
+        if entry.targeted:
+            criterion = TargetedMisclassification(victim.labels(runner_up[batch]))
+        else:
+            criterion = Misclassification(victim.labels(y[batch]))
+        extra = {"starting_points": victim.tensor(starting_points(victim, x[batch], y[batch], seed))}
+        _, clipped, _ = attack(victim.model, xb, criterion, epsilons=grid, **(extra if entry.needs_start else {}))
+        for k, adv in enumerate(clipped):
+            out[k, batch] = victim.numpy(adv)
+    levels = tuple(math.inf if e is None else float(e) for e in grid)
+    check_bounds(out, x, levels, entry.norm, name)
+    return Crafted(out, levels, attacked, victim.queries / max(len(todo), 1))
 
 
-def _check_bounds(x_adv: np.ndarray, x: np.ndarray, epsilons: tuple[float, ...], norm: Norm, name: str) -> None:
+def starting_points(victim: Victim, x: np.ndarray, y: np.ndarray, seed: int, steps: int = 25) -> np.ndarray:
+    """For each input, the blend ``(1 - a) x + a z`` closest to it that the victim misclassifies,
+    where ``z`` is another input of the batch the victim assigns a different class.
+
+    Foolbox's Boundary and HopSkipJump start from blended uniform noise and raise when that fails
+    for any input (it does on quantized models whose noise predictions collapse to one class); a
+    differently classified image is adversarial by construction, so every input gets a start.
+    """
+    predicted = victim.predict(x)
+    rng = np.random.default_rng(seed)
+    partner = np.empty(len(x), dtype=np.int64)
+    for i in range(len(x)):
+        others = np.flatnonzero(predicted != y[i])
+        if others.size == 0:
+            raise ValueError("cannot start a decision attack: the model predicts one class for every input")
+        partner[i] = rng.choice(others)
+    z = x[partner]
+    start = z.copy()
+    found = np.zeros(len(x), dtype=bool)
+    for a in np.linspace(0.0, 1.0, steps + 1)[1:]:
+        blend = ((1 - a) * x + a * z).astype(np.float32)
+        new = (victim.predict(blend) != y) & ~found
+        start[new] = blend[new]
+        found |= new
+    return start
+
+
+def check_bounds(x_adv: np.ndarray, x: np.ndarray, epsilons: Sequence[float], norm: Norm, name: str) -> None:
     if x_adv.min() < 0.0 or x_adv.max() > 1.0:
         raise AssertionError(f"{name}: adversarial examples leave [0, 1]")
     sizes = perturbation_norms(x_adv, x)[norm.value]

@@ -92,10 +92,11 @@ def name_list(value: Any, key: str, valid: Collection[str]) -> tuple[str, ...]:
     return tuple(value)
 
 
-def epsilon_grid(value: Any, key: str) -> tuple[float, ...]:
+def epsilon_grid(value: Any, key: str, high: float = 1.0) -> tuple[float, ...]:
+    """A strictly increasing list of perturbation budgets in (0, high]."""
     if not isinstance(value, Sequence) or isinstance(value, str) or not value:
         raise ConfigError(f"{key}: expected a non-empty list of epsilons, got {value!r}")
-    grid = tuple(number(eps, f"{key}[{i}]", low=0.0, high=1.0, low_open=True) for i, eps in enumerate(value))
+    grid = tuple(number(eps, f"{key}[{i}]", low=0.0, high=high, low_open=True) for i, eps in enumerate(value))
     if list(grid) != sorted(set(grid)):
         raise ConfigError(f"{key}: expected strictly increasing epsilons, got {list(value)!r}")
     return grid

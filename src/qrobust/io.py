@@ -61,7 +61,9 @@ def save_npz(path: str | Path, arrays: Mapping[str, np.ndarray]) -> None:
     with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for name in sorted(arrays):
             buffer = io.BytesIO()
-            np.lib.format.write_array(buffer, np.ascontiguousarray(arrays[name]), allow_pickle=False)
+            # np.ascontiguousarray would turn a 0-d array (a scalar or string) into shape (1,).
+            array = np.asarray(arrays[name])
+            np.lib.format.write_array(buffer, np.require(array, requirements="C"), allow_pickle=False)
             info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_EPOCH)
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16

@@ -138,26 +138,73 @@ def quantization_table(float_metrics: Sequence[Metrics], quant_metrics: Sequence
     )
 
 
-def transfer_table(rows: Sequence[Result], attack: str, epsilon: float, defense: str = "none") -> Table:
-    cells = [r for r in rows if r.attack == attack and r.epsilon == epsilon and r.defense == defense]
-    sources = sorted({r.source for r in cells})
-    targets = sorted({r.target for r in cells})
-    index = {(r.source, r.target): r for r in cells}
-    lines = tuple(
-        (s, *(f"{pct(index[(s, t)].robust_accuracy)} / {pct(index[(s, t)].success_rate)}" for t in targets))
-        for s in sources
-    )
+def _own(r: Result) -> bool:
+    return r.source == r.target and r.threat_model != ThreatModel.CLEAN.value
+
+
+def _precision_order(name: str) -> tuple[bool, str]:
+    return ("." in name, name)
+
+
+def attack_table(rows: Sequence[Result], attacks: Mapping[str, Sequence[float]]) -> Table:
+    """Every attack on every model it was made on, at the middle of its epsilon grid."""
+    own = [r for r in rows if _own(r) and r.defense == "none"]
+    models = sorted({r.target for r in own}, key=_precision_order)
+    index = {(r.attack, r.threat_model, r.epsilon, r.target): r for r in own}
+    lines = []
+    for attack, grid in attacks.items():
+        eps = grid[len(grid) // 2]
+        for threat in sorted({r.threat_model for r in own if r.attack == attack}):
+            cells = [index.get((attack, threat, eps, m)) for m in models]
+            queries = [c.queries_per_sample for c in cells if c is not None]
+            lines.append(
+                (
+                    attack,
+                    threat,
+                    f"{eps:g} ({next(c for c in cells if c is not None).norm})",
+                    f"{sum(queries) / len(queries):.0f}",
+                    *("" if c is None else f"{pct(c.robust_accuracy)} (n={c.n})" for c in cells),
+                )
+            )
     return Table(
-        f"Transfer: {attack} at epsilon {epsilon:g}, robust accuracy / attack success rate (rows: source, columns: target)",
-        ("source \\ target", *targets),
-        lines,
-        "Diagonal cells are white-box; off-diagonal cells are transfer. Success counts only samples that source and target both classified correctly.",
+        "Every attack on the models it was made on: robust accuracy at the middle of its epsilon grid",
+        ("attack", "threat model", "epsilon (norm)", "queries / sample", *models),
+        tuple(lines),
+        "White-box attacks on quantized models go through the twin (exact: rounding as deployed; ste: straight-through); "
+        "black-box attacks query the deployed runtime. Every number is the deployed runtime's accuracy on the adversarial "
+        "examples; an empty cell means the attack is not made on that model under that threat model.",
+    )
+
+
+def boundary_table(rows: Sequence[Result]) -> Table:
+    """Median minimal perturbation of the minimisation attacks: the distance to the decision boundary."""
+    unbounded = [r for r in rows if _own(r) and r.defense == "none" and math.isinf(r.epsilon)]
+    attacks = sorted({(r.attack, r.threat_model, r.norm) for r in unbounded})
+    models = sorted({r.target for r in unbounded}, key=_precision_order)
+    index = {(r.attack, r.threat_model, r.target): r for r in unbounded}
+    lines = []
+    for m in models:
+        cells = []
+        for attack, threat, norm in attacks:
+            r = index.get((attack, threat, m))
+            cells.append(
+                ""
+                if r is None
+                else f"{getattr(r, f'{norm}_median_success'):.3g} ({pct(r.success_rate)} of {r.n_attackable})"
+            )
+        lines.append((m, *cells))
+    return Table(
+        "Distance to the decision boundary: median minimal perturbation (share of samples an adversarial was found for)",
+        ("model", *(f"{a} ({norm}, {t})" for a, t, norm in attacks)),
+        tuple(lines),
+        "Unclipped outputs of the minimisation attacks, scored on the deployed runtime; the median is over samples whose "
+        "adversarial example fools the deployed model.",
     )
 
 
 def defense_table(rows: Sequence[Result], attack: str, epsilons: Sequence[float]) -> Table:
     index = _index(rows)
-    targets = sorted({r.target for r in rows})
+    targets = sorted({r.target for r in rows}, key=_precision_order)
     defenses = sorted({r.defense for r in rows}, key=lambda d: (d != "none", d))
     lines = []
     for t in targets:
@@ -165,8 +212,8 @@ def defense_table(rows: Sequence[Result], attack: str, epsilons: Sequence[float]
         threat = ThreatModel.WHITE_FLOAT.value if t == parent else ThreatModel.TRANSFER.value
         for d in defenses:
             clean = index[("none", ThreatModel.CLEAN.value, 0.0, t, t, d)]
-            robust = [index[(attack, threat, eps, parent, t, d)] for eps in epsilons]
-            lines.append((t, d, pct(clean.robust_accuracy), *(with_ci(r) for r in robust)))
+            robust = [index.get((attack, threat, eps, parent, t, d)) for eps in epsilons]
+            lines.append((t, d, pct(clean.robust_accuracy), *("" if r is None else with_ci(r) for r in robust)))
     return Table(
         f"Defenses: accuracy against {attack} made on the float parent (non-adaptive: the attack does not know the defense)",
         ("target", "defense", "clean", *(f"eps {e:g}" for e in epsilons)),
@@ -174,69 +221,113 @@ def defense_table(rows: Sequence[Result], attack: str, epsilons: Sequence[float]
     )
 
 
-def robustness_figure(rows: Sequence[Result], attacks: Sequence[str]) -> Figure:
-    """Robust accuracy vs epsilon per architecture: float (white-box) vs each quantized model (transfer from float)."""
+def curve_rows(rows: Sequence[Result], threat: ThreatModel, attack: str) -> list[Result]:
+    """The rows one threat model's robust-accuracy figure draws: each model under its own attack (for
+    transfer, each quantized model on sets made white-box on its float parent), with the float
+    models' own white-box (or black-box) curve as the reference in every figure."""
+    reference = ThreatModel.BLACK_RUNTIME if threat is ThreatModel.BLACK_RUNTIME else ThreatModel.WHITE_FLOAT
+
+    def drawn(r: Result) -> bool:
+        if r.attack != attack or r.defense != "none" or math.isinf(r.epsilon):
+            return False
+        if r.target_precision == "float":
+            return _own(r) and r.threat_model == reference.value
+        if threat is ThreatModel.TRANSFER:
+            return r.source == r.target.split(".", 1)[0] and r.source_threat_model == ThreatModel.WHITE_FLOAT.value
+        return _own(r) and r.threat_model == threat.value
+
+    return [r for r in rows if drawn(r)]
+
+
+def robustness_figure(rows: Sequence[Result], threat: ThreatModel, attack: str) -> Figure:
+    """Robust accuracy vs epsilon per architecture: float vs each quantized model (Gorsline et al. 2021)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    curves = [r for r in rows if r.defense == "none" and r.attack in attacks and r.source == r.target.split(".", 1)[0]]
+    curves = curve_rows(rows, threat, attack)
     archs = sorted({r.target_arch for r in curves})
-    fig, axes = plt.subplots(1, len(archs), figsize=(4.2 * len(archs), 3.4), sharey=True, squeeze=False)
-    styles = ["-", "--", ":", "-."]
-    # One colour per precision (float in black), one line style per attack, the same in every panel.
-    precisions = sorted({r.target_precision for r in curves}, key=lambda p: (p != "float", p))
+    fig, axes = plt.subplots(1, max(len(archs), 1), figsize=(4.2 * max(len(archs), 1), 3.4), sharey=True, squeeze=False)
+    # One colour per precision (float in black), the same in every figure.
+    precisions = sorted({r.target_precision for r in rows}, key=lambda p: (p != "float", p))
     colours = dict(zip(precisions, ["black", *plt.get_cmap("tab10").colors], strict=False))
-    for ax, arch in zip(axes[0], archs, strict=True):
-        for a, attack in enumerate(attacks):
-            for target in sorted({r.target for r in curves if r.target_arch == arch}):
-                pts = sorted(
-                    (r.epsilon, r.robust_accuracy, r.robust_accuracy_low, r.robust_accuracy_high)
-                    for r in curves
-                    if r.target == target and r.attack == attack
-                )
-                eps, acc, low, high = zip(*pts, strict=True)
-                precision = target.split(".", 1)[1] if "." in target else "float"
-                colour = colours[precision]
-                ax.plot(
-                    eps, acc, styles[a % len(styles)], color=colour, marker="o", ms=3, label=f"{precision} / {attack}"
-                )
-                ax.fill_between(eps, low, high, color=colour, alpha=0.08)
-        ax.set(title=arch, xlabel="epsilon (Linf)", xscale="log", ylim=(0, 1))
+    norm = curves[0].norm if curves else ""
+    for ax, arch in zip(axes[0], archs, strict=False):
+        for target in sorted({r.target for r in curves if r.target_arch == arch}, key=_precision_order):
+            pts = sorted(
+                (r.epsilon, r.robust_accuracy, r.robust_accuracy_low, r.robust_accuracy_high)
+                for r in curves
+                if r.target == target
+            )
+            eps, acc, low, high = zip(*pts, strict=True)
+            precision = target.split(".", 1)[1] if "." in target else "float"
+            colour = colours[precision]
+            ax.plot(eps, acc, "-" if precision == "float" else "--", color=colour, marker="o", ms=3, label=precision)
+            ax.fill_between(eps, low, high, color=colour, alpha=0.08)
+        ax.set(title=arch, xlabel=f"epsilon ({norm})", xscale="log", ylim=(0, 1))
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("robust accuracy")
     axes[0][-1].legend(fontsize=7)
     fig.tight_layout()
+    reference = "black-box" if threat is ThreatModel.BLACK_RUNTIME else "white-box"
     return Figure(
-        "robust_vs_epsilon",
-        "Robust accuracy vs epsilon: float (white-box) vs quantized (adversarial examples transferred from float)",
+        f"robust_vs_epsilon_{threat.value}",
+        f"Robust accuracy vs epsilon, {threat.value}: {attack} (float: its own {reference} curve)",
         _png(fig),
-        "Shaded bands are 95% Wilson intervals.",
+        f"{THREAT_NOTES[threat]} Shaded bands are 95% Wilson intervals.",
     )
 
 
-def transfer_figure(rows: Sequence[Result], attack: str, epsilon: float) -> Figure:
+THREAT_NOTES = {
+    ThreatModel.WHITE_FLOAT: "Quantized models are not drawn: white_float attacks only float models.",
+    ThreatModel.WHITE_QNN_EXACT: "Each quantized model attacked through its twin with the deployed rounding, whose "
+    "gradient is zero almost everywhere: high accuracy here is gradient masking, not robustness.",
+    ThreatModel.WHITE_QNN_STE: "Each quantized model attacked through its twin with straight-through rounding (BPDA), "
+    "the adaptive white-box attack.",
+    ThreatModel.BLACK_RUNTIME: "Each deployed runtime attacked with its scores or labels only.",
+    ThreatModel.TRANSFER: "Each quantized model scored on the sets made white-box on its float parent.",
+}
+
+
+def transfer_figure(rows: Sequence[Result], attack: str, epsilon: float, source_threat: str) -> Figure:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cells = [r for r in rows if r.attack == attack and r.epsilon == epsilon and r.defense == "none"]
-    sources, targets = sorted({r.source for r in cells}), sorted({r.target for r in cells})
+    cells = heat_map_rows(rows, attack, epsilon, source_threat)
+    sources = sorted({r.source for r in cells}, key=_precision_order)
+    targets = sorted({r.target for r in cells}, key=_precision_order)
     value = {(r.source, r.target): r.robust_accuracy for r in cells}
     grid = [[value[(s, t)] for t in targets] for s in sources]
-    fig, ax = plt.subplots(figsize=(0.75 * len(targets) + 3.0, 0.55 * len(sources) + 2.2))
+    fig, ax = plt.subplots(figsize=(0.6 * len(targets) + 3.0, 0.4 * len(sources) + 2.2))
     image = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
-    ax.set_xticks(range(len(targets)), targets, rotation=35, ha="right", fontsize=8)
-    ax.set_yticks(range(len(sources)), sources, fontsize=8)
+    ax.set_xticks(range(len(targets)), targets, rotation=40, ha="right", fontsize=7)
+    ax.set_yticks(range(len(sources)), sources, fontsize=7)
     for i, row in enumerate(grid):
         for j, v in enumerate(row):
-            ax.text(j, i, f"{100 * v:.0f}", ha="center", va="center", color="white" if v < 0.5 else "black", fontsize=8)
-    ax.set(xlabel="target (deployed runtime)", ylabel="source (attacked model)")
+            ax.text(j, i, f"{100 * v:.0f}", ha="center", va="center", color="white" if v < 0.5 else "black", fontsize=7)
+    ax.set(xlabel="target (deployed runtime)", ylabel=f"source (attacked, {source_threat})")
     fig.colorbar(image, ax=ax, label="robust accuracy")
     fig.tight_layout()
-    return Figure("transfer", f"Transfer heat map: {attack} at epsilon {epsilon:g}", _png(fig))
+    return Figure(
+        heat_map_name(attack, epsilon, source_threat),
+        f"Transfer heat map: {attack} at epsilon {epsilon:g}, sets made {source_threat}",
+        _png(fig),
+    )
+
+
+def heat_map_name(attack: str, epsilon: float, source_threat: str) -> str:
+    return f"transfer_{attack}_eps{epsilon:g}_{source_threat}"
+
+
+def heat_map_rows(rows: Sequence[Result], attack: str, epsilon: float, source_threat: str) -> list[Result]:
+    return [
+        r
+        for r in rows
+        if r.attack == attack and r.epsilon == epsilon and r.defense == "none" and r.source_threat_model == source_threat
+    ]
 
 
 def _png(fig: Any) -> bytes:
@@ -322,42 +413,52 @@ def build_report(
     float_metrics: Sequence[Metrics],
     quant_metrics: Sequence[Metrics],
     *,
-    attacks: Sequence[str],
-    transfer_attack: str,
-    transfer_epsilon: float,
+    attacks: Mapping[str, Sequence[float]],
+    curves: Mapping[ThreatModel, str],
+    heat_maps: Sequence[tuple[str, float]],
+    defended_attack: str,
     min_float_accuracy: float,
     max_drop_points: float,
     summary: Sequence[str] = (),
 ) -> Report:
-    epsilons = sorted({r.epsilon for r in rows if r.attack == transfer_attack})
-    small_large = [epsilons[0], epsilons[-1]] if len(epsilons) > 1 else epsilons
-    return Report(
-        "qrobust report",
-        list(summary),
-        [
-            clean_table(rows, float_metrics, quant_metrics),
-            quantization_table(float_metrics, quant_metrics),
-            signoff_table(
-                float_metrics, quant_metrics, min_float_accuracy=min_float_accuracy, max_drop_points=max_drop_points
-            ),
-            robustness_figure(rows, attacks),
-            transfer_table(rows, transfer_attack, transfer_epsilon),
-            transfer_figure(rows, transfer_attack, transfer_epsilon),
-            defense_table(rows, transfer_attack, small_large),
-        ],
-    )
+    grid = attacks[defended_attack]
+    small_large = [grid[0], grid[-1]] if len(grid) > 1 else list(grid)
+    sections: list[Table | Figure] = [
+        clean_table(rows, float_metrics, quant_metrics),
+        quantization_table(float_metrics, quant_metrics),
+        signoff_table(float_metrics, quant_metrics, min_float_accuracy=min_float_accuracy, max_drop_points=max_drop_points),
+        attack_table(rows, attacks),
+        *(robustness_figure(rows, threat, attack) for threat, attack in curves.items()),
+        boundary_table(rows),
+    ]
+    for attack, epsilon in heat_maps:
+        for source_threat in sorted({r.source_threat_model for r in rows if r.attack == attack}):
+            sections.append(transfer_figure(rows, attack, epsilon, source_threat))
+    sections.append(defense_table(rows, defended_attack, small_large))
+    return Report("qrobust report", list(summary), sections)
 
 
-def plot_rows(rows: Sequence[Result], transfer_attack: str, transfer_epsilon: float) -> dict[str, list[dict[str, Any]]]:
-    """Long-format tables for the plots dvc.yaml declares (templates in .dvc/plots/)."""
-    curves = [
-        {"attack": r.attack, "model": r.target, "epsilon": r.epsilon, "robust_accuracy": round(r.robust_accuracy, 4)}
-        for r in rows
-        if r.defense == "none" and r.threat_model != ThreatModel.CLEAN.value and r.source == r.target.split(".", 1)[0]
-    ]
-    transfer = [
-        {"source": r.source, "target": r.target, "robust_accuracy": round(r.robust_accuracy, 4)}
-        for r in rows
-        if r.defense == "none" and r.attack == transfer_attack and r.epsilon == transfer_epsilon
-    ]
-    return {"robust_vs_epsilon": curves, "transfer": transfer}
+def plot_rows(
+    rows: Sequence[Result], curves: Mapping[ThreatModel, str], heat_maps: Sequence[tuple[str, float]]
+) -> dict[str, list[dict[str, Any]]]:
+    """Long-format tables for the plots dvc.yaml declares (templates in .dvc/plots/), keyed by the
+    file name under reports/plots/: robust_vs_epsilon/<threat>.csv and transfer/<heat map>.csv."""
+    tables: dict[str, list[dict[str, Any]]] = {}
+    for threat, attack in curves.items():
+        tables[f"robust_vs_epsilon/{threat.value}"] = [
+            {
+                "arch": r.target_arch,
+                "model": r.target,
+                "attack": r.attack,
+                "epsilon": r.epsilon,
+                "robust_accuracy": round(r.robust_accuracy, 4),
+            }
+            for r in curve_rows(rows, threat, attack)
+        ]
+    for attack, epsilon in heat_maps:
+        for source_threat in sorted({r.source_threat_model for r in rows if r.attack == attack}):
+            tables[f"transfer/{heat_map_name(attack, epsilon, source_threat)}"] = [
+                {"source": r.source, "target": r.target, "robust_accuracy": round(r.robust_accuracy, 4)}
+                for r in heat_map_rows(rows, attack, epsilon, source_threat)
+            ]
+    return tables

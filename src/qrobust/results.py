@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from enum import Enum
 from pathlib import Path
@@ -15,9 +16,17 @@ from qrobust.io import write_text
 
 
 class ThreatModel(Enum):
+    """What the attacker had: the value of ``threat_model`` in every result row."""
+
     CLEAN = "clean"  # no attack: clean inputs through the defense and the deployed runtime
-    WHITE_FLOAT = "white_float"  # gradient attack on a float model, scored on that model's runtime
+    WHITE_FLOAT = "white_float"  # gradients of a float model, scored on that model's runtime
+    WHITE_QNN_EXACT = "white_qnn_exact"  # gradients through a quantized model's twin, rounding as deployed (masked)
+    WHITE_QNN_STE = "white_qnn_ste"  # gradients through the twin with straight-through rounding (BPDA)
+    BLACK_RUNTIME = "black_runtime"  # labels or scores of the deployed runtime itself, no gradients
     TRANSFER = "transfer"  # adversarial set made on one model, scored on another
+
+
+NORMS = ("l0", "l1", "l2", "linf")
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -39,18 +48,26 @@ def _mean(values: np.ndarray) -> float:
     return float(values.mean()) if values.size else math.nan
 
 
+def _median(values: np.ndarray) -> float:
+    return float(np.median(values)) if values.size else math.nan
+
+
 @dataclass(frozen=True)
 class Result:
-    """Robust accuracy and attack success of one adversarial set on one deployed target.
+    """Robust accuracy and attack success of one adversarial set at one epsilon on one deployed target.
 
-    Success counts only samples the target classified correctly when clean (for transfer, samples
-    that source and target both classified correctly, as in Bernhard et al. 2019).
+    ``threat_model`` is how the set was made when the target is the attacked model itself, and
+    ``transfer`` otherwise; ``source_threat_model`` always says how it was made. Success counts only
+    samples the target classified correctly when clean (for transfer, samples that source and target
+    both classified correctly, as in Bernhard et al. 2019). ``epsilon`` is ``inf`` for the unbounded
+    output of a minimisation attack, whose median perturbation is the distance to the decision boundary.
     """
 
     attack: str
     norm: str
     epsilon: float
     threat_model: str
+    source_threat_model: str
     source: str
     target: str
     target_arch: str
@@ -66,10 +83,23 @@ class Result:
     success_rate: float
     success_rate_low: float
     success_rate_high: float
-    linf_mean_success: float
+    queries_per_sample: float
+    l0_mean_success: float
+    l0_median_success: float
+    l0_mean_failed: float
+    l0_median_failed: float
+    l1_mean_success: float
+    l1_median_success: float
+    l1_mean_failed: float
+    l1_median_failed: float
     l2_mean_success: float
-    linf_mean_failed: float
+    l2_median_success: float
     l2_mean_failed: float
+    l2_median_failed: float
+    linf_mean_success: float
+    linf_median_success: float
+    linf_mean_failed: float
+    linf_median_failed: float
 
     @classmethod
     def score(
@@ -77,15 +107,22 @@ class Result:
         *,
         correct: np.ndarray,
         attackable: np.ndarray,
-        linf: np.ndarray,
-        l2: np.ndarray,
+        sizes: Mapping[str, np.ndarray],
+        queries_per_sample: float = math.nan,
         **keys: object,
     ) -> Result:
-        """Build a row from per-sample booleans (``correct`` after the attack, ``attackable`` before)."""
+        """Build a row from per-sample booleans (``correct`` after the attack, ``attackable`` before)
+        and per-sample perturbation sizes (``sizes[norm]`` for every norm in ``NORMS``)."""
         success = attackable & ~correct
         failed = attackable & correct
         n, k = int(correct.size), int(correct.sum())
         m, s = int(attackable.sum()), int(success.sum())
+        spread = {
+            f"{norm}_{stat}_{group}": fn(sizes[norm][mask])
+            for norm in NORMS
+            for group, mask in (("success", success), ("failed", failed))
+            for stat, fn in (("mean", _mean), ("median", _median))
+        }
         return cls(
             **keys,  # type: ignore[arg-type]
             n=n,
@@ -98,10 +135,8 @@ class Result:
             success_rate=_rate(s, m),
             success_rate_low=wilson_interval(s, m)[0],
             success_rate_high=wilson_interval(s, m)[1],
-            linf_mean_success=_mean(linf[success]),
-            l2_mean_success=_mean(l2[success]),
-            linf_mean_failed=_mean(linf[failed]),
-            l2_mean_failed=_mean(l2[failed]),
+            queries_per_sample=queries_per_sample,
+            **spread,
         )
 
 

@@ -50,7 +50,8 @@ class OrtRuntime:
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
 
-    def logits(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+    # Measured on 2 CPU cores: ONNX Runtime is fastest at about 256 images a call.
+    def logits(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
         x = np.ascontiguousarray(x, dtype=np.float32)
         parts = [
             self.session.run(None, {self.input_name: x[i : i + batch_size]})[0] for i in range(0, len(x), batch_size)
@@ -79,8 +80,10 @@ class TorchRuntime:
         self.module = module
         self.path = Path(path)
 
+    # Eager torch graphs run 2-3x faster per image at 64 images a call than at 1000 (their
+    # intermediate tensors stay in cache); measured on INC's int8 and weight-only modules.
     @torch.no_grad()
-    def logits(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+    def logits(self, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
         x = np.ascontiguousarray(x, dtype=np.float32)
         parts = [
             self.module(torch.from_numpy(x[i : i + batch_size])).float().numpy() for i in range(0, len(x), batch_size)

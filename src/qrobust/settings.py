@@ -7,6 +7,7 @@ milliseconds naming the key, the value and what is allowed.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,12 +15,13 @@ from types import MappingProxyType
 from typing import Any
 
 from qrobust import config as c
-from qrobust.attacks import ATTACKS
+from qrobust.attacks import ATTACKS, Norm
 from qrobust.data import DATASETS
 from qrobust.defenses import create_defense
 from qrobust.errors import ConfigError
 from qrobust.models import ARCHITECTURES
 from qrobust.quantizers import QUANTIZERS, create_quantizer
+from qrobust.results import ThreatModel
 from qrobust.training import RECIPES, TrainConfig
 
 
@@ -135,11 +137,45 @@ class QuantizeSettings:
         )
 
 
+# Largest meaningful budget per norm for inputs in [0, 1] with at most this many values (3x64x64).
+_MAX_EPSILON = {Norm.LINF: 1.0, Norm.L2: math.sqrt(3 * 64 * 64), Norm.L1: 3 * 64 * 64.0, Norm.L0: 3 * 64 * 64.0}
+RUNNER_KEYS = {"epsilons", "samples", "threat_models"}
+
+
 @dataclass(frozen=True)
 class AttackConfig:
+    """One attack of the study: its grid, how many evaluation samples, under which threat models."""
+
     name: str
     epsilons: tuple[float, ...]
+    samples: int
+    threat_models: tuple[ThreatModel, ...]
     options: Mapping[str, Any]
+
+    @classmethod
+    def from_params(cls, name: str, body: Any) -> AttackConfig:
+        key = f"attack.attacks.{name}"
+        entry = ATTACKS.get(name, key="attack.attacks")
+        if not isinstance(body, Mapping):
+            raise ConfigError(f"{key}: expected a mapping of settings, got {body!r}")
+        options = {k: v for k, v in body.items() if k not in RUNNER_KEYS}
+        entry.build(options, key)  # unknown or bad options fail now
+        allowed = [t.value for t in entry.kind.threat_models]
+        threats = c.require(body, "threat_models", key)
+        if not isinstance(threats, list) or not threats:
+            raise ConfigError(f"{key}.threat_models: expected a non-empty list from {allowed}, got {threats!r}")
+        for threat in threats:
+            if threat not in allowed:
+                raise ConfigError(
+                    f"{key}.threat_models: {threat!r} is not possible for a {entry.kind.value} attack; allowed: {allowed}"
+                )
+        return cls(
+            name=name,
+            epsilons=c.epsilon_grid(c.require(body, "epsilons", key), f"{key}.epsilons", _MAX_EPSILON[entry.norm]),
+            samples=c.positive_int(c.require(body, "samples", key), f"{key}.samples"),
+            threat_models=tuple(ThreatModel(t) for t in threats),
+            options=MappingProxyType(options),
+        )
 
 
 @dataclass(frozen=True)
@@ -155,60 +191,92 @@ class AttackSettings:
         table = c.require(s, "attacks", "attack")
         if not isinstance(table, Mapping) or not table:
             raise ConfigError(f"attack.attacks: expected a mapping of attack name -> settings, got {table!r}")
-        attacks = []
-        for name, body in table.items():
-            entry = ATTACKS.get(name, key="attack.attacks")
-            body = dict(body or {})
-            epsilons = c.epsilon_grid(body.pop("epsilons", None), f"attack.attacks.{name}.epsilons")
-            entry.build(body, f"attack.attacks.{name}")  # unknown or bad options fail now
-            attacks.append(AttackConfig(name, epsilons, MappingProxyType(body)))
         return cls(
-            attacks=tuple(attacks),
+            attacks=tuple(AttackConfig.from_params(name, body) for name, body in table.items()),
             batch_size=c.positive_int(c.require(s, "batch_size", "attack"), "attack.batch_size"),
             device=_device(s.get("device", "auto"), "attack.device"),
             seed=_seed(params),
         )
 
+    def get(self, name: str) -> AttackConfig:
+        for attack in self.attacks:
+            if attack.name == name:
+                return attack
+        raise ConfigError(f"attack {name!r} is not in attack.attacks; attacks: {', '.join(a.name for a in self.attacks)}")
+
 
 @dataclass(frozen=True)
 class EvaluateSettings:
     defenses: Mapping[str, Mapping[str, Any]]
+    defended_attacks: tuple[str, ...]
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> EvaluateSettings:
-        s = c.section(params, "evaluate", {"defenses"})
+        s = c.section(params, "evaluate", {"defenses", "defended_attacks"})
         table = c.require(s, "defenses", "evaluate")
         if not isinstance(table, Mapping) or "none" not in table:
             raise ConfigError(f"evaluate.defenses: expected a mapping that includes 'none', got {table!r}")
         defenses = {name: dict(body or {}) for name, body in table.items()}
         for name, body in defenses.items():
             create_defense(name, body)
-        return cls(MappingProxyType(defenses))
+        run = [a.name for a in AttackSettings.from_params(params).attacks]
+        return cls(
+            MappingProxyType(defenses),
+            c.name_list(c.require(s, "defended_attacks", "evaluate"), "evaluate.defended_attacks", run),
+        )
+
+
+@dataclass(frozen=True)
+class HeatMap:
+    attack: str
+    epsilon: float
 
 
 @dataclass(frozen=True)
 class ReportSettings:
-    transfer_attack: str
-    transfer_epsilon: float
+    curves: Mapping[ThreatModel, str]  # the attack drawn in each threat model's robust-accuracy figure
+    heat_maps: tuple[HeatMap, ...]
     min_float_accuracy: float
     max_quant_drop_points: float
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> ReportSettings:
-        s = c.section(
-            params, "report", {"transfer_attack", "transfer_epsilon", "min_float_accuracy", "max_quant_drop_points"}
-        )
-        attacks = AttackSettings.from_params(params).attacks
-        by_name = {a.name: a for a in attacks}
-        name = c.require(s, "transfer_attack", "report")
-        if name not in by_name:
-            raise ConfigError(f"report.transfer_attack: {name!r} is not run; attacks run: {', '.join(by_name)}")
-        eps = c.number(c.require(s, "transfer_epsilon", "report"), "report.transfer_epsilon", low=0.0, high=1.0)
-        if eps not in by_name[name].epsilons:
-            raise ConfigError(f"report.transfer_epsilon: {eps} is not in {name}'s grid {list(by_name[name].epsilons)}")
+        s = c.section(params, "report", {"curves", "heat_maps", "min_float_accuracy", "max_quant_drop_points"})
+        by_name = {a.name: a for a in AttackSettings.from_params(params).attacks}
+        curves = c.require(s, "curves", "report")
+        threats = [t.value for t in ThreatModel if t is not ThreatModel.CLEAN]
+        if not isinstance(curves, Mapping) or not curves:
+            raise ConfigError(f"report.curves: expected a mapping of threat model -> attack, got {curves!r}")
+        parsed: dict[ThreatModel, str] = {}
+        for threat, name in curves.items():
+            key = f"report.curves.{threat}"
+            if threat not in threats:
+                raise ConfigError(f"{key}: unknown threat model; valid: {', '.join(threats)}")
+            if name not in by_name:
+                raise ConfigError(f"{key}: {name!r} is not run; attacks run: {', '.join(by_name)}")
+            # The transfer figure draws sets made white-box on each float parent.
+            needed = ThreatModel.WHITE_FLOAT.value if threat == ThreatModel.TRANSFER.value else threat
+            if needed not in {t.value for t in by_name[name].threat_models}:
+                runs = sorted(n for n, a in by_name.items() if needed in {t.value for t in a.threat_models})
+                raise ConfigError(f"{key}: {name!r} does not run under {needed}; attacks that do: {runs}")
+            parsed[ThreatModel(threat)] = name
+        maps = c.require(s, "heat_maps", "report")
+        if not isinstance(maps, list):
+            raise ConfigError(f"report.heat_maps: expected a list of {{attack, epsilon}}, got {maps!r}")
+        heat_maps = []
+        for i, spec in enumerate(maps):
+            key = f"report.heat_maps[{i}]"
+            spec = c.section({"spec": spec}, "spec", {"attack", "epsilon"})
+            name = c.require(spec, "attack", key)
+            if name not in by_name:
+                raise ConfigError(f"{key}.attack: {name!r} is not run; attacks run: {', '.join(by_name)}")
+            eps = c.require(spec, "epsilon", key)
+            if eps not in by_name[name].epsilons:
+                raise ConfigError(f"{key}.epsilon: {eps!r} is not in {name}'s grid {list(by_name[name].epsilons)}")
+            heat_maps.append(HeatMap(name, float(eps)))
         return cls(
-            name,
-            eps,
+            MappingProxyType(parsed),
+            tuple(heat_maps),
             min_float_accuracy=c.number(
                 c.require(s, "min_float_accuracy", "report"), "report.min_float_accuracy", low=0.0, high=1.0
             ),

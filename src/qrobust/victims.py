@@ -1,0 +1,135 @@
+"""What an attack sees of a model: a Foolbox model, the conversions to and from its tensors, and a
+count of the inputs it was asked to score (the query count of black-box attacks).
+
+``module_victim`` wraps a differentiable torch module (a float model or a quantized model's twin);
+``runtime_victim`` wraps a deployed runtime (an ONNX Runtime session or an INC module) as a Foolbox
+``NumPyModel``, with no gradients, and with labels only for decision-based attacks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from qrobust.layout import float_dir, quant_dir
+from qrobust.models import InputSpec, create_model
+from qrobust.results import ThreatModel
+from qrobust.twins import GradMode
+
+BOUNDS = (0.0, 1.0)
+TWIN_MODES = {ThreatModel.WHITE_QNN_EXACT: GradMode.EXACT, ThreatModel.WHITE_QNN_STE: GradMode.STE}
+
+
+class Runtime(Protocol):
+    def logits(self, x: np.ndarray) -> np.ndarray: ...
+
+
+class Victim:
+    def __init__(self, model: Any, *, torch_device: torch.device | None) -> None:
+        self.model = model  # a Foolbox model
+        self.queries = 0
+        self._device = torch_device
+
+    def tensor(self, x: np.ndarray) -> Any:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        return x if self._device is None else torch.from_numpy(x).to(self._device)
+
+    def labels(self, y: np.ndarray) -> Any:
+        y = np.asarray(y, dtype=np.int64)
+        return y if self._device is None else torch.from_numpy(y).to(self._device)
+
+    @staticmethod
+    def numpy(t: Any) -> np.ndarray:
+        return t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else np.asarray(t)
+
+    def logits(self, x: np.ndarray, batch_size: int = 500) -> np.ndarray:
+        parts = [self.numpy(self.model(self.tensor(x[i : i + batch_size]))) for i in range(0, len(x), batch_size)]
+        return np.concatenate(parts).astype(np.float32)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.logits(x).argmax(1)
+
+
+class _Counting(nn.Module):
+    def __init__(self, module: nn.Module, victim: Victim | None = None) -> None:
+        super().__init__()
+        self.module = module
+        self.victim = victim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.victim is not None:
+            self.victim.queries += len(x)
+        return self.module(x)
+
+
+def module_victim(module: nn.Module, device: torch.device) -> Victim:
+    """A white-box victim: Foolbox's PyTorchModel on an explicit device (it would pick cuda:0 by itself)."""
+    import foolbox
+
+    counting = _Counting(module.to(device)).eval()
+    victim = Victim(foolbox.PyTorchModel(counting, bounds=BOUNDS, device=device), torch_device=device)
+    counting.victim = victim
+    return victim
+
+
+def runtime_victim(runtime: Runtime, *, labels_only: bool) -> Victim:
+    """A black-box victim on the deployed runtime. With ``labels_only`` it returns one-hot logits,
+    so a decision-based attack cannot use scores even by accident."""
+    import foolbox
+
+    victim: Victim
+
+    def call(x: np.ndarray) -> np.ndarray:
+        victim.queries += len(x)
+        logits = runtime.logits(x)
+        if labels_only:
+            return np.eye(logits.shape[1], dtype=np.float32)[logits.argmax(1)]
+        return logits
+
+    victim = Victim(foolbox.models.NumPyModel(call, bounds=BOUNDS, data_format="channels_first"), torch_device=None)
+    return victim
+
+
+def sources(threat: ThreatModel, models: Sequence[str], quantizers: Sequence[str], *, noise: bool) -> list[str]:
+    """The deployed models an attack is made on under ``threat``: float models for white_float, every
+    quantized model (through its twin) for white_qnn_*, every deployed runtime for black_runtime, and
+    only the float runtimes for noise, which never queries the model and so is the same draw for all."""
+    quantized = [f"{m}.{q}" for m in models for q in quantizers]
+    if threat is ThreatModel.WHITE_FLOAT or (threat is ThreatModel.BLACK_RUNTIME and noise):
+        return list(models)
+    if threat is ThreatModel.BLACK_RUNTIME:
+        return [name for m in models for name in (m, *(f"{m}.{q}" for q in quantizers))]
+    return quantized
+
+
+def source_folder(source: str) -> Path:
+    model, _, quantizer = source.partition(".")
+    return quant_dir(model, quantizer) if quantizer else float_dir(model)
+
+
+def open_victim(threat: ThreatModel, source: str, spec: InputSpec, device: torch.device, *, labels_only: bool) -> Victim:
+    """Open the model ``source`` as ``threat`` lets the attacker see it, from its artefact folder."""
+    from qrobust.quantizers import load_runtime, load_twin
+    from qrobust.runtime import OrtRuntime
+
+    folder = source_folder(source)
+    if threat is ThreatModel.WHITE_FLOAT:
+        module = create_model(source.split("-", 1)[0], spec)
+        module.load_state_dict(torch.load(folder / "model.pt", weights_only=True))
+        return module_victim(module, device)
+    if threat in TWIN_MODES:
+        return module_victim(load_twin(folder, TWIN_MODES[threat]), device)
+    runtime = load_runtime(folder) if "." in source else OrtRuntime(folder / "model.onnx")
+    return runtime_victim(runtime, labels_only=labels_only)
+
+
+def float_activations(source: str) -> bool:
+    """A weight-only quantized model keeps float activations: its exact and ste twins are one model."""
+    from qrobust.quantizers import FLOAT_BITS, read_artefact
+
+    return int(read_artefact(source_folder(source))["activation_bits"]) >= FLOAT_BITS
