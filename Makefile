@@ -49,6 +49,7 @@ lint: setup
 
 benchmark: setup
 	$(BIN)/python benchmarks/runtime_latency.py
+	$(BIN)/python benchmarks/attack_throughput.py
 
 clean:
 	rm -rf build

@@ -49,7 +49,9 @@ def main() -> None:
                 path = adversarial_dir(attack.name) / threat.value / f"{source}.npz"
                 adv = AdversarialSet.load(path)
                 if adv.index.max() >= len(y) or not np.array_equal(adv.labels, y[adv.index]):
-                    raise ConfigError(f"{path}: its labels differ from {PREPARED / 'eval.npz'}; re-run attack@{attack.name}")
+                    raise ConfigError(
+                        f"{path}: its labels differ from {PREPARED / 'eval.npz'}; re-run attack@{attack.name}"
+                    )
                 sets.append(adv)
 
     rows = cross_evaluate(targets, sets, x, y, defenses, settings.defended_attacks)

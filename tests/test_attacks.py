@@ -1,49 +1,159 @@
+import math
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
 
-from qrobust.attacks import ATTACKS, perturbation_norms, run_attack
+from qrobust.attacks import ATTACKS, Kind, Norm, attack_subset, craft, perturbation_norms, starting_points
 from qrobust.errors import ConfigError
-from qrobust.training import predict_logits
+from qrobust.runtime import OrtRuntime
+from qrobust.settings import AttackConfig
+from qrobust.victims import Victim, module_victim, runtime_victim
 from tests.conftest import accuracy
 
-LARGE_EPSILON = {"l2": 6.0, "linf": 0.3}
+# Budgets that move a stripe image to another class (stripes differ by about 6 in L2); random noise
+# needs more than an attack to do the same.
+LARGE = {Norm.LINF: 0.3, Norm.L2: 6.0, Norm.L1: 60.0}
+# The stripes are wide, so the tiny model shrugs off what black-box search and random noise can do at
+# those budgets; these need more room (noise: about the whole range).
+LARGER = {Kind.SCORE: {Norm.LINF: 0.5}, Kind.DECISION: {Norm.L2: 14.0}, Kind.NOISE: {Norm.LINF: 1.0, Norm.L2: 25.0}}
+# Few steps keep the suite fast on the tiny model; every attack still has to work with them.
+FAST: dict[str, dict[str, Any]] = {
+    "bim": {"steps": 5},
+    "linf_pgd": {"steps": 5},
+    "l2_pgd": {"steps": 5},
+    "mi_fgsm": {"steps": 5},
+    "cw_l2": {"steps": 20, "binary_search_steps": 2, "initial_const": 1.0},
+    "ead": {"steps": 20, "binary_search_steps": 2, "initial_const": 1.0},
+    "deepfool_l2": {"steps": 10},
+    "deepfool_linf": {"steps": 10},
+    "fmn_l2": {"steps": 20, "binary_search_steps": 3},
+    "boundary": {"steps": 20},
+    "hop_skip_jump": {"steps": 2, "initial_gradient_eval_steps": 20, "max_gradient_eval_steps": 100},
+    "salt_and_pepper": {"steps": 20},
+    "gen_attack": {"steps": 20},
+    "square": {"queries": 100},
+}
+
+
+def victim_for(name: str, model: torch.nn.Module, onnx_path) -> Victim:
+    """Gradient attacks see the torch model; the others only a real ONNX Runtime session."""
+    kind = ATTACKS.get(name).kind
+    if kind is Kind.GRADIENT:
+        return module_victim(model, torch.device("cpu"))
+    return runtime_victim(OrtRuntime(onnx_path), labels_only=kind is Kind.DECISION)
+
+
+def large_epsilon(name: str) -> float:
+    entry = ATTACKS.get(name)
+    return LARGER.get(entry.kind, {}).get(entry.norm, LARGE[entry.norm])
 
 
 @pytest.mark.parametrize("name", ATTACKS.names())
-def test_attack_stays_in_bounds_and_lowers_accuracy(name: str, trained_lenet, tiny_data) -> None:
-    x, y = tiny_data["test"][0][:64], tiny_data["test"][1][:64]
-    norm = ATTACKS.get(name).norm.value
-    epsilons = (LARGE_EPSILON[norm] / 20, LARGE_EPSILON[norm])
-    x_adv = run_attack(trained_lenet, name, {}, epsilons, x, y, batch_size=32, seed=0, device=torch.device("cpu"))
-    assert x_adv.shape == (2, *x.shape) and x_adv.dtype == np.float32
-    assert x_adv.min() >= 0.0 and x_adv.max() <= 1.0
-    sizes = perturbation_norms(x_adv, x)[norm]
-    assert (sizes[0] <= epsilons[0] * 1.0001).all() and (sizes[1] <= epsilons[1] * 1.0001).all()
-    clean = accuracy(predict_logits(trained_lenet, x).argmax(1), y)
-    robust = accuracy(predict_logits(trained_lenet, x_adv[1]).argmax(1), y)
-    assert robust < clean - 0.3
+def test_attack_stays_in_bounds_and_lowers_accuracy(name: str, trained_lenet, lenet_onnx, tiny_data) -> None:
+    x, y = tiny_data["test"][0][:48], tiny_data["test"][1][:48]
+    entry = ATTACKS.get(name)
+    epsilons = (large_epsilon(name) / 20, large_epsilon(name))
+    victim = victim_for(name, trained_lenet, lenet_onnx)
+    crafted = craft(victim, name, FAST.get(name, {}), epsilons, x, y, batch_size=24, seed=0)
+    expected = (*epsilons, math.inf) if entry.minimizes else epsilons
+    assert crafted.epsilons == expected and crafted.x_adv.shape == (len(expected), *x.shape)
+    assert crafted.x_adv.dtype == np.float32 and crafted.x_adv.min() >= 0.0 and crafted.x_adv.max() <= 1.0
+    sizes = perturbation_norms(crafted.x_adv, x)[entry.norm.value]
+    for eps, row in zip(epsilons, sizes, strict=False):
+        assert row.max() <= eps * 1.0001 + 1e-6
+    # Samples the model gets wrong are not attacked: they stay clean.
+    untouched = crafted.x_adv[:, ~crafted.attacked]
+    assert np.array_equal(untouched, np.broadcast_to(x[~crafted.attacked], untouched.shape))
+    runtime = OrtRuntime(lenet_onnx)
+    clean = accuracy(runtime.predict(x), y)
+    robust = accuracy(runtime.predict(crafted.x_adv[len(epsilons) - 1]), y)
+    # A random baseline is weaker than an attack by design; it still has to hurt at full range.
+    assert robust < clean - (0.2 if entry.kind is Kind.NOISE else 0.3), (name, clean, robust)
+    assert crafted.queries_per_sample > 0
 
 
 @pytest.mark.parametrize("name", ATTACKS.names())
-def test_attack_is_reproducible(name: str, trained_lenet, tiny_data) -> None:
-    x, y = tiny_data["test"][0][:16], tiny_data["test"][1][:16]
-    eps = (LARGE_EPSILON[ATTACKS.get(name).norm.value] / 4,)
+def test_attack_is_reproducible(name: str, trained_lenet, lenet_onnx, tiny_data) -> None:
+    x, y = tiny_data["test"][0][:8], tiny_data["test"][1][:8]
+    eps = (large_epsilon(name) / 2,)
     runs = [
-        run_attack(trained_lenet, name, {}, eps, x, y, batch_size=16, seed=3, device=torch.device("cpu"))
+        craft(victim_for(name, trained_lenet, lenet_onnx), name, FAST.get(name, {}), eps, x, y, batch_size=8, seed=3)
         for _ in range(2)
     ]
-    assert np.array_equal(runs[0], runs[1])
+    assert np.array_equal(runs[0].x_adv, runs[1].x_adv) and runs[0].queries_per_sample == runs[1].queries_per_sample
+
+
+def test_black_box_attacks_query_the_runtime_within_budget(lenet_onnx, tiny_data) -> None:
+    x, y = tiny_data["test"][0][:16], tiny_data["test"][1][:16]
+    victim = runtime_victim(OrtRuntime(lenet_onnx), labels_only=False)
+    crafted = craft(victim, "square", {"queries": 50}, (0.02,), x, y, batch_size=16, seed=0)
+    # The Square budget, plus Foolbox's success check once per epsilon.
+    assert 1 <= crafted.queries_per_sample <= 50 + 1
+
+
+def test_decision_victim_sees_labels_only(lenet_onnx, tiny_data) -> None:
+    x = tiny_data["test"][0][:8]
+    runtime = OrtRuntime(lenet_onnx)
+    scores = runtime_victim(runtime, labels_only=True).logits(x)
+    assert set(np.unique(scores)) == {0.0, 1.0} and np.array_equal(scores.argmax(1), runtime.predict(x))
+    victim = runtime_victim(runtime, labels_only=False)
+    assert np.allclose(victim.logits(x), runtime.logits(x)) and victim.queries == 8
+
+
+def test_starting_points_are_adversarial(lenet_onnx, tiny_data) -> None:
+    x, y = tiny_data["test"][0][:32], tiny_data["test"][1][:32]
+    victim = runtime_victim(OrtRuntime(lenet_onnx), labels_only=True)
+    start = starting_points(victim, x, y, seed=0)
+    assert (victim.predict(start) != y).all() and start.min() >= 0.0 and start.max() <= 1.0
+
+
+def test_straight_through_gradients_beat_the_masked_ones(trained_lenet, lenet_onnx, tiny_data, tmp_path) -> None:
+    """White-box through the exact twin is gradient masking; the straight-through twin (BPDA) is not."""
+    from qrobust.quantizers import FloatModel, create_quantizer, load_runtime, load_twin
+    from qrobust.twins import GradMode
+    from tests.conftest import SPEC
+
+    create_quantizer("ort_int8", {}).quantize(
+        FloatModel(trained_lenet, lenet_onnx, "lenet", SPEC), tiny_data["calib"][0], tmp_path
+    )
+    x, y = tiny_data["test"][0][:48], tiny_data["test"][1][:48]
+    runtime = load_runtime(tmp_path)
+    robust = {}
+    for mode in GradMode:
+        victim = module_victim(load_twin(tmp_path, mode), torch.device("cpu"))
+        crafted = craft(victim, "linf_pgd", {"steps": 10}, (0.3,), x, y, batch_size=48, seed=0)
+        robust[mode] = accuracy(runtime.predict(crafted.x_adv[0]), y)
+    assert robust[GradMode.STE] < robust[GradMode.EXACT] - 0.3, robust
 
 
 def test_unknown_attack_and_option_are_refused(trained_lenet, tiny_data) -> None:
     x, y = tiny_data["test"][0][:4], tiny_data["test"][1][:4]
+    victim = module_victim(trained_lenet, torch.device("cpu"))
     with pytest.raises(ConfigError, match="valid attack names: " + ", ".join(ATTACKS.names())):
-        run_attack(trained_lenet, "square", {}, (0.1,), x, y, batch_size=4, seed=0, device=torch.device("cpu"))
+        craft(victim, "squares", {}, (0.1,), x, y, batch_size=4, seed=0)
     with pytest.raises(ConfigError, match=r"unknown options \['step'\]"):
-        run_attack(
-            trained_lenet, "linf_pgd", {"step": 3}, (0.1,), x, y, batch_size=4, seed=0, device=torch.device("cpu")
-        )
+        craft(victim, "linf_pgd", {"step": 3}, (0.1,), x, y, batch_size=4, seed=0)
+    with pytest.raises(ConfigError, match="queries: expected a positive integer, got 0"):
+        craft(victim, "square", {"queries": 0}, (0.1,), x, y, batch_size=4, seed=0)
+
+
+@pytest.mark.parametrize("name", ATTACKS.names())
+def test_threat_models_must_fit_the_attack(name: str) -> None:
+    kind = ATTACKS.get(name).kind
+    wrong = "black_runtime" if kind is Kind.GRADIENT else "white_qnn_ste"
+    body = {"threat_models": [wrong], "epsilons": [0.1], "samples": 10}
+    with pytest.raises(ConfigError, match=f"{wrong!r} is not possible for a {kind.value} attack; allowed: "):
+        AttackConfig.from_params(name, body)
+    body["threat_models"] = [t.value for t in kind.threat_models]
+    assert AttackConfig.from_params(name, body).threat_models == kind.threat_models
+
+
+def test_attack_subsets_are_seeded_and_nested() -> None:
+    small, large = attack_subset(1000, 100, seed=0), attack_subset(1000, 300, seed=0)
+    assert np.array_equal(small, attack_subset(1000, 100, seed=0)) and set(small) <= set(large)
+    assert len(large) == 300 and np.array_equal(large, np.sort(large)) and len(attack_subset(50, 300, 0)) == 50
 
 
 def test_perturbation_norms() -> None:

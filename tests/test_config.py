@@ -80,3 +80,40 @@ def test_study_merge_refuses_unknown_keys(params: dict) -> None:
         merge(params, {"train": {"epochz": 1}})
     with pytest.raises(ConfigError, match="valid studies: default, smoke"):
         study_params(ROOT, "huge")
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda a: a["fgsm"].pop("samples"), r"attack.attacks.fgsm.samples: missing"),
+        (lambda a: a["fgsm"].update(samples=0), r"attack.attacks.fgsm.samples: expected a positive integer, got 0"),
+        (lambda a: a["fgsm"].update(threat_models=[]), r"threat_models: expected a non-empty list"),
+        (lambda a: a["square"].update(threat_models=["white_float"]), r"not possible for a score attack"),
+        (lambda a: a["fgsm"].update(epsilons=[0.1, 1.5]), r"fgsm.epsilons\[1\]: expected a number in \(0.0, 1.0\]"),
+        (lambda a: a["l2_pgd"].update(epsilons=[0.5, 1e4]), r"l2_pgd.epsilons\[1\]"),
+        (lambda a: a["square"].update(p_init=2.0), r"attack.attacks.square: .* rejected by the attack: p_init"),
+    ],
+)
+def test_attack_settings_name_the_bad_key(params: dict, change, expected: str) -> None:
+    change(params["attack"]["attacks"])
+    with pytest.raises(ConfigError, match=expected):
+        AttackSettings.from_params(params)
+
+
+def test_report_and_evaluate_refer_only_to_attacks_that_run(params: dict) -> None:
+    bad = copy.deepcopy(params)
+    bad["report"]["curves"]["black_runtime"] = "linf_pgd"
+    with pytest.raises(ConfigError, match="'linf_pgd' does not run under black_runtime; attacks that do: .*square"):
+        validate(bad)
+    bad = copy.deepcopy(params)
+    bad["report"]["curves"]["gray_box"] = "fgsm"
+    with pytest.raises(ConfigError, match="report.curves.gray_box: unknown threat model; valid: white_float"):
+        validate(bad)
+    bad = copy.deepcopy(params)
+    bad["report"]["heat_maps"] = [{"attack": "fgsm", "epsilon": 0.07}]
+    with pytest.raises(ConfigError, match=r"0.07 is not in fgsm's grid"):
+        validate(bad)
+    bad = copy.deepcopy(params)
+    bad["evaluate"]["defended_attacks"] = ["pgd"]
+    with pytest.raises(ConfigError, match="evaluate.defended_attacks: unknown name 'pgd'"):
+        validate(bad)

@@ -41,7 +41,11 @@ def test_results_are_complete_and_sane(smoke: Path) -> None:
     models = [f"{a}-{r}" for a in params["train"]["archs"] for r in params["train"]["recipes"]]
     targets = {*models, *(f"{m}.{q}" for m in models for q in params["quantize"]["quantizers"])}
     assert {r.target for r in rows} == targets
-    assert {r.source for r in rows if r.threat_model != ThreatModel.CLEAN.value} == set(models)
+    assert {r.source for r in rows} == targets  # black-box attacks are made on every deployed runtime
+    assert {r.threat_model for r in rows} == {t.value for t in ThreatModel}
+    assert {r.attack for r in rows} - {"none"} == set(params["attack"]["attacks"])
+    for r in rows:
+        assert (r.threat_model == ThreatModel.TRANSFER.value) == (r.source != r.target), r
     for r in rows:
         for rate in (r.robust_accuracy, r.robust_accuracy_low, r.robust_accuracy_high):
             assert 0.0 <= rate <= 1.0
@@ -67,7 +71,11 @@ def test_results_are_complete_and_sane(smoke: Path) -> None:
 def test_report_metrics_and_plots(smoke: Path) -> None:
     page = (smoke / "reports" / "index.html").read_text()
     assert "Clean accuracy" in page and page.count("data:image/png;base64,") >= 2
-    assert "## Transfer" in (smoke / "reports" / "report.md").read_text()
+    markdown = (smoke / "reports" / "report.md").read_text()
+    assert "## Transfer heat map" in markdown and "## Distance to the decision boundary" in markdown
+    assert {p.stem for p in (smoke / "reports" / "plots" / "robust_vs_epsilon").glob("*.csv")} == {
+        t.value for t in ThreatModel if t is not ThreatModel.CLEAN
+    }
     metrics = json.loads(dvc(smoke, "metrics", "show", "--json"))
     assert any("clean_accuracy/" in key for key in json.dumps(metrics).split('"'))
     dvc(smoke, "plots", "show", "-o", "plots_out")
@@ -86,7 +94,7 @@ def _cached_outs(project: Path, stages: tuple[str, ...]) -> dict[str, str]:
 
 
 def test_forced_rerun_gives_identical_artefacts(smoke: Path) -> None:
-    stages = ("prepare", "train@lenet-standard", "quantize@lenet-standard-inc_int8", "attack@lenet-standard")
+    stages = ("prepare", "train@lenet-standard", "quantize@lenet-standard-inc_int8", "attack@fgsm", "attack@square")
     before = _cached_outs(smoke, stages)
     dvc(smoke, "repro", "--force", "--single-item", *stages)
     assert _cached_outs(smoke, stages) == before
@@ -104,7 +112,8 @@ def test_attack_change_reruns_no_training_or_quantization(smoke: Path) -> None:
         changed = set(json.loads(dvc(smoke, "status", "--json")))
     finally:
         params_file.write_text(original)
-    assert changed and all(s.startswith(("attack@", "evaluate", "report")) for s in changed), changed
+    # Only that attack's stage, and the two stages that read every attack's sets.
+    assert changed == {"attack@linf_pgd", "evaluate", "report"}, changed
 
 
 def test_unknown_architecture_fails_before_any_compute(smoke: Path, tmp_path: Path) -> None:

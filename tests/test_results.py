@@ -4,10 +4,11 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pytest
 
+from qrobust.attacks import perturbation_norms
 from qrobust.defenses import create_defense
 from qrobust.evaluation import AdversarialSet, Target, cross_evaluate, flat_metrics
 from qrobust.report import build_report, plot_rows, render_html, render_markdown
-from qrobust.results import Result, ThreatModel, read_results, wilson_interval, write_results
+from qrobust.results import NORMS, Result, ThreatModel, read_results, wilson_interval, write_results
 
 
 def test_wilson_interval_matches_known_values() -> None:
@@ -24,12 +25,12 @@ def test_success_counts_only_attackable_samples() -> None:
     row = Result.score(
         correct=correct,
         attackable=attackable,
-        linf=norms,
-        l2=norms,
+        sizes={norm: norms for norm in NORMS},
         attack="a",
         norm="linf",
         epsilon=0.1,
         threat_model="transfer",
+        source_threat_model="white_float",
         source="s",
         target="t",
         target_arch="x",
@@ -39,6 +40,8 @@ def test_success_counts_only_attackable_samples() -> None:
     assert (row.n, row.n_correct, row.n_attackable, row.n_success) == (5, 2, 3, 2)
     assert row.success_rate == pytest.approx(2 / 3) and row.robust_accuracy == pytest.approx(0.4)
     assert row.linf_mean_success == pytest.approx(0.35) and row.linf_mean_failed == pytest.approx(0.1)
+    assert row.l2_median_success == pytest.approx(0.35) and row.l0_median_failed == pytest.approx(0.1)
+    assert math.isnan(row.queries_per_sample)
 
 
 @dataclass(frozen=True)
@@ -60,9 +63,24 @@ def _scene():
     adv = x.copy()
     adv[np.arange(20), 0, (y[:20] + 1) % 10, :] = 1.0  # half the samples pushed to the next class
     adv = np.stack([x, adv])
-    d = np.abs(adv - x).reshape(2, 40, -1)
-    targets = [Target("m", "toy", "float", ThresholdRuntime()), Target("m.q", "toy", "q", ThresholdRuntime())]
-    sets = [AdversarialSet("m", "push", "linf", (0.01, 0.5), adv, d.max(-1), np.sqrt((d**2).sum(-1)))]
+    index = np.arange(40)
+    targets = [Target("m", "toy", "float", ThresholdRuntime()), Target("m.q", "toy", "q", ThresholdRuntime(1))]
+    sizes = perturbation_norms(adv, x)
+    sets = [
+        AdversarialSet("push", "linf", ThreatModel.WHITE_FLOAT, "m", index, y, (0.01, 0.5), adv, sizes, math.nan),
+        AdversarialSet(
+            "push",
+            "linf",
+            ThreatModel.BLACK_RUNTIME,
+            "m.q",
+            index[:10],
+            y[:10],
+            (0.5,),
+            adv[1:, :10],
+            {k: v[1:, :10] for k, v in sizes.items()},
+            120.0,
+        ),
+    ]
     return targets, sets, x, y
 
 
@@ -73,26 +91,45 @@ def _comparable(row: Result) -> dict:
 def test_cross_evaluation_scores_every_set_on_every_target_and_defense(tmp_path) -> None:
     targets, sets, x, y = _scene()
     defenses = {"none": create_defense("none", {}), "bit_depth": create_defense("bit_depth", {"bits": 1})}
-    rows = cross_evaluate(targets, sets, x, y, defenses)
-    assert len(rows) == 2 * 2 + 2 * 2 * 2
-    index = {(r.threat_model, r.epsilon, r.target, r.defense): r for r in rows}
-    assert index[("clean", 0.0, "m", "none")].robust_accuracy == 1.0
-    assert index[("white_float", 0.01, "m", "none")].robust_accuracy == 1.0
-    white, transfer = index[("white_float", 0.5, "m", "none")], index[("transfer", 0.5, "m.q", "none")]
+    rows = cross_evaluate(targets, sets, x, y, defenses, defended_attacks=["push"])
+    # clean: 2 targets x 2 defenses; sets: (2 + 1 epsilons) x 2 targets x 2 defenses
+    assert len(rows) == 2 * 2 + 3 * 2 * 2
+    index = {(r.source, r.threat_model, r.epsilon, r.target, r.defense): r for r in rows}
+    assert index[("m", "clean", 0.0, "m", "none")].robust_accuracy == 1.0
+    assert index[("m.q", "clean", 0.0, "m.q", "none")].robust_accuracy == 0.0  # shifted labels: always wrong
+    assert index[("m", "white_float", 0.01, "m", "none")].robust_accuracy == 1.0
+    white = index[("m", "white_float", 0.5, "m", "none")]
     assert white.robust_accuracy == pytest.approx(0.5) and white.success_rate == pytest.approx(0.5)
-    assert transfer.n_attackable == 40 and transfer.source == "m" and transfer.target == "m.q"
+    assert white.n_attackable == 40 and white.source_threat_model == "white_float"
+    # Transfer counts only samples both models got right: m.q gets none right.
+    transfer = index[("m", "transfer", 0.5, "m.q", "none")]
+    assert transfer.n_attackable == 0 and transfer.source_threat_model == "white_float" and transfer.target == "m.q"
+    black = index[("m.q", "black_runtime", 0.5, "m.q", "none")]
+    assert black.n == 10 and black.queries_per_sample == 120.0
+    back = index[("m.q", "transfer", 0.5, "m", "none")]
+    assert back.source_threat_model == "black_runtime" and math.isnan(back.queries_per_sample)
     for r in rows:
         for value in (r.robust_accuracy, r.robust_accuracy_low, r.robust_accuracy_high):
             assert 0.0 <= value <= 1.0
     write_results(tmp_path / "results.csv", rows)
     assert [_comparable(r) for r in read_results(tmp_path / "results.csv")] == [_comparable(r) for r in rows]
     metrics = flat_metrics(rows)
-    assert metrics["clean_accuracy/m/none"] == 1.0 and metrics["robust_accuracy/push/eps=0.5/m.q/none"] == 0.5
+    assert metrics["clean_accuracy/m/none"] == 1.0
+    assert metrics["robust_accuracy/white_float/push/eps=0.5/m/none"] == 0.5
+    assert metrics["robust_accuracy/black_runtime/push/eps=0.5/m.q/none"] == black.robust_accuracy
+
+
+def test_only_defended_attacks_are_scored_behind_defenses() -> None:
+    targets, sets, x, y = _scene()
+    defenses = {"none": create_defense("none", {}), "bit_depth": create_defense("bit_depth", {"bits": 1})}
+    rows = cross_evaluate(targets, sets, x, y, defenses, defended_attacks=[])
+    assert {r.defense for r in rows if r.threat_model != "clean"} == {"none"}
+    assert {r.defense for r in rows if r.threat_model == "clean"} == {"none", "bit_depth"}
 
 
 def test_report_renders_tables_figures_and_plot_data() -> None:
     targets, sets, x, y = _scene()
-    rows = cross_evaluate(targets, sets, x, y, {"none": create_defense("none", {})})
+    rows = cross_evaluate(targets, sets, x, y, {"none": create_defense("none", {})}, defended_attacks=["push"])
     float_m = [
         {
             "model": "m",
@@ -133,9 +170,10 @@ def test_report_renders_tables_figures_and_plot_data() -> None:
         rows,
         float_m,
         quant_m,
-        attacks=["push"],
-        transfer_attack="push",
-        transfer_epsilon=0.5,
+        attacks={"push": (0.01, 0.5)},
+        curves={ThreatModel.WHITE_FLOAT: "push", ThreatModel.TRANSFER: "push"},
+        heat_maps=[("push", 0.5)],
+        defended_attack="push",
         min_float_accuracy=0.95,
         max_drop_points=1.5,
     )
@@ -143,7 +181,11 @@ def test_report_renders_tables_figures_and_plot_data() -> None:
     assert "| m.q | q | 88.0% (n=40) | +2.00 |" in markdown
     assert "| m.q | onnxruntime | 8 / 8 | 100.0% | 8.0 | 1 KiB (0.50x) |" in markdown
     assert "does not hold" in markdown  # 90% < 95% floor, and a 2-point drop > 1.5
-    assert page.count("data:image/png;base64,") == 2 and "<table>" in page
-    plots = plot_rows(rows, "push", 0.5)
-    assert {p["model"] for p in plots["robust_vs_epsilon"]} == {"m", "m.q"} and len(plots["transfer"]) == 2
-    assert ThreatModel.TRANSFER.value in {r.threat_model for r in rows}
+    assert "| push | black_runtime | 0.5 (linf) | 120 |" in markdown  # the attack table, with query counts
+    # Two curve figures and one heat map per source threat model (white_float, black_runtime).
+    assert page.count("data:image/png;base64,") == 4 and "<table>" in page
+    plots = plot_rows(rows, {ThreatModel.WHITE_FLOAT: "push", ThreatModel.TRANSFER: "push"}, [("push", 0.5)])
+    assert {p["model"] for p in plots["robust_vs_epsilon/white_float"]} == {"m"}
+    assert {p["model"] for p in plots["robust_vs_epsilon/transfer"]} == {"m", "m.q"}
+    assert len(plots["transfer/transfer_push_eps0.5_white_float"]) == 2
+    assert len(plots["transfer/transfer_push_eps0.5_black_runtime"]) == 2

@@ -103,7 +103,14 @@ def _register(name: str, norm: Norm, kind: Kind, factory: Callable[..., Any], re
 L, G = Norm.LINF, Kind.GRADIENT
 # Gradient attacks (white-box on float models and on twins).
 _register("fgsm", L, G, _foolbox("FGSM"), "Goodfellow et al. 2015")
-_register("bim", L, G, _foolbox("LinfBasicIterativeAttack"), "Kurakin et al. 2017", defaults={"steps": 10, "rel_stepsize": 0.2})
+_register(
+    "bim",
+    L,
+    G,
+    _foolbox("LinfBasicIterativeAttack"),
+    "Kurakin et al. 2017",
+    defaults={"steps": 10, "rel_stepsize": 0.2},
+)
 _register(
     "linf_pgd",
     L,
@@ -142,7 +149,13 @@ _register(
     G,
     _foolbox("EADAttack"),
     "Chen et al. 2018",
-    defaults={"binary_search_steps": 5, "steps": 100, "initial_stepsize": 0.01, "initial_const": 0.1, "regularization": 0.01},
+    defaults={
+        "binary_search_steps": 5,
+        "steps": 100,
+        "initial_stepsize": 0.01,
+        "initial_const": 0.1,
+        "regularization": 0.01,
+    },
 )
 _register(
     "deepfool_l2",
@@ -269,8 +282,10 @@ def craft(
             criterion = TargetedMisclassification(victim.labels(runner_up[batch]))
         else:
             criterion = Misclassification(victim.labels(y[batch]))
-        extra = {"starting_points": victim.tensor(starting_points(victim, x[batch], y[batch], seed))}
-        _, clipped, _ = attack(victim.model, xb, criterion, epsilons=grid, **(extra if entry.needs_start else {}))
+        extra = {}
+        if entry.needs_start:
+            extra["starting_points"] = victim.tensor(starting_points(victim, x[batch], y[batch], seed))
+        _, clipped, _ = attack(victim.model, xb, criterion, epsilons=grid, **extra)
         for k, adv in enumerate(clipped):
             out[k, batch] = victim.numpy(adv)
     levels = tuple(math.inf if e is None else float(e) for e in grid)

@@ -75,7 +75,9 @@ def cross_evaluate(
     Every set is scored without a defense; sets of ``defended_attacks`` also behind every defense.
     """
     by_name = {t.name: t for t in targets}
-    clean_correct = {(t.name, d): t.runtime.predict(defense(x)) == y for t in targets for d, defense in defenses.items()}
+    clean_correct = {
+        (t.name, d): t.runtime.predict(defense(x)) == y for t in targets for d, defense in defenses.items()
+    }
     zeros = {norm: np.zeros(len(y), dtype=np.float32) for norm in NORMS}
     rows = [
         Result.score(

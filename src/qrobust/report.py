@@ -156,19 +156,19 @@ def attack_table(rows: Sequence[Result], attacks: Mapping[str, Sequence[float]])
         eps = grid[len(grid) // 2]
         for threat in sorted({r.threat_model for r in own if r.attack == attack}):
             cells = [index.get((attack, threat, eps, m)) for m in models]
-            queries = [c.queries_per_sample for c in cells if c is not None]
+            queries = [c.queries_per_sample for c in cells if c is not None and not math.isnan(c.queries_per_sample)]
             lines.append(
                 (
                     attack,
                     threat,
                     f"{eps:g} ({next(c for c in cells if c is not None).norm})",
-                    f"{sum(queries) / len(queries):.0f}",
+                    f"{sum(queries) / len(queries):.0f}" if queries else "",
                     *("" if c is None else f"{pct(c.robust_accuracy)} (n={c.n})" for c in cells),
                 )
             )
     return Table(
         "Every attack on the models it was made on: robust accuracy at the middle of its epsilon grid",
-        ("attack", "threat model", "epsilon (norm)", "queries / sample", *models),
+        ("attack", "threat model", "epsilon (norm)", "queries / sample (whole grid)", *models),
         tuple(lines),
         "White-box attacks on quantized models go through the twin (exact: rounding as deployed; ste: straight-through); "
         "black-box attacks query the deployed runtime. Every number is the deployed runtime's accuracy on the adversarial "
@@ -326,7 +326,10 @@ def heat_map_rows(rows: Sequence[Result], attack: str, epsilon: float, source_th
     return [
         r
         for r in rows
-        if r.attack == attack and r.epsilon == epsilon and r.defense == "none" and r.source_threat_model == source_threat
+        if r.attack == attack
+        and r.epsilon == epsilon
+        and r.defense == "none"
+        and r.source_threat_model == source_threat
     ]
 
 
@@ -426,7 +429,9 @@ def build_report(
     sections: list[Table | Figure] = [
         clean_table(rows, float_metrics, quant_metrics),
         quantization_table(float_metrics, quant_metrics),
-        signoff_table(float_metrics, quant_metrics, min_float_accuracy=min_float_accuracy, max_drop_points=max_drop_points),
+        signoff_table(
+            float_metrics, quant_metrics, min_float_accuracy=min_float_accuracy, max_drop_points=max_drop_points
+        ),
         attack_table(rows, attacks),
         *(robustness_figure(rows, threat, attack) for threat, attack in curves.items()),
         boundary_table(rows),

@@ -202,7 +202,9 @@ class AttackSettings:
         for attack in self.attacks:
             if attack.name == name:
                 return attack
-        raise ConfigError(f"attack {name!r} is not in attack.attacks; attacks: {', '.join(a.name for a in self.attacks)}")
+        raise ConfigError(
+            f"attack {name!r} is not in attack.attacks; attacks: {', '.join(a.name for a in self.attacks)}"
+        )
 
 
 @dataclass(frozen=True)

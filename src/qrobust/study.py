@@ -30,10 +30,10 @@ def merge(base: Mapping[str, Any], overrides: Mapping[str, Any], where: str = ""
         path = f"{where}.{key}" if where else str(key)
         if key not in base:
             raise ConfigError(f"{path}: not a key of params.yaml; allowed here: {sorted(base)}")
-        if isinstance(value, Mapping) and isinstance(base[key], Mapping) and key != "attacks":
+        if isinstance(value, Mapping) and isinstance(base[key], Mapping):
             merged[key] = merge(base[key], value, path)
         else:
-            merged[key] = value  # lists and the attack table replace whole
+            merged[key] = value  # lists replace whole
     return merged
 
 

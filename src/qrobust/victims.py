@@ -112,7 +112,9 @@ def source_folder(source: str) -> Path:
     return quant_dir(model, quantizer) if quantizer else float_dir(model)
 
 
-def open_victim(threat: ThreatModel, source: str, spec: InputSpec, device: torch.device, *, labels_only: bool) -> Victim:
+def open_victim(
+    threat: ThreatModel, source: str, spec: InputSpec, device: torch.device, *, labels_only: bool
+) -> Victim:
     """Open the model ``source`` as ``threat`` lets the attacker see it, from its artefact folder."""
     from qrobust.quantizers import load_runtime, load_twin
     from qrobust.runtime import OrtRuntime
