@@ -142,8 +142,9 @@ def _own(r: Result) -> bool:
     return r.source == r.target and r.threat_model != ThreatModel.CLEAN.value
 
 
-def _precision_order(name: str) -> tuple[bool, str]:
-    return ("." in name, name)
+def _precision_order(name: str) -> tuple[str, bool, str]:
+    """Models grouped by float parent, the float model first."""
+    return (name.split(".", 1)[0], "." in name, name)
 
 
 def attack_table(rows: Sequence[Result], attacks: Mapping[str, Sequence[float]]) -> Table:
