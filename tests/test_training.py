@@ -1,0 +1,83 @@
+import numpy as np
+import pytest
+import torch
+
+from qrobust.attacks import craft
+from qrobust.errors import ConfigError
+from qrobust.models import create_model
+from qrobust.training import RECIPES, TrainConfig, fit, orthogonality_gap, predict_logits, seed_everything
+from qrobust.victims import module_victim
+from tests.conftest import SPEC, accuracy
+
+CONFIG = TrainConfig(epochs=2, batch_size=64, lr=0.003, weight_decay=0.0, seed=0, device="cpu")
+
+
+def train(recipe: str, options: dict, data) -> torch.nn.Module:
+    seed_everything(0)
+    model = create_model("lenet", SPEC)
+    x, y = data["train"]
+    fit(model, RECIPES.get(recipe)(options), x, y, CONFIG)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def standard(tiny_data) -> torch.nn.Module:
+    return train("standard", {}, tiny_data)
+
+
+@pytest.mark.parametrize("name", RECIPES.names())
+def test_every_recipe_trains_a_working_model(name: str, tiny_data) -> None:
+    model = train(name, {}, tiny_data)
+    x, y = tiny_data["test"]
+    assert accuracy(predict_logits(model, x).argmax(1), y) > 0.8
+
+
+def test_defensive_quantization_lowers_the_orthogonality_gap(standard, tiny_data) -> None:
+    dq = train("dq", {"beta": 0.01}, tiny_data)
+    assert orthogonality_gap(dq) < 0.5 * orthogonality_gap(standard)
+
+
+def test_adversarial_training_and_trades_raise_robust_accuracy(standard, tiny_data) -> None:
+    x, y = tiny_data["test"][0][:100], tiny_data["test"][1][:100]
+
+    def robust(model: torch.nn.Module) -> float:
+        crafted = craft(
+            module_victim(model, torch.device("cpu")), "linf_pgd", {"steps": 5}, (0.35,), x, y, batch_size=100, seed=0
+        )
+        return accuracy(predict_logits(model, crafted.x_adv[0]).argmax(1), y)
+
+    baseline = robust(standard)
+    for name in ("adversarial", "trades"):
+        assert robust(train(name, {"epsilon": 0.35}, tiny_data)) > baseline + 0.1, (name, baseline)
+
+
+def test_distillation_trains_a_teacher_first(standard, tiny_data) -> None:
+    from qrobust.training import Distillation
+
+    seed_everything(0)
+    x, y = tiny_data["train"]
+    recipe = Distillation(20.0).prepare(create_model("lenet", SPEC), x, y, CONFIG)
+    xt, yt = tiny_data["test"]
+    assert recipe.teacher is not None and accuracy(predict_logits(recipe.teacher, xt).argmax(1), yt) > 0.8
+    student = train("distillation", {"temperature": 20.0}, tiny_data)
+    assert not np.allclose(predict_logits(student, xt), predict_logits(standard, xt))
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "expected"),
+    [
+        ("distillation", {"temperature": -1.0}, r"train.recipe_options.distillation.temperature: .*got -1.0"),
+        ("dq", {"beta": -0.1}, r"train.recipe_options.dq.beta: .*got -0.1"),
+        ("trades", {"beta": -1}, r"train.recipe_options.trades.beta"),
+        ("adversarial", {"epsilon": 0.0}, r"train.recipe_options.adversarial.epsilon: .*got 0.0"),
+        ("adversarial", {"eps": 0.1}, r"unknown options \['eps'\]; allowed options: \['epsilon', 'steps'\]"),
+    ],
+)
+def test_bad_recipe_options_fail_before_training(name: str, options: dict, expected: str) -> None:
+    with pytest.raises(ConfigError, match=expected):
+        RECIPES.get(name)(options)
+
+
+def test_unknown_recipe_lists_the_valid_ones() -> None:
+    with pytest.raises(ConfigError, match="valid training recipe names: " + ", ".join(RECIPES.names())):
+        RECIPES.get("mixup", key="train.recipes")
