@@ -1,8 +1,8 @@
-"""evaluate: every adversarial set x every deployed model x defenses -> reports/results.csv + metrics.
+"""evaluate: every adversarial set x every deployed model -> reports/results.csv + metrics.
 
 Targets are the float ONNX models (ONNX Runtime sessions) and every quantized artefact's deployed runtime
-(an ONNX Runtime session or the INC-converted torch module), each opened from its files. Every set is
-scored without a defense; the sets of evaluate.defended_attacks also behind every defense.
+(an ONNX Runtime session or the INC-converted torch module), each opened from its files, with no
+defense in front (the defense study, stages/defend.py, scores the defended systems).
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import numpy as np
 
 from qrobust.attacks import ATTACKS, Kind
 from qrobust.data import load_split
-from qrobust.defenses import create_defense
 from qrobust.errors import ConfigError, run_stage
 from qrobust.evaluation import AdversarialSet, Target, cross_evaluate, flat_metrics
 from qrobust.io import load_json, save_json
@@ -19,15 +18,13 @@ from qrobust.layout import PREPARED, REPORTS, adversarial_dir, float_dir, quant_
 from qrobust.quantizers import load_runtime
 from qrobust.results import write_results
 from qrobust.runtime import OrtRuntime
-from qrobust.settings import AttackSettings, EvaluateSettings, QuantizeSettings, TrainSettings, load_validated
+from qrobust.settings import AttackSettings, QuantizeSettings, TrainSettings, load_validated
 from qrobust.victims import sources
 
 
 def main() -> None:
     params = load_validated()
-    settings = EvaluateSettings.from_params(params)
     train, quantize = TrainSettings.from_params(params), QuantizeSettings.from_params(params)
-    defenses = {name: create_defense(name, options) for name, options in settings.defenses.items()}
     x, y = load_split(PREPARED / "eval.npz")
 
     targets, test_accuracy = [], {}
@@ -54,10 +51,10 @@ def main() -> None:
                     )
                 sets.append(adv)
 
-    rows = cross_evaluate(targets, sets, x, y, defenses, settings.defended_attacks)
+    rows = cross_evaluate(targets, sets, x, y)
     write_results(REPORTS / "results.csv", rows)
     save_json(REPORTS / "metrics.json", {**test_accuracy, **flat_metrics(rows)})
-    print(f"{len(rows)} result rows: {len(sets)} adversarial sets x {len(targets)} targets x {len(defenses)} defenses")
+    print(f"{len(rows)} result rows: {len(sets)} adversarial sets x {len(targets)} targets")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from qrobust.layout import PREPARED, float_dir, quant_dir, timing_path
 from qrobust.models import create_model, input_spec
 from qrobust.quantizers import FloatModel, calibration_subset, create_quantizer, load_runtime, load_twin, weight_census
 from qrobust.runtime import OrtRuntime, latencies
-from qrobust.settings import PrepareSettings, QuantizeSettings, load_validated
+from qrobust.settings import DefendSettings, PrepareSettings, QuantizeSettings, load_validated
 from qrobust.twins import GradMode, verify_twin
 
 
@@ -29,17 +29,18 @@ def main(model_name: str, quantizer_name: str) -> None:
     if quantizer_name not in settings.quantizers:
         raise ConfigError(f"quantize: {quantizer_name!r} is not in quantize.quantizers {list(settings.quantizers)}")
     quantizer = create_quantizer(quantizer_name, settings.options.get(quantizer_name, {}))
+    defended = model_name in DefendSettings.from_params(params).model_ids()
     dataset = DATASETS.get(PrepareSettings.from_params(params).dataset)
     spec = input_spec(dataset)
     arch = model_name.split("-", 1)[0]
     module = create_model(arch, spec)
-    module.load_state_dict(torch.load(float_dir(model_name) / "model.pt", weights_only=True))
-    float_model = FloatModel(module.eval(), float_dir(model_name) / "model.onnx", arch, spec)
+    module.load_state_dict(torch.load(float_dir(model_name, defended=defended) / "model.pt", weights_only=True))
+    float_model = FloatModel(module.eval(), float_dir(model_name, defended=defended) / "model.onnx", arch, spec)
     x_calib, _ = load_split(PREPARED / "calib.npz")
     x_test, y_test = load_split(PREPARED / "test.npz")
     x_eval, _ = load_split(PREPARED / "eval.npz")
 
-    with atomic_dir(quant_dir(model_name, quantizer_name)) as out:
+    with atomic_dir(quant_dir(model_name, quantizer_name, defended=defended)) as out:
         quantizer.quantize(float_model, calibration_subset(x_calib, settings.calib_samples, settings.seed), out)
         deployed = load_runtime(out)
         float_pred, test_pred = OrtRuntime(float_model.onnx).predict(x_test), deployed.predict(x_test)
@@ -65,7 +66,9 @@ def main(model_name: str, quantizer_name: str) -> None:
             "weights_quantized_share": quantized / total,
             "bits_per_weight": (quantized * quantizer.weight_bits + (total - quantized) * 32) / total,
             "test_accuracy": float((test_pred == y_test).mean()),
-            "float_test_accuracy": load_json(float_dir(model_name) / "metrics.json")["test_accuracy"],
+            "float_test_accuracy": load_json(float_dir(model_name, defended=defended) / "metrics.json")[
+                "test_accuracy"
+            ],
             "top1_agreement_with_float": float((test_pred == float_pred).mean()),
             "test_samples": int(len(y_test)),
             "artefact_bytes": size,

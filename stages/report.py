@@ -8,16 +8,17 @@ import io
 from qrobust.errors import run_stage
 from qrobust.io import load_json, write_bytes, write_text
 from qrobust.layout import REPORTS, float_dir, quant_dir, timing_path
-from qrobust.report import Figure, build_report, plot_rows, render_html, render_markdown
+from qrobust.report import DefenseStudy, Figure, build_report, pct, plot_rows, render_html, render_markdown
 from qrobust.results import read_results
 from qrobust.settings import (
     AttackSettings,
-    EvaluateSettings,
+    DefendSettings,
     PrepareSettings,
     QuantizeSettings,
     ReportSettings,
     TrainSettings,
     load_validated,
+    model_id,
 )
 
 
@@ -49,6 +50,21 @@ def main() -> None:
         for q in quantize.quantizers
     ]
     n_eval = max(r.n for r in rows)
+    defend = DefendSettings.from_params(params)
+    names = [*defend.defenses, *defend.recipes]
+    detectors = []
+    for name in names:
+        metrics = load_json(REPORTS / "defenses" / f"{name}.json")["defense"][name]
+        rates = {k.split("/")[0]: v for k, v in metrics.items() if k.endswith("/calib_false_positive_rate")}
+        detectors += [f"{name} on {model}: {pct(v)} of clean calibration images flagged" for model, v in rates.items()]
+    defense = DefenseStudy(
+        rows=[r for name in names for r in read_results(REPORTS / "defenses" / f"{name}.csv")],
+        attack=defend.attack,
+        epsilons=defend.epsilons,
+        baselines=[model_id(a, DefendSettings.BASELINE) for a in defend.archs],
+        defenses=names,
+        note=("Detector false-positive rates: " + "; ".join(detectors) + ".") if detectors else "",
+    )
     report = build_report(
         rows,
         float_metrics,
@@ -56,7 +72,7 @@ def main() -> None:
         attacks=attacks,
         curves=settings.curves,
         heat_maps=heat_maps,
-        defended_attack=EvaluateSettings.from_params(params).defended_attacks[0],
+        defense=defense,
         min_float_accuracy=settings.min_float_accuracy,
         max_drop_points=settings.max_quant_drop_points,
         summary=[

@@ -17,14 +17,18 @@ from qrobust.io import atomic_dir, save_json
 from qrobust.layout import PREPARED, float_dir, timing_path
 from qrobust.models import count_macs, create_model, input_spec, parameter_count
 from qrobust.runtime import OrtRuntime, export_onnx, latencies, verify_export
-from qrobust.settings import TrainSettings, load_validated, model_id
+from qrobust.settings import DefendSettings, TrainSettings, load_validated, model_id
 from qrobust.training import RECIPES, fit, seed_everything
 
 
 def main(arch: str, recipe: str) -> None:
-    settings = TrainSettings.from_params(load_validated())
-    if arch not in settings.archs or recipe not in settings.recipes:
-        raise ConfigError(f"train: {arch}-{recipe} is not in train.archs x train.recipes of params.yaml")
+    params = load_validated()
+    settings = TrainSettings.from_params(params)
+    defended = model_id(arch, recipe) in DefendSettings.from_params(params).model_ids()
+    if model_id(arch, recipe) not in settings.model_ids() and not defended:
+        raise ConfigError(
+            f"train: {arch}-{recipe} is not in train.archs x train.recipes nor in defend.archs x defend.recipes"
+        )
     dataset = DATASETS.get(settings.dataset)
     spec = input_spec(dataset)
     seed_everything(settings.fit.seed)
@@ -39,7 +43,7 @@ def main(arch: str, recipe: str) -> None:
     train_seconds = time.perf_counter() - start
     model = model.cpu().eval()
 
-    with atomic_dir(float_dir(model_id(arch, recipe))) as out:
+    with atomic_dir(float_dir(model_id(arch, recipe), defended=defended)) as out:
         torch.save(model.state_dict(), out / "model.pt")
         export_onnx(model, torch.from_numpy(x_eval[:2]), out / "model.onnx")
         runtime = OrtRuntime(out / "model.onnx")

@@ -100,7 +100,7 @@ def test_attack_settings_name_the_bad_key(params: dict, change, expected: str) -
         AttackSettings.from_params(params)
 
 
-def test_report_and_evaluate_refer_only_to_attacks_that_run(params: dict) -> None:
+def test_report_and_defend_refer_only_to_attacks_that_run(params: dict) -> None:
     bad = copy.deepcopy(params)
     bad["report"]["curves"]["black_runtime"] = "linf_pgd"
     with pytest.raises(ConfigError, match="'linf_pgd' does not run under black_runtime; attacks that do: .*square"):
@@ -114,6 +114,6 @@ def test_report_and_evaluate_refer_only_to_attacks_that_run(params: dict) -> Non
     with pytest.raises(ConfigError, match=r"0.07 is not in fgsm's grid"):
         validate(bad)
     bad = copy.deepcopy(params)
-    bad["evaluate"]["defended_attacks"] = ["pgd"]
-    with pytest.raises(ConfigError, match="evaluate.defended_attacks: unknown name 'pgd'"):
+    bad["defend"]["attack"] = "pgd"
+    with pytest.raises(ConfigError, match="defend.attack: 'pgd' is not in attack.attacks; attacks: fgsm, linf_pgd"):
         validate(bad)

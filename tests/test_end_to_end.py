@@ -82,6 +82,28 @@ def test_report_metrics_and_plots(smoke: Path) -> None:
     assert (smoke / "plots_out" / "index.html").is_file()
 
 
+def test_defense_study_scores_every_defense_both_ways(smoke: Path) -> None:
+    params = yaml.safe_load((smoke / "params.yaml").read_text())
+    defend, quantizers = params["defend"], params["quantize"]["quantizers"]
+    for name in [*defend["defenses"], *defend["recipes"]]:
+        rows = read_results(smoke / "reports" / "defenses" / f"{name}.csv")
+        assert {r.defense for r in rows} == {name}
+        attacked = [r for r in rows if r.threat_model != "clean"]
+        assert {r.epsilon for r in attacked} == set(defend["epsilons"])
+        assert {r.adaptive for r in attacked} == {False, True}
+        precisions = {r.target_precision for r in rows}
+        if name == "ensemble":
+            assert precisions == {"+".join(defend["defenses"]["ensemble"]["members"])}
+        else:
+            assert precisions == {"float", *quantizers}, name
+        for r in rows:
+            assert 0.0 <= r.robust_accuracy <= 1.0
+    metrics = load_json(smoke / "reports" / "defenses" / "squeeze_detector.json")["defense"]["squeeze_detector"]
+    fprs = [v for k, v in metrics.items() if k.endswith("calib_false_positive_rate")]
+    assert len(fprs) == 1 + len(quantizers) and all(v <= defend["defenses"]["squeeze_detector"]["fpr"] for v in fprs)
+    assert "## Defenses against linf_pgd" in (smoke / "reports" / "report.md").read_text()
+
+
 def test_second_repro_runs_nothing(smoke: Path) -> None:
     out = dvc(smoke, "repro")
     assert "Running stage" not in out
@@ -112,8 +134,12 @@ def test_attack_change_reruns_no_training_or_quantization(smoke: Path) -> None:
         changed = set(json.loads(dvc(smoke, "status", "--json")))
     finally:
         params_file.write_text(original)
-    # Only that attack's stage, and the two stages that read every attack's sets.
-    assert changed == {"attack@linf_pgd", "evaluate", "report"}, changed
+    # Only that attack's stage, the two stages that read every attack's sets, and the defense study,
+    # whose non-adaptive sets are that attack's and whose adaptive attack runs with its settings.
+    defend = {f"defend@{d}" for d in params["defend"]["defenses"]} | {
+        f"defend_recipe@{r}" for r in params["defend"]["recipes"]
+    }
+    assert changed == {"attack@linf_pgd", "evaluate", "report", *defend}, changed
 
 
 def test_unknown_architecture_fails_before_any_compute(smoke: Path, tmp_path: Path) -> None:

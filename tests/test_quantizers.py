@@ -117,9 +117,9 @@ def test_twin_below_threshold_fails_with_figures(artefact, tiny_data) -> None:
         ("inc_w4", {"bits": 3}, r"inc_w4.bits: expected 4 .* got 3"),
         ("inc_w4", {"algorithm": "awq"}, r"algorithm: unknown value 'awq'; valid values: rtn, gptq"),
         ("inc_w4", {"algorithm": "gptq"}, r"algorithm: 'gptq' is not available .* transformer blocks"),
-        ("ort_int8", {"bits": 3}, r"unknown keys \['bits'\]; allowed keys"),
+        ("ort_int8", {"bits": 3}, r"unknown options \['bits'\]; allowed options"),
         ("ort_w4a8", {"calibrate_method": "mse"}, "valid values: minmax, entropy, percentile"),
-        ("inc_int8", {"per_channel": True}, r"unknown keys \['per_channel'\]"),
+        ("inc_int8", {"per_channel": True}, r"unknown options \['per_channel'\]"),
     ],
 )
 def test_bad_options_are_refused(name: str, options: dict, message: str) -> None:

@@ -5,9 +5,8 @@ import numpy as np
 import pytest
 
 from qrobust.attacks import perturbation_norms
-from qrobust.defenses import create_defense
-from qrobust.evaluation import AdversarialSet, Target, cross_evaluate, flat_metrics
-from qrobust.report import build_report, plot_rows, render_html, render_markdown
+from qrobust.evaluation import AdversarialSet, Target, clean_row, cross_evaluate, flat_metrics, set_rows
+from qrobust.report import DefenseStudy, build_report, plot_rows, render_html, render_markdown
 from qrobust.results import NORMS, Result, ThreatModel, read_results, wilson_interval, write_results
 
 
@@ -88,12 +87,12 @@ def _comparable(row: Result) -> dict:
     return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in asdict(row).items()}
 
 
-def test_cross_evaluation_scores_every_set_on_every_target_and_defense(tmp_path) -> None:
+def test_cross_evaluation_scores_every_set_on_every_target(tmp_path) -> None:
     targets, sets, x, y = _scene()
-    defenses = {"none": create_defense("none", {}), "bit_depth": create_defense("bit_depth", {"bits": 1})}
-    rows = cross_evaluate(targets, sets, x, y, defenses, defended_attacks=["push"])
-    # clean: 2 targets x 2 defenses; sets: (2 + 1 epsilons) x 2 targets x 2 defenses
-    assert len(rows) == 2 * 2 + 3 * 2 * 2
+    rows = cross_evaluate(targets, sets, x, y)
+    # clean: 2 targets; sets: (2 + 1 epsilons) x 2 targets
+    assert len(rows) == 2 + 3 * 2
+    assert {r.defense for r in rows} == {"none"} and not any(r.adaptive for r in rows)
     index = {(r.source, r.threat_model, r.epsilon, r.target, r.defense): r for r in rows}
     assert index[("m", "clean", 0.0, "m", "none")].robust_accuracy == 1.0
     assert index[("m.q", "clean", 0.0, "m.q", "none")].robust_accuracy == 0.0  # shifted labels: always wrong
@@ -119,17 +118,9 @@ def test_cross_evaluation_scores_every_set_on_every_target_and_defense(tmp_path)
     assert metrics["robust_accuracy/black_runtime/push/eps=0.5/m.q/none"] == black.robust_accuracy
 
 
-def test_only_defended_attacks_are_scored_behind_defenses() -> None:
-    targets, sets, x, y = _scene()
-    defenses = {"none": create_defense("none", {}), "bit_depth": create_defense("bit_depth", {"bits": 1})}
-    rows = cross_evaluate(targets, sets, x, y, defenses, defended_attacks=[])
-    assert {r.defense for r in rows if r.threat_model != "clean"} == {"none"}
-    assert {r.defense for r in rows if r.threat_model == "clean"} == {"none", "bit_depth"}
-
-
 def test_report_renders_tables_figures_and_plot_data() -> None:
     targets, sets, x, y = _scene()
-    rows = cross_evaluate(targets, sets, x, y, {"none": create_defense("none", {})}, defended_attacks=["push"])
+    rows = cross_evaluate(targets, sets, x, y)
     float_m = [
         {
             "model": "m",
@@ -173,7 +164,29 @@ def test_report_renders_tables_figures_and_plot_data() -> None:
         attacks={"push": (0.01, 0.5)},
         curves={ThreatModel.WHITE_FLOAT: "push", ThreatModel.TRANSFER: "push"},
         heat_maps=[("push", 0.5)],
-        defended_attack="push",
+        defense=DefenseStudy(
+            rows=[
+                clean_row(np.ones(40, dtype=bool), target="m", arch="a", precision="float", defense="blur"),
+                *(
+                    row
+                    for adaptive, hits in ((False, 36), (True, 16))
+                    for row in set_rows(
+                        sets[0].at([0.5]),
+                        (np.arange(40) < hits)[None],
+                        np.ones(40, dtype=bool),
+                        target="m",
+                        arch="a",
+                        precision="float",
+                        defense="blur",
+                        adaptive=adaptive,
+                    )
+                ),
+            ],
+            attack="push",
+            epsilons=(0.5,),
+            baselines=("m",),
+            defenses=("blur",),
+        ),
         min_float_accuracy=0.95,
         max_drop_points=1.5,
     )
@@ -182,6 +195,9 @@ def test_report_renders_tables_figures_and_plot_data() -> None:
     assert "| m.q | onnxruntime | 8 / 8 | 100.0% | 8.0 | 1 KiB (0.50x) |" in markdown
     assert "does not hold" in markdown  # 90% < 95% floor, and a 2-point drop > 1.5
     assert "| push | black_runtime | 0.5 (linf) | 120 |" in markdown  # the attack table, with query counts
+    # The defense table: the undefended baseline, then both attacks on the defense, and the gap between them.
+    assert "| none | m | float | 100.0% | 50.0% | 50.0% |  |" in markdown
+    assert "| blur | m | float | 100.0% | 90.0% | 40.0% | +50.0 |" in markdown
     # Two curve figures and one heat map per source threat model (white_float, black_runtime).
     assert page.count("data:image/png;base64,") == 4 and "<table>" in page
     plots = plot_rows(rows, {ThreatModel.WHITE_FLOAT: "push", ThreatModel.TRANSFER: "push"}, [("push", 0.5)])

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from qrobust.config import check_options
 from qrobust.errors import ConfigError
 from qrobust.registry import Registry
 from qrobust.results import ThreatModel
@@ -77,19 +78,11 @@ class AttackEntry:
     needs_start: bool = False  # a decision attack that walks along the boundary from an adversarial start
 
     def build(self, options: Mapping[str, Any], key: str) -> Any:
-        unknown = sorted(set(options) - set(self.defaults))
-        if unknown:
-            raise ConfigError(f"{key}: unknown options {unknown}; allowed options: {sorted(self.defaults)}")
+        check_options(options, self.defaults, key)
         try:
             return self.factory(**{**self.defaults, **options})
         except (TypeError, ValueError, AssertionError) as error:
             raise ConfigError(f"{key}: {options} rejected by the attack: {error}") from error
-
-    @property
-    def minimizes(self) -> bool:
-        from foolbox.attacks.base import MinimizationAttack
-
-        return isinstance(self.build({}, "defaults"), MinimizationAttack)
 
 
 ATTACKS: Registry[AttackEntry] = Registry("attack")
@@ -261,11 +254,13 @@ def craft(
     key: str = "attack",
 ) -> Crafted:
     """Run attack ``name`` on ``victim`` over an epsilon grid; samples it gets wrong are left clean."""
+    from foolbox.attacks.base import MinimizationAttack
     from foolbox.criteria import Misclassification, TargetedMisclassification
 
     entry = ATTACKS.get(name, key=key)
     attack = entry.build(options, f"{key}.{name}")
-    grid: list[float | None] = [*epsilons, None] if entry.minimizes else list(epsilons)
+    # A minimisation attack also keeps its unclipped output (epsilon None -> inf): the boundary distance.
+    grid: list[float | None] = [*epsilons, None] if isinstance(attack, MinimizationAttack) else list(epsilons)
     # Foolbox and its attacks draw from the global generators.
     np.random.seed(seed)
     torch.manual_seed(seed)

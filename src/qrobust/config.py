@@ -37,6 +37,13 @@ def section(params: Mapping[str, Any], key: str, allowed: Collection[str]) -> Ma
     return value
 
 
+def check_options(options: Mapping[str, Any], allowed: Collection[str], key: str) -> None:
+    """Refuse option names outside ``allowed`` (a registry entry's options: recipe, quantizer, attack, defense)."""
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ConfigError(f"{key}: unknown options {unknown}; allowed options: {sorted(allowed)}")
+
+
 def require(mapping: Mapping[str, Any], key: str, where: str) -> Any:
     if key not in mapping:
         raise ConfigError(f"{where}.{key}: missing")

@@ -1,21 +1,20 @@
-"""Cross-evaluation: every adversarial set scored on every target's deployed runtime, per defense.
+"""Cross-evaluation: every adversarial set scored on every target's deployed runtime.
 
 A set scored on the model it was made on carries the threat model it was made under; scored on
 any other target it is a transfer row. Either way the prediction comes from the deployed runtime
-(never from a twin), behind the defense of the row.
+(never from a twin). The defense study (stages/defend.py) scores its rows with the same helpers.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-from qrobust.defenses import Defense
 from qrobust.io import load_npz
 from qrobust.results import NORMS, Result, ThreatModel
 
@@ -61,76 +60,53 @@ class AdversarialSet:
             queries_per_sample=float(data["queries_per_sample"]),
         )
 
-
-def cross_evaluate(
-    targets: Sequence[Target],
-    sets: Sequence[AdversarialSet],
-    x: np.ndarray,
-    y: np.ndarray,
-    defenses: Mapping[str, Defense],
-    defended_attacks: Collection[str],
-) -> list[Result]:
-    """Clean rows (every target x defense), then one row per (set, epsilon, target, defense).
-
-    Every set is scored without a defense; sets of ``defended_attacks`` also behind every defense.
-    """
-    by_name = {t.name: t for t in targets}
-    clean_correct = {
-        (t.name, d): t.runtime.predict(defense(x)) == y for t in targets for d, defense in defenses.items()
-    }
-    zeros = {norm: np.zeros(len(y), dtype=np.float32) for norm in NORMS}
-    rows = [
-        Result.score(
-            correct=clean_correct[(t.name, d)],
-            attackable=np.zeros(len(y), dtype=bool),
-            sizes=zeros,
-            attack="none",
-            norm="none",
-            epsilon=0.0,
-            threat_model=ThreatModel.CLEAN.value,
-            source_threat_model=ThreatModel.CLEAN.value,
-            source=t.name,
-            target=t.name,
-            target_arch=t.arch,
-            target_precision=t.precision,
-            defense=d,
+    def at(self, epsilons: Sequence[float]) -> AdversarialSet:
+        """The same set restricted to ``epsilons`` (each must be in its grid)."""
+        k = [self.epsilons.index(e) for e in epsilons]
+        return replace(
+            self,
+            epsilons=tuple(epsilons),
+            x_adv=self.x_adv[k],
+            sizes={norm: v[k] for norm, v in self.sizes.items()},
         )
-        for t in targets
-        for d in defenses
-    ]
-    for adv in sets:
-        if adv.source not in by_name:
-            raise ValueError(f"adversarial set from {adv.source!r} has no matching target; targets: {sorted(by_name)}")
-    for d, defense in defenses.items():
-        scored = [adv for adv in sets if d == "none" or adv.attack in defended_attacks]
-        if not scored:
-            continue
-        # One runtime call per target over every set: per-call overhead (INC's eager graph) dominates otherwise.
-        stack = defense(np.concatenate([adv.x_adv.reshape(-1, *adv.x_adv.shape[2:]) for adv in scored]))
-        bounds = np.cumsum([0, *(adv.x_adv.shape[0] * adv.x_adv.shape[1] for adv in scored)])
-        for t in targets:
-            predicted = t.runtime.predict(stack)
-            for adv, lo, hi in zip(scored, bounds[:-1], bounds[1:], strict=True):
-                rows += _score_set(adv, t, d, predicted[lo:hi].reshape(len(adv.epsilons), -1), y, clean_correct)
-    return rows
 
 
-def _score_set(
+def clean_row(correct: np.ndarray, *, target: str, arch: str, precision: str, defense: str = "none") -> Result:
+    """Accuracy on clean inputs: the reference every adversarial row of the target is read against."""
+    return Result.score(
+        correct=correct,
+        attackable=np.zeros(len(correct), dtype=bool),
+        sizes={norm: np.zeros(len(correct), dtype=np.float32) for norm in NORMS},
+        attack="none",
+        norm="none",
+        epsilon=0.0,
+        threat_model=ThreatModel.CLEAN.value,
+        source_threat_model=ThreatModel.CLEAN.value,
+        source=target,
+        target=target,
+        target_arch=arch,
+        target_precision=precision,
+        defense=defense,
+    )
+
+
+def set_rows(
     adv: AdversarialSet,
-    t: Target,
-    defense: str,
-    predicted: np.ndarray,
-    y: np.ndarray,
-    clean_correct: Mapping[tuple[str, str], np.ndarray],
+    correct: np.ndarray,
+    attackable: np.ndarray,
+    *,
+    target: str,
+    arch: str,
+    precision: str,
+    defense: str = "none",
+    adaptive: bool = False,
 ) -> list[Result]:
-    own = t.name == adv.source
-    target_correct = clean_correct[(t.name, defense)][adv.index]
-    # Transfer counts only samples both models got right (Bernhard et al. 2019).
-    attackable = target_correct if own else target_correct & clean_correct[(adv.source, "none")][adv.index]
-    labels = y[adv.index]
+    """One row per epsilon of ``adv`` scored on ``target``: ``correct`` is (epsilons, N) after the
+    attack, ``attackable`` (N,) the samples the target (and, for transfer, the source) got right clean."""
+    own = target == adv.source
     return [
         Result.score(
-            correct=predicted[e] == labels,
+            correct=correct[e],
             attackable=attackable,
             sizes={norm: adv.sizes[norm][e] for norm in NORMS},
             queries_per_sample=adv.queries_per_sample if own else math.nan,
@@ -140,13 +116,40 @@ def _score_set(
             threat_model=(adv.threat_model if own else ThreatModel.TRANSFER).value,
             source_threat_model=adv.threat_model.value,
             source=adv.source,
-            target=t.name,
-            target_arch=t.arch,
-            target_precision=t.precision,
+            target=target,
+            target_arch=arch,
+            target_precision=precision,
             defense=defense,
+            adaptive=adaptive,
         )
         for e, eps in enumerate(adv.epsilons)
     ]
+
+
+def cross_evaluate(
+    targets: Sequence[Target], sets: Sequence[AdversarialSet], x: np.ndarray, y: np.ndarray
+) -> list[Result]:
+    """Clean rows (one per target), then one row per (set, epsilon, target), every set on every target."""
+    by_name = {t.name: t for t in targets}
+    for adv in sets:
+        if adv.source not in by_name:
+            raise ValueError(f"adversarial set from {adv.source!r} has no matching target; targets: {sorted(by_name)}")
+    clean_correct = {t.name: t.runtime.predict(x) == y for t in targets}
+    rows = [clean_row(clean_correct[t.name], target=t.name, arch=t.arch, precision=t.precision) for t in targets]
+    # One runtime call per target over every set: per-call overhead (INC's eager graph) dominates otherwise.
+    stack = np.concatenate([adv.x_adv.reshape(-1, *adv.x_adv.shape[2:]) for adv in sets]) if sets else x[:0]
+    bounds = np.cumsum([0, *(adv.x_adv.shape[0] * adv.x_adv.shape[1] for adv in sets)])
+    for t in targets:
+        predicted = t.runtime.predict(stack)
+        for adv, lo, hi in zip(sets, bounds[:-1], bounds[1:], strict=True):
+            labels = y[adv.index]
+            attackable = clean_correct[t.name][adv.index]
+            if t.name != adv.source:
+                # Transfer counts only samples both models got right (Bernhard et al. 2019).
+                attackable = attackable & clean_correct[adv.source][adv.index]
+            correct = predicted[lo:hi].reshape(len(adv.epsilons), -1) == labels
+            rows += set_rows(adv, correct, attackable, target=t.name, arch=t.arch, precision=t.precision)
+    return rows
 
 
 def flat_metrics(rows: Sequence[Result]) -> dict[str, float]:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from qrobust.config import boolean, choice, positive_int
+from qrobust.config import boolean, check_options, choice, positive_int
 from qrobust.errors import ConfigError
 from qrobust.io import load_json, save_json
 from qrobust.models import InputSpec, create_model
@@ -66,12 +66,6 @@ class CalibrationMethod(Enum):
 class WeightOnlyAlgorithm(Enum):
     RTN = "rtn"
     GPTQ = "gptq"
-
-
-def _check_keys(key: str, options: Mapping[str, Any], allowed: set[str]) -> None:
-    unknown = sorted(set(options) - allowed)
-    if unknown:
-        raise ConfigError(f"{key}: unknown keys {unknown}; allowed keys: {sorted(allowed)}")
 
 
 def _write_artefact(out: Path, quantizer: Quantizer, model: FloatModel, file: str) -> None:
@@ -157,7 +151,7 @@ class OrtStaticQDQ:
 
 
 def _ort_options(key: str, options: Mapping[str, Any]) -> dict[str, Any]:
-    _check_keys(key, options, {"per_channel", "calibrate_method", "reduce_range"})
+    check_options(options, {"per_channel", "calibrate_method", "reduce_range"}, key)
     return {
         "per_channel": boolean(options.get("per_channel", True), f"{key}.per_channel"),
         "calibrate_method": choice(
@@ -213,7 +207,7 @@ class IncStaticInt8:
 
 @QUANTIZERS.register("inc_int8")
 def _inc_int8(options: Mapping[str, Any], key: str) -> Quantizer:
-    _check_keys(key, options, set())
+    check_options(options, set(), key)
     return IncStaticInt8()
 
 
@@ -241,7 +235,7 @@ class IncWeightOnly:
 
 @QUANTIZERS.register("inc_w4")
 def _inc_w4(options: Mapping[str, Any], key: str) -> Quantizer:
-    _check_keys(key, options, {"algorithm", "group_size", "bits"})
+    check_options(options, {"algorithm", "group_size", "bits"}, key)
     bits = options.get("bits", 4)
     if bits != 4:
         raise ConfigError(f"{key}.bits: expected 4 (this quantizer is 4-bit weight-only), got {bits!r}")

@@ -100,6 +100,7 @@ class Result:
     linf_median_success: float
     linf_mean_failed: float
     linf_median_failed: float
+    adaptive: bool = False  # the attack knew the row's defense (BPDA, EOT, the ensemble's twin, the recipe model)
 
     @classmethod
     def score(
@@ -154,6 +155,11 @@ def write_results(path: str | Path, rows: list[Result]) -> None:
 
 def read_results(path: str | Path) -> list[Result]:
     types = {f.name: f.type for f in fields(Result)}
-    convert = {"int": int, "float": lambda v: float(v) if v != "" else math.nan, "str": str}
+    convert = {
+        "int": int,
+        "float": lambda v: float(v) if v != "" else math.nan,
+        "str": str,
+        "bool": lambda v: v == "True",
+    }
     with open(path, encoding="utf-8", newline="") as handle:
         return [Result(**{k: convert[str(types[k])](v) for k, v in row.items()}) for row in csv.DictReader(handle)]

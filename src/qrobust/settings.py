@@ -208,24 +208,85 @@ class AttackSettings:
 
 
 @dataclass(frozen=True)
-class EvaluateSettings:
+class DefendSettings:
+    """The defense study: on the standard models of ``archs`` (float and every quantizer), each
+    test-time defense, and each train-based recipe trained on those archs; every one attacked
+    non-adaptively (the suite's sets of ``attack``, made without knowing the defense) and adaptively
+    (the same attack through the defense: BPDA, EOT over ``eot_samples`` draws, the combined twin)."""
+
+    archs: tuple[str, ...]
+    recipes: tuple[str, ...]
+    quantizers: tuple[str, ...]
+    attack: str
+    epsilons: tuple[float, ...]
+    eot_samples: int
+    calib_samples: int
     defenses: Mapping[str, Mapping[str, Any]]
-    defended_attacks: tuple[str, ...]
+    seed: int
+
+    BASELINE = "standard"  # the recipe whose models the test-time defenses wrap and the recipes are compared with
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> EvaluateSettings:
-        s = c.section(params, "evaluate", {"defenses", "defended_attacks"})
-        table = c.require(s, "defenses", "evaluate")
-        if not isinstance(table, Mapping) or "none" not in table:
-            raise ConfigError(f"evaluate.defenses: expected a mapping that includes 'none', got {table!r}")
-        defenses = {name: dict(body or {}) for name, body in table.items()}
-        for name, body in defenses.items():
-            create_defense(name, body)
-        run = [a.name for a in AttackSettings.from_params(params).attacks]
+    def from_params(cls, params: Mapping[str, Any]) -> DefendSettings:
+        keys = {"archs", "recipes", "quantizers", "attack", "epsilons", "eot_samples", "calib_samples", "defenses"}
+        s = c.section(params, "defend", keys)
+        train = TrainSettings.from_params(params)
+        if cls.BASELINE not in train.recipes:
+            raise ConfigError(
+                f"defend: the defense study compares with the {cls.BASELINE!r} recipe, "
+                f"which train.recipes {list(train.recipes)} lacks"
+            )
+        archs = c.name_list(c.require(s, "archs", "defend"), "defend.archs", train.archs)
+        recipes = c.name_list(c.require(s, "recipes", "defend"), "defend.recipes", RECIPES.names())
+        for name in recipes:
+            if name in train.recipes:
+                raise ConfigError(
+                    f"defend.recipes: {name!r} is already trained on every arch by train.recipes; list it in one only"
+                )
+            RECIPES.get(name)(dict(train.recipe_options.get(name, {})))  # validates its options now
+        name = c.require(s, "attack", "defend")
+        by_name = {a.name: a for a in AttackSettings.from_params(params).attacks}
+        if name not in by_name:
+            raise ConfigError(f"defend.attack: {name!r} is not in attack.attacks; attacks: {', '.join(by_name)}")
+        needed = {ThreatModel.WHITE_FLOAT, ThreatModel.WHITE_QNN_STE}
+        if not needed <= set(by_name[name].threat_models):
+            raise ConfigError(
+                f"defend.attack: {name!r} must run under white_float and white_qnn_ste (its sets are the "
+                f"non-adaptive attack); it runs under {[t.value for t in by_name[name].threat_models]}"
+            )
+        grid = by_name[name].epsilons
+        epsilons = c.epsilon_grid(c.require(s, "epsilons", "defend"), "defend.epsilons", max(grid))
+        for eps in epsilons:
+            if eps not in grid:
+                raise ConfigError(f"defend.epsilons: {eps!r} is not in {name}'s grid {list(grid)}")
+        table = c.require(s, "defenses", "defend")
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"defend.defenses: expected a mapping of defense name -> options, got {table!r}")
+        defenses = {k: dict(v or {}) for k, v in table.items()}
+        run = QuantizeSettings.from_params(params).quantizers
+        quantizers = c.name_list(c.require(s, "quantizers", "defend"), "defend.quantizers", run)
+        for key, body in defenses.items():
+            defense = create_defense(key, body)
+            missing = [m for m in defense.members if m != "float" and m not in quantizers]
+            if missing:
+                raise ConfigError(
+                    f"defend.defenses.{key}.members: {missing} not in defend.quantizers {list(quantizers)}"
+                )
         return cls(
-            MappingProxyType(defenses),
-            c.name_list(c.require(s, "defended_attacks", "evaluate"), "evaluate.defended_attacks", run),
+            archs=archs,
+            recipes=recipes,
+            quantizers=quantizers,
+            attack=name,
+            epsilons=epsilons,
+            eot_samples=c.positive_int(c.require(s, "eot_samples", "defend"), "defend.eot_samples"),
+            calib_samples=c.positive_int(c.require(s, "calib_samples", "defend"), "defend.calib_samples"),
+            defenses=MappingProxyType(defenses),
+            seed=_seed(params),
         )
+
+    def model_ids(self) -> tuple[str, ...]:
+        """The recipe models the defense study trains and quantizes (beside the study's own models)."""
+        return tuple(model_id(a, r) for a in self.archs for r in self.recipes)
 
 
 @dataclass(frozen=True)
@@ -288,8 +349,8 @@ class ReportSettings:
         )
 
 
-SECTIONS = (PrepareSettings, TrainSettings, QuantizeSettings, AttackSettings, EvaluateSettings, ReportSettings)
-TOP_LEVEL_KEYS = {"seed", "data", "train", "quantize", "attack", "evaluate", "report"}
+SECTIONS = (PrepareSettings, TrainSettings, QuantizeSettings, AttackSettings, DefendSettings, ReportSettings)
+TOP_LEVEL_KEYS = {"seed", "data", "train", "quantize", "attack", "defend", "report"}
 
 
 def validate(params: Mapping[str, Any]) -> None:

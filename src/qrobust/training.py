@@ -21,8 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from qrobust.config import number, positive_int
-from qrobust.errors import ConfigError
+from qrobust.config import check_options, number, positive_int
 from qrobust.registry import Registry
 
 
@@ -43,14 +42,8 @@ class Standard:
 
 @RECIPES.register("standard")
 def _standard(options: dict[str, Any]) -> Recipe:
-    _check_keys(options, set(), "train.recipe_options.standard")
+    check_options(options, set(), "train.recipe_options.standard")
     return Standard()
-
-
-def _check_keys(options: Mapping[str, Any], allowed: set[str], key: str) -> None:
-    unknown = sorted(set(options) - allowed)
-    if unknown:
-        raise ConfigError(f"{key}: unknown options {unknown}; allowed options: {sorted(allowed)}")
 
 
 def linf_ascent(
@@ -170,6 +163,12 @@ class Distillation:
         fit(teacher, _Tempered(self.temperature), x, y, config)
         return Distillation(self.temperature, teacher.eval())
 
+    def attacker_view(self, model: nn.Module) -> nn.Module:
+        """What an adaptive attack differentiates: the logits divided by the temperature. At T = 1 the
+        distilled model's softmax saturates and cross-entropy gradients vanish in float32, which masks
+        gradients rather than adding robustness (Carlini and Wagner 2016)."""
+        return _Tempered(self.temperature).view(model)
+
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if self.teacher is None:
             raise RuntimeError("defensive distillation needs its teacher: call prepare() first")
@@ -185,6 +184,25 @@ class _Tempered:
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(model(x) / self.temperature, y)
 
+    def view(self, model: nn.Module) -> nn.Module:
+        return _Scaled(model, 1.0 / self.temperature)
+
+
+class _Scaled(nn.Module):
+    def __init__(self, model: nn.Module, scale: float) -> None:
+        super().__init__()
+        self.model, self.scale = model, scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x) * self.scale
+
+
+def attacker_view(recipe: Recipe, model: nn.Module) -> nn.Module:
+    """The model as an adaptive attacker of ``recipe`` differentiates it (the model itself unless the
+    recipe is known to mask gradients)."""
+    view = getattr(recipe, "attacker_view", None)
+    return model if view is None else view(model)
+
 
 def _epsilon(options: Mapping[str, Any], key: str) -> float:
     return number(options.get("epsilon", 0.1), f"{key}.epsilon", low=0.0, high=1.0, low_open=True)
@@ -193,14 +211,14 @@ def _epsilon(options: Mapping[str, Any], key: str) -> float:
 @RECIPES.register("adversarial")
 def _adversarial(options: dict[str, Any]) -> Recipe:
     key = "train.recipe_options.adversarial"
-    _check_keys(options, {"epsilon", "steps"}, key)
+    check_options(options, {"epsilon", "steps"}, key)
     return AdversarialTraining(_epsilon(options, key), positive_int(options.get("steps", 1), f"{key}.steps"))
 
 
 @RECIPES.register("trades")
 def _trades(options: dict[str, Any]) -> Recipe:
     key = "train.recipe_options.trades"
-    _check_keys(options, {"epsilon", "steps", "beta"}, key)
+    check_options(options, {"epsilon", "steps", "beta"}, key)
     return Trades(
         _epsilon(options, key),
         positive_int(options.get("steps", 5), f"{key}.steps"),
@@ -211,14 +229,14 @@ def _trades(options: dict[str, Any]) -> Recipe:
 @RECIPES.register("distillation")
 def _distillation(options: dict[str, Any]) -> Recipe:
     key = "train.recipe_options.distillation"
-    _check_keys(options, {"temperature"}, key)
+    check_options(options, {"temperature"}, key)
     return Distillation(number(options.get("temperature", 20.0), f"{key}.temperature", low=0.0, low_open=True))
 
 
 @RECIPES.register("dq")
 def _dq(options: dict[str, Any]) -> Recipe:
     key = "train.recipe_options.dq"
-    _check_keys(options, {"beta"}, key)
+    check_options(options, {"beta"}, key)
     return DefensiveQuantization(number(options.get("beta", 3e-4), f"{key}.beta", low=0.0))
 
 
@@ -262,6 +280,10 @@ def fit(model: nn.Module, recipe: Recipe, x: np.ndarray, y: np.ndarray, config: 
     )
     generator = torch.Generator().manual_seed(config.seed)
     images, labels = torch.from_numpy(x), torch.from_numpy(y)
+    # channels_last: oneDNN's convolutions train about 1.5x faster in this layout on CPU (measured per
+    # step: ResNet-8 135 -> 90 ms, DS-CNN 79 -> 51, LeNet 35 -> 27); the weights go back to the default layout.
+    layout = torch.channels_last if images.dim() == 4 else torch.contiguous_format
+    model.to(memory_format=layout)
     history = []
     for epoch in range(config.epochs):
         order = torch.randperm(len(labels), generator=generator)
@@ -269,7 +291,7 @@ def fit(model: nn.Module, recipe: Recipe, x: np.ndarray, y: np.ndarray, config: 
         batches = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{config.epochs}", disable=None, leave=False)
         for step in batches:
             index = order[step * config.batch_size : (step + 1) * config.batch_size]
-            xb, yb = images[index].to(device), labels[index].to(device)
+            xb, yb = images[index].to(device).contiguous(memory_format=layout), labels[index].to(device)
             optimizer.zero_grad(set_to_none=True)
             loss = recipe.loss(model, xb, yb)
             loss.backward()
@@ -277,6 +299,7 @@ def fit(model: nn.Module, recipe: Recipe, x: np.ndarray, y: np.ndarray, config: 
             schedule.step()
             total += loss.item() * len(index)
         history.append(total / len(labels))
+    model.to(memory_format=torch.contiguous_format)
     model.eval()
     return history
 

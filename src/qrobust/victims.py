@@ -107,27 +107,44 @@ def sources(threat: ThreatModel, models: Sequence[str], quantizers: Sequence[str
     return quantized
 
 
-def source_folder(source: str) -> Path:
+def source_folder(source: str, *, defended: bool = False) -> Path:
     model, _, quantizer = source.partition(".")
-    return quant_dir(model, quantizer) if quantizer else float_dir(model)
+    return quant_dir(model, quantizer, defended=defended) if quantizer else float_dir(model, defended=defended)
+
+
+def open_module(threat: ThreatModel, source: str, spec: InputSpec, *, defended: bool = False) -> nn.Module:
+    """The differentiable torch model a white-box attacker of ``source`` gets under ``threat``: the
+    float model for white_float, the quantized model's twin in the threat model's gradient mode."""
+    from qrobust.quantizers import load_twin
+
+    folder = source_folder(source, defended=defended)
+    if threat is ThreatModel.WHITE_FLOAT:
+        module = create_model(source.split("-", 1)[0], spec)
+        module.load_state_dict(torch.load(folder / "model.pt", weights_only=True))
+        return module.eval()
+    if threat in TWIN_MODES:
+        return load_twin(folder, TWIN_MODES[threat])
+    raise ValueError(
+        f"{threat.value} gives no gradients; white-box threat models: white_float, {', '.join(t.value for t in TWIN_MODES)}"
+    )
+
+
+def open_runtime(source: str, *, defended: bool = False) -> Any:
+    """The deployed runtime of ``source``: the float ONNX Runtime session or the quantized artefact's runtime."""
+    from qrobust.quantizers import load_runtime
+    from qrobust.runtime import OrtRuntime
+
+    folder = source_folder(source, defended=defended)
+    return load_runtime(folder) if "." in source else OrtRuntime(folder / "model.onnx")
 
 
 def open_victim(
     threat: ThreatModel, source: str, spec: InputSpec, device: torch.device, *, labels_only: bool
 ) -> Victim:
     """Open the model ``source`` as ``threat`` lets the attacker see it, from its artefact folder."""
-    from qrobust.quantizers import load_runtime, load_twin
-    from qrobust.runtime import OrtRuntime
-
-    folder = source_folder(source)
-    if threat is ThreatModel.WHITE_FLOAT:
-        module = create_model(source.split("-", 1)[0], spec)
-        module.load_state_dict(torch.load(folder / "model.pt", weights_only=True))
-        return module_victim(module, device)
-    if threat in TWIN_MODES:
-        return module_victim(load_twin(folder, TWIN_MODES[threat]), device)
-    runtime = load_runtime(folder) if "." in source else OrtRuntime(folder / "model.onnx")
-    return runtime_victim(runtime, labels_only=labels_only)
+    if threat is ThreatModel.BLACK_RUNTIME:
+        return runtime_victim(open_runtime(source), labels_only=labels_only)
+    return module_victim(open_module(threat, source, spec), device)
 
 
 def float_activations(source: str) -> bool:
