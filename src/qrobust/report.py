@@ -248,8 +248,9 @@ def defense_table(
         f"Defenses against {attack}: non-adaptive (made without knowing the defense) and adaptive",
         (*headers, f"gap at eps {epsilons[-1]:g} (points)"),
         tuple(lines),
-        "Robust accuracy on each deployed system; a detector's refusal of an adversarial input counts as robust and of "
-        "a clean input as an error. Non-adaptive: the suite's sets made on the undefended standard model (white-box on "
+        "Robust accuracy on each deployed system, on the attack's seeded samples (n in results; the none rows' clean "
+        "accuracy is on the whole evaluation subset); a detector's refusal of an adversarial input counts as robust and "
+        "of a clean input as an error. Non-adaptive: the suite's sets made on the undefended standard model (white-box on "
         "float, straight-through on quantized models; for an ensemble, the strongest member's). Adaptive: BPDA through "
         "non-differentiable preprocessing, EOT over randomised ones, all squeezed branches of a detector, the ensemble's "
         "combined twin, or the recipe model itself; per sample, the attacker keeps that or the non-adaptive example, "
