@@ -84,7 +84,8 @@ def test_report_metrics_and_plots(smoke: Path) -> None:
 
 def test_defense_study_scores_every_defense_both_ways(smoke: Path) -> None:
     params = yaml.safe_load((smoke / "params.yaml").read_text())
-    defend, quantizers = params["defend"], params["quantize"]["quantizers"]
+    defend = params["defend"]
+    quantizers = defend["quantizers"]
     for name in [*defend["defenses"], *defend["recipes"]]:
         rows = read_results(smoke / "reports" / "defenses" / f"{name}.csv")
         assert {r.defense for r in rows} == {name}
