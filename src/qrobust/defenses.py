@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from qrobust.config import check_options, name_list, number, positive_int
+from qrobust.config import check_options, choice, name_list, number, positive_int
 from qrobust.errors import ConfigError
 from qrobust.quantizers import QUANTIZERS
 from qrobust.registry import Registry
@@ -46,6 +46,11 @@ class Kind(Enum):
     PREPROCESSOR = "preprocessor"  # transforms inputs in front of the model
     DETECTOR = "detector"  # refuses inputs it flags
     ENSEMBLE = "ensemble"  # combines the float model and its quantized models
+
+
+class Combine(Enum):
+    AVERAGE = "average"  # mean softmax
+    VOTE = "vote"  # majority of labels
 
 
 class Preprocessor(Protocol):
@@ -242,8 +247,7 @@ class PreprocessedRuntime:
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return z / z.sum(axis=1, keepdims=True)
+    return F.softmax(torch.from_numpy(np.asarray(logits, dtype=np.float32)), dim=1).numpy()
 
 
 @dataclass
@@ -407,10 +411,8 @@ def _ensemble(options: Mapping[str, Any], key: str) -> Defense:
     members = name_list(options.get("members", ["float", "ort_int8"]), f"{key}.members", {"float", *QUANTIZERS.names()})
     if len(members) < 2:
         raise ConfigError(f"{key}.members: an ensemble needs at least two members, got {list(members)}")
-    combine = options.get("combine", "average")
-    if combine not in ("average", "vote"):
-        raise ConfigError(f"{key}.combine: unknown value {combine!r}; valid values: average, vote")
-    return Defense("ensemble", Kind.ENSEMBLE, members=members, vote=combine == "vote")
+    combine = choice(options.get("combine", "average"), f"{key}.combine", Combine)
+    return Defense("ensemble", Kind.ENSEMBLE, members=members, vote=combine is Combine.VOTE)
 
 
 def create_defense(name: str, options: Mapping[str, Any], key: str = "defend.defenses") -> Defense:
