@@ -3,6 +3,10 @@
 ``python -m qrobust.study smoke build/smoke`` copies the project's files (tracked and untracked, not
 ignored) to ``build/smoke``, writes params.yaml with ``studies/smoke.yaml`` merged in, and validates it.
 Then ``dvc repro`` there runs that study.
+
+The destination must be a new or empty folder, or one this command made before (it holds ``MARKER``, inside its ``.git``);
+only such a folder is ever replaced, so no path typed by mistake (``.``, a checkout, a home folder)
+can be wiped.
 """
 
 from __future__ import annotations
@@ -21,6 +25,9 @@ from qrobust.errors import ConfigError
 from qrobust.settings import validate
 
 STUDIES = Path("studies")
+# Written into the .git of every folder materialize makes (so a clone of a study does not carry it):
+# the only kind of non-empty folder it may replace.
+MARKER = Path(".git", "qrobust-study")
 
 
 def merge(base: Mapping[str, Any], overrides: Mapping[str, Any], where: str = "") -> dict[str, Any]:
@@ -56,12 +63,30 @@ def project_files(root: Path) -> list[str]:
     return sorted({f for f in listed.split("\0") if f and (root / f).is_file()})
 
 
+def check_destination(dest: Path) -> None:
+    """Refuse any destination but a missing folder, an empty one, or one a previous study made."""
+    if not dest.exists():
+        return
+    if not dest.is_dir():
+        raise ConfigError(f"study destination {dest}: is a file; give a new or empty folder")
+    if (dest / MARKER).is_file():
+        return
+    if (dest / ".git").exists():
+        raise ConfigError(f"study destination {dest}: is a git work tree; give a new or empty folder")
+    if any(dest.iterdir()):
+        raise ConfigError(
+            f"study destination {dest}: holds files this command did not make (no {MARKER} inside); "
+            "give a new or empty folder"
+        )
+
+
 def materialize(root: Path, name: str, dest: Path) -> Path:
     """Copy the project to ``dest`` (a fresh git repo) with the study's params; return ``dest``."""
     params = study_params(root, name)
     validate(params)
-    if dest.exists():
-        shutil.rmtree(dest)
+    check_destination(dest)
+    if (dest / MARKER).is_file():
+        shutil.rmtree(dest)  # a study this command made: nothing else lives there
     for rel in project_files(root):
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -73,6 +98,7 @@ def materialize(root: Path, name: str, dest: Path) -> Path:
     )
     git = ["git", "-c", "user.name=qrobust", "-c", "user.email=qrobust@localhost"]
     subprocess.run([*git, "init", "-q"], cwd=dest, check=True)
+    (dest / MARKER).write_text(f"{name}\n", encoding="utf-8")
     subprocess.run([*git, "add", "-A"], cwd=dest, check=True)
     subprocess.run([*git, "commit", "-qm", f"{name} study"], cwd=dest, check=True)
     return dest
@@ -81,7 +107,7 @@ def materialize(root: Path, name: str, dest: Path) -> Path:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("study", help="a file name under studies/ without .yaml, or 'default'")
-    parser.add_argument("dest", type=Path, help="folder to create (replaced if it exists)")
+    parser.add_argument("dest", type=Path, help="a new or empty folder (or one a previous study made, which is replaced)")
     args = parser.parse_args()
     try:
         materialize(Path.cwd(), args.study, args.dest)

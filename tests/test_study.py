@@ -1,0 +1,53 @@
+"""qrobust.study writes only into a folder it made or an empty one: never over a checkout or a user's files."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from qrobust.errors import ConfigError
+from qrobust.study import MARKER, materialize
+from tests.conftest import ROOT
+
+
+def test_refuses_the_current_checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    checkout = tmp_path / "clone"
+    checkout.mkdir()
+    subprocess.run(["git", "init", "-q"], cwd=checkout, check=True)
+    (checkout / "notes.txt").write_text("mine")
+    monkeypatch.chdir(checkout)
+    with pytest.raises(ConfigError, match="is a git work tree"):
+        materialize(ROOT, "smoke", Path("."))
+    assert (checkout / "notes.txt").read_text() == "mine" and (checkout / ".git").is_dir()
+
+
+def test_refuses_a_folder_with_other_content(tmp_path: Path) -> None:
+    (tmp_path / "thesis.tex").write_text("years of work")
+    with pytest.raises(ConfigError, match=r"holds files this command did not make"):
+        materialize(ROOT, "smoke", tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["thesis.tex"]
+
+
+def test_refuses_a_file(tmp_path: Path) -> None:
+    target = tmp_path / "params.yaml"
+    target.write_text("seed: 0\n")
+    with pytest.raises(ConfigError, match="is a file"):
+        materialize(ROOT, "smoke", target)
+    assert target.read_text() == "seed: 0\n"
+
+
+def test_fills_an_empty_folder_and_replaces_only_its_own_study(tmp_path: Path) -> None:
+    dest = tmp_path / "smoke"
+    dest.mkdir()
+    materialize(ROOT, "smoke", dest)
+    assert (dest / MARKER).is_file() and (dest / "dvc.yaml").is_file()
+    (dest / "stale.txt").write_text("from the last run")
+    materialize(ROOT, "smoke", dest)  # a study folder it made: replaced whole
+    assert not (dest / "stale.txt").exists() and (dest / "params.yaml").read_text().startswith("# smoke study")
+    # A clone of the study does not carry the marker, so it is protected like any checkout.
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(dest), str(clone)], check=True)
+    with pytest.raises(ConfigError, match="is a git work tree"):
+        materialize(ROOT, "smoke", clone)
