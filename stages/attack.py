@@ -57,7 +57,7 @@ def main(name: str) -> None:
                     record = {
                         "attack": np.asarray(name),
                         "norm": np.asarray(entry.norm.value),
-                        "source": np.asarray(source),
+                        "source": np.asarray(str(source)),
                         "index": index,
                         "y": y,
                         "epsilons": np.asarray(crafted.epsilons, dtype=np.float64),

@@ -14,12 +14,10 @@ from qrobust.data import load_split
 from qrobust.errors import ConfigError, run_stage
 from qrobust.evaluation import AdversarialSet, Target, cross_evaluate, flat_metrics
 from qrobust.io import load_json, save_json
-from qrobust.layout import PREPARED, REPORTS, adversarial_dir, float_dir, quant_dir
-from qrobust.quantizers import load_runtime
+from qrobust.layout import PREPARED, REPORTS, adversarial_dir, model_dir
 from qrobust.results import write_results
-from qrobust.runtime import OrtRuntime
 from qrobust.settings import AttackSettings, QuantizeSettings, TrainSettings, load_validated
-from qrobust.victims import sources
+from qrobust.victims import open_runtime, sources
 
 
 def main() -> None:
@@ -28,15 +26,10 @@ def main() -> None:
     x, y = load_split(PREPARED / "eval.npz")
 
     targets, test_accuracy = [], {}
-    for model in train.model_ids():
-        arch = model.split("-", 1)[0]
-        targets.append(Target(model, arch, "float", OrtRuntime(float_dir(model) / "model.onnx")))
-        test_accuracy[f"test_accuracy/{model}"] = load_json(float_dir(model) / "metrics.json")["test_accuracy"]
-        for q in quantize.quantizers:
-            targets.append(Target(f"{model}.{q}", arch, q, load_runtime(quant_dir(model, q))))
-            test_accuracy[f"test_accuracy/{model}.{q}"] = load_json(quant_dir(model, q) / "metrics.json")[
-                "test_accuracy"
-            ]
+    for parent in train.model_ids():
+        for model in (parent, *(parent.quantized(q) for q in quantize.quantizers)):
+            targets.append(Target(model, open_runtime(model)))
+            test_accuracy[f"test_accuracy/{model}"] = load_json(model_dir(model) / "metrics.json")["test_accuracy"]
 
     sets = []
     for attack in AttackSettings.from_params(params).attacks:

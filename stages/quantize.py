@@ -15,7 +15,8 @@ import torch
 from qrobust.data import DATASETS, load_split
 from qrobust.errors import ConfigError, run_stage
 from qrobust.io import atomic_dir, load_json, save_json
-from qrobust.layout import PREPARED, float_dir, quant_dir, timing_path
+from qrobust.layout import PREPARED, model_dir, timing_path
+from qrobust.model_id import ModelId
 from qrobust.models import create_model, input_spec
 from qrobust.quantizers import FloatModel, calibration_subset, create_quantizer, load_runtime, load_twin, weight_census
 from qrobust.runtime import OrtRuntime, latencies
@@ -29,18 +30,20 @@ def main(model_name: str, quantizer_name: str) -> None:
     if quantizer_name not in settings.quantizers:
         raise ConfigError(f"quantize: {quantizer_name!r} is not in quantize.quantizers {list(settings.quantizers)}")
     quantizer = create_quantizer(quantizer_name, settings.options.get(quantizer_name, {}))
-    defended = model_name in DefendSettings.from_params(params).model_ids()
+    parent = ModelId.parse(model_name)
+    model_id = parent.quantized(quantizer_name)
+    defended = parent in DefendSettings.from_params(params).model_ids()
     dataset = DATASETS.get(PrepareSettings.from_params(params).dataset)
     spec = input_spec(dataset)
-    arch = model_name.split("-", 1)[0]
-    module = create_model(arch, spec)
-    module.load_state_dict(torch.load(float_dir(model_name, defended=defended) / "model.pt", weights_only=True))
-    float_model = FloatModel(module.eval(), float_dir(model_name, defended=defended) / "model.onnx", arch, spec)
+    float_folder = model_dir(parent, defended=defended)
+    module = create_model(parent.arch, spec)
+    module.load_state_dict(torch.load(float_folder / "model.pt", weights_only=True))
+    float_model = FloatModel(module.eval(), float_folder / "model.onnx", parent.arch, spec)
     x_calib, _ = load_split(PREPARED / "calib.npz")
     x_test, y_test = load_split(PREPARED / "test.npz")
     x_eval, _ = load_split(PREPARED / "eval.npz")
 
-    with atomic_dir(quant_dir(model_name, quantizer_name, defended=defended)) as out:
+    with atomic_dir(model_dir(model_id, defended=defended)) as out:
         quantizer.quantize(float_model, calibration_subset(x_calib, settings.calib_samples, settings.seed), out)
         deployed = load_runtime(out)
         float_pred, test_pred = OrtRuntime(float_model.onnx).predict(x_test), deployed.predict(x_test)
@@ -50,15 +53,15 @@ def main(model_name: str, quantizer_name: str) -> None:
                 deployed,
                 x_eval,
                 min_agreement=settings.twin_min_agreement,
-                label=f"{model_name}.{quantizer_name} ({mode.value} twin)",
+                label=f"{model_id} ({mode.value} twin)",
             )
             for mode in GradMode
         }
         quantized, total = weight_census(out)
         size = sum(p.stat().st_size for p in out.iterdir() if p.name != "artefact.json")
         metrics = {
-            "model": f"{model_name}.{quantizer_name}",
-            "float_model": model_name,
+            "model": str(model_id),
+            "float_model": str(parent),
             "quantizer": quantizer_name,
             "backend": quantizer.backend.value,
             "weight_bits": quantizer.weight_bits,
@@ -66,9 +69,7 @@ def main(model_name: str, quantizer_name: str) -> None:
             "weights_quantized_share": quantized / total,
             "bits_per_weight": (quantized * quantizer.weight_bits + (total - quantized) * 32) / total,
             "test_accuracy": float((test_pred == y_test).mean()),
-            "float_test_accuracy": load_json(float_dir(model_name, defended=defended) / "metrics.json")[
-                "test_accuracy"
-            ],
+            "float_test_accuracy": load_json(float_folder / "metrics.json")["test_accuracy"],
             "top1_agreement_with_float": float((test_pred == float_pred).mean()),
             "test_samples": int(len(y_test)),
             "artefact_bytes": size,

@@ -7,7 +7,8 @@ import io
 
 from qrobust.errors import run_stage
 from qrobust.io import load_json, write_bytes, write_text
-from qrobust.layout import REPORTS, float_dir, quant_dir, timing_path
+from qrobust.layout import REPORTS, model_dir, timing_path
+from qrobust.model_id import ModelId
 from qrobust.report import DefenseStudy, Figure, build_report, pct, plot_rows, render_html, render_markdown
 from qrobust.results import read_results
 from qrobust.settings import (
@@ -18,7 +19,6 @@ from qrobust.settings import (
     ReportSettings,
     TrainSettings,
     load_validated,
-    model_id,
 )
 
 
@@ -42,12 +42,12 @@ def main() -> None:
     heat_maps = [(h.attack, h.epsilon) for h in settings.heat_maps]
     rows = read_results(REPORTS / "results.csv")
     float_metrics = [
-        {**load_json(float_dir(m) / "metrics.json"), **load_json(timing_path("train", m))} for m in train.model_ids()
+        {**load_json(model_dir(m) / "metrics.json"), **load_json(timing_path("train", str(m)))}
+        for m in train.model_ids()
     ]
     quant_metrics = [
-        {**load_json(quant_dir(m, q) / "metrics.json"), **load_json(timing_path("quantize", f"{m}.{q}"))}
-        for m in train.model_ids()
-        for q in quantize.quantizers
+        {**load_json(model_dir(q) / "metrics.json"), **load_json(timing_path("quantize", str(q)))}
+        for q in (m.quantized(name) for m in train.model_ids() for name in quantize.quantizers)
     ]
     n_eval = max(r.n for r in rows)
     defend = DefendSettings.from_params(params)
@@ -61,7 +61,7 @@ def main() -> None:
         rows=[r for name in names for r in read_results(REPORTS / "defenses" / f"{name}.csv")],
         attack=defend.attack,
         epsilons=defend.epsilons,
-        baselines=[model_id(a, DefendSettings.BASELINE) for a in defend.archs],
+        baselines=[str(ModelId(a, DefendSettings.BASELINE)) for a in defend.archs],
         defenses=names,
         note=("Detector false-positive rates: " + "; ".join(detectors) + ".") if detectors else "",
     )

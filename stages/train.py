@@ -14,20 +14,22 @@ import torch
 from qrobust.data import DATASETS, load_split
 from qrobust.errors import ConfigError, run_stage
 from qrobust.io import atomic_dir, save_json
-from qrobust.layout import PREPARED, float_dir, timing_path
+from qrobust.layout import PREPARED, model_dir, timing_path
+from qrobust.model_id import ModelId
 from qrobust.models import count_macs, create_model, input_spec, parameter_count
 from qrobust.runtime import OrtRuntime, export_onnx, latencies, verify_export
-from qrobust.settings import DefendSettings, TrainSettings, load_validated, model_id
+from qrobust.settings import DefendSettings, TrainSettings, load_validated
 from qrobust.training import RECIPES, fit, seed_everything
 
 
 def main(arch: str, recipe: str) -> None:
     params = load_validated()
     settings = TrainSettings.from_params(params)
-    defended = model_id(arch, recipe) in DefendSettings.from_params(params).model_ids()
-    if model_id(arch, recipe) not in settings.model_ids() and not defended:
+    model_id = ModelId(arch, recipe)
+    defended = model_id in DefendSettings.from_params(params).model_ids()
+    if model_id not in settings.model_ids() and not defended:
         raise ConfigError(
-            f"train: {arch}-{recipe} is not in train.archs x train.recipes nor in defend.archs x defend.recipes"
+            f"train: {model_id} is not in train.archs x train.recipes nor in defend.archs x defend.recipes"
         )
     dataset = DATASETS.get(settings.dataset)
     spec = input_spec(dataset)
@@ -43,14 +45,14 @@ def main(arch: str, recipe: str) -> None:
     train_seconds = time.perf_counter() - start
     model = model.cpu().eval()
 
-    with atomic_dir(float_dir(model_id(arch, recipe), defended=defended)) as out:
+    with atomic_dir(model_dir(model_id, defended=defended)) as out:
         torch.save(model.state_dict(), out / "model.pt")
         export_onnx(model, torch.from_numpy(x_eval[:2]), out / "model.onnx")
         runtime = OrtRuntime(out / "model.onnx")
         check = verify_export(model, runtime, x_eval)
         test_accuracy = float((runtime.predict(x_test) == y_test).mean())
         metrics = {
-            "model": model_id(arch, recipe),
+            "model": str(model_id),
             "arch": arch,
             "recipe": recipe,
             "test_accuracy": test_accuracy,

@@ -147,9 +147,9 @@ def test_threat_models_must_fit_the_attack(name: str) -> None:
     wrong = "black_runtime" if kind is Kind.GRADIENT else "white_qnn_ste"
     body = {"threat_models": [wrong], "epsilons": [0.1], "samples": 10}
     with pytest.raises(ConfigError, match=f"{wrong!r} is not possible for a {kind.value} attack; allowed: "):
-        AttackConfig.from_params(name, body)
+        AttackConfig.from_params(name, body, 28 * 28)
     body["threat_models"] = [t.value for t in kind.threat_models]
-    assert AttackConfig.from_params(name, body).threat_models == kind.threat_models
+    assert AttackConfig.from_params(name, body, 28 * 28).threat_models == kind.threat_models
 
 
 def test_attack_subsets_are_seeded_and_nested() -> None:

@@ -11,14 +11,14 @@ import torch
 
 from qrobust.attacks import craft
 from qrobust.config import load_params
-from qrobust.defenses import DEFENSES, REJECTED, Kind, apply, create_defense, strongest
+from qrobust.defenses import DEFENSES, REJECTED, DefenseKind, apply, create_defense, strongest
 from qrobust.errors import ConfigError
 from qrobust.runtime import OrtRuntime
 from qrobust.settings import DefendSettings, validate
 from qrobust.victims import module_victim
 from tests.conftest import ROOT
 
-PREPROCESSORS = [n for n in DEFENSES.names() if create_defense(n, {}).kind is Kind.PREPROCESSOR]
+PREPROCESSORS = [n for n in DEFENSES.names() if create_defense(n, {}).kind is DefenseKind.PREPROCESSOR]
 
 
 @pytest.mark.parametrize("name", PREPROCESSORS)
@@ -123,7 +123,7 @@ def test_adaptive_attack_does_at_least_as_well_as_non_adaptive(
     # A randomised defense draws afresh when deployed: allow for that noise (n = 100).
     tolerance = 0.06 if defense.randomised else 0.02
     assert adaptive_acc <= non_adaptive_acc + tolerance, (adaptive_acc, non_adaptive_acc)
-    if defense.kind is Kind.PREPROCESSOR:
+    if defense.kind is DefenseKind.PREPROCESSOR:
         # On this toy data the 1-bit squeeze flags every attack at this budget, adaptive or not.
         assert adaptive_acc < clean - 0.2, (adaptive_acc, clean)
 

@@ -36,7 +36,10 @@ def imported_modules(script: Path, root: Path = ROOT) -> set[str]:
             for name in names:
                 if name.split(".")[0] != PACKAGE:
                     continue
-                for candidate in (Path("src", *name.split(".")).with_suffix(".py"), Path("src", *name.split("."), "__init__.py")):
+                for candidate in (
+                    Path("src", *name.split(".")).with_suffix(".py"),
+                    Path("src", *name.split("."), "__init__.py"),
+                ):
                     if (root / candidate).is_file() and str(candidate) not in seen:
                         seen.add(str(candidate))
                         todo.append(root / candidate)

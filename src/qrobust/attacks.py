@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from qrobust.config import check_options
+from qrobust.config import typed_options
 from qrobust.errors import ConfigError
 from qrobust.registry import Registry
 from qrobust.results import ThreatModel
@@ -74,13 +74,16 @@ class AttackEntry:
     factory: Callable[..., Any]
     reference: str
     defaults: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    # (low, high, low_open) of a float hyper-parameter where (0, inf) is not its range.
+    ranges: Mapping[str, tuple[float, float, bool]] = field(default_factory=lambda: MappingProxyType({}))
     targeted: bool = False  # needs target classes (GenAttack); the runner-up class of the clean input is used
     needs_start: bool = False  # a decision attack that walks along the boundary from an adversarial start
 
     def build(self, options: Mapping[str, Any], key: str) -> Any:
-        check_options(options, self.defaults, key)
+        """The attack with ``options`` over its defaults; a wrong type or range fails here, naming the key."""
+        checked = typed_options(options, self.defaults, key, self.ranges)
         try:
-            return self.factory(**{**self.defaults, **options})
+            return self.factory(**checked)
         except (TypeError, ValueError, AssertionError) as error:
             raise ConfigError(f"{key}: {options} rejected by the attack: {error}") from error
 
@@ -88,9 +91,27 @@ class AttackEntry:
 ATTACKS: Registry[AttackEntry] = Registry("attack")
 
 
+# Shares and step sizes relative to epsilon: in (0, 1].
+_SHARE = (0.0, 1.0, True)
+# Attack hyper-parameters with a range other than (0, inf).
+_RANGES = {
+    "rel_stepsize": _SHARE,
+    "p_init": _SHARE,
+    "mutation_probability": _SHARE,
+    "spherical_step": _SHARE,
+    "source_step": _SHARE,
+    "confidence": (0.0, math.inf, False),
+    "overshoot": (0.0, math.inf, False),
+    "regularization": (0.0, math.inf, False),
+    "momentum": (0.0, math.inf, False),
+    "step_adaptation": (1.0, math.inf, True),
+}
+
+
 def _register(name: str, norm: Norm, kind: Kind, factory: Callable[..., Any], reference: str, **kw: Any) -> None:
     defaults = MappingProxyType(kw.pop("defaults", {}))
-    ATTACKS.register(name)(AttackEntry(norm, kind, factory, reference, defaults, **kw))
+    ranges = MappingProxyType({k: v for k, v in _RANGES.items() if k in defaults})
+    ATTACKS.register(name)(AttackEntry(norm, kind, factory, reference, defaults, ranges, **kw))
 
 
 L, G = Norm.LINF, Kind.GRADIENT

@@ -44,6 +44,30 @@ def check_options(options: Mapping[str, Any], allowed: Collection[str], key: str
         raise ConfigError(f"{key}: unknown options {unknown}; allowed options: {sorted(allowed)}")
 
 
+def typed_options(
+    options: Mapping[str, Any],
+    defaults: Mapping[str, Any],
+    key: str,
+    ranges: Mapping[str, tuple[float, float, bool]] | None = None,
+) -> dict[str, Any]:
+    """``defaults`` overridden by ``options``, each value checked against its default's type: a bool
+    stays a bool, an int is a positive count, a float lies in ``ranges[name]`` = (low, high, low_open),
+    by default (0, inf). Unknown names are refused first."""
+    check_options(options, defaults, key)
+    bounds = ranges or {}
+    checked = dict(defaults)
+    for name, value in options.items():
+        where, default = f"{key}.{name}", defaults[name]
+        if isinstance(default, bool):
+            checked[name] = boolean(value, where)
+        elif isinstance(default, int):
+            checked[name] = positive_int(value, where)
+        else:
+            low, high, low_open = bounds.get(name, (0.0, float("inf"), True))
+            checked[name] = number(value, where, low=low, high=high, low_open=low_open)
+    return checked
+
+
 def require(mapping: Mapping[str, Any], key: str, where: str) -> Any:
     if key not in mapping:
         raise ConfigError(f"{where}.{key}: missing")

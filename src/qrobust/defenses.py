@@ -42,7 +42,7 @@ class Runtime(Protocol):
     def logits(self, x: np.ndarray) -> np.ndarray: ...
 
 
-class Kind(Enum):
+class DefenseKind(Enum):
     PREPROCESSOR = "preprocessor"  # transforms inputs in front of the model
     DETECTOR = "detector"  # refuses inputs it flags
     ENSEMBLE = "ensemble"  # combines the float model and its quantized models
@@ -311,7 +311,7 @@ class Defense:
     """One configured test-time defense; ``deploy`` and ``attacker_view`` take what its kind needs."""
 
     name: str
-    kind: Kind
+    kind: DefenseKind
     pre: tuple[Preprocessor, ...] = ()  # the preprocessor, or a detector's squeezers
     fpr: float = 0.0  # detector: target false-positive rate on clean calibration data
     members: tuple[str, ...] = ()  # ensemble: "float" and quantizer names
@@ -323,10 +323,10 @@ class Defense:
 
     def deploy(self, runtimes: Sequence[Runtime], seed: int, calib: np.ndarray | None = None) -> Any:
         """The deployed system (``predict(x) -> labels``): one runtime, or an ensemble's members in order."""
-        if self.kind is Kind.ENSEMBLE:
+        if self.kind is DefenseKind.ENSEMBLE:
             return EnsembleRuntime(tuple(runtimes), self.vote)
         (runtime,) = runtimes
-        if self.kind is Kind.PREPROCESSOR:
+        if self.kind is DefenseKind.PREPROCESSOR:
             return PreprocessedRuntime(runtime, self.pre[0], seed)
         if calib is None:
             raise ValueError(f"{self.name}: a detector needs clean calibration data to set its threshold")
@@ -335,10 +335,10 @@ class Defense:
     def attacker_view(self, models: Sequence[nn.Module], seed: int, eot_samples: int) -> nn.Module:
         """What an adaptive attack differentiates: BPDA/EOT through a preprocessor, every squeezed
         branch of a detector at once, or the ensemble's members averaged."""
-        if self.kind is Kind.ENSEMBLE:
+        if self.kind is DefenseKind.ENSEMBLE:
             return MeanLogProbability(models)
         (model,) = models
-        if self.kind is Kind.PREPROCESSOR:
+        if self.kind is DefenseKind.PREPROCESSOR:
             draws = eot_samples if self.randomised else 1
             return MeanLogProbability([Preprocessed(model, self.pre[0], seed)], draws=draws)
         branches = [model, *(Preprocessed(model, s, seed) for s in self.pre)]
@@ -365,13 +365,13 @@ def _window(options: Mapping[str, Any], key: str, name: str = "size", default: i
 @DEFENSES.register("bit_depth")
 def _bit_depth(options: Mapping[str, Any], key: str) -> Defense:
     check_options(options, {"bits"}, key)
-    return Defense("bit_depth", Kind.PREPROCESSOR, (BitDepth(_bits(options, key)),))
+    return Defense("bit_depth", DefenseKind.PREPROCESSOR, (BitDepth(_bits(options, key)),))
 
 
 @DEFENSES.register("median")
 def _median(options: Mapping[str, Any], key: str) -> Defense:
     check_options(options, {"size"}, key)
-    return Defense("median", Kind.PREPROCESSOR, (MedianSmoothing(_window(options, key)),))
+    return Defense("median", DefenseKind.PREPROCESSOR, (MedianSmoothing(_window(options, key)),))
 
 
 @DEFENSES.register("jpeg")
@@ -380,21 +380,21 @@ def _jpeg(options: Mapping[str, Any], key: str) -> Defense:
     quality = positive_int(options.get("quality", 75), f"{key}.quality")
     if quality > 95:
         raise ConfigError(f"{key}.quality: expected 1..95 (Pillow's useful range), got {quality}")
-    return Defense("jpeg", Kind.PREPROCESSOR, (Jpeg(quality),))
+    return Defense("jpeg", DefenseKind.PREPROCESSOR, (Jpeg(quality),))
 
 
 @DEFENSES.register("gaussian_noise")
 def _gaussian_noise(options: Mapping[str, Any], key: str) -> Defense:
     check_options(options, {"sigma"}, key)
     sigma = number(options.get("sigma", 0.1), f"{key}.sigma", low=0.0, high=1.0, low_open=True)
-    return Defense("gaussian_noise", Kind.PREPROCESSOR, (GaussianNoise(sigma),))
+    return Defense("gaussian_noise", DefenseKind.PREPROCESSOR, (GaussianNoise(sigma),))
 
 
 @DEFENSES.register("resize_pad")
 def _resize_pad(options: Mapping[str, Any], key: str) -> Defense:
     check_options(options, {"min_size"}, key)
     min_size = positive_int(options.get("min_size", 24), f"{key}.min_size")
-    return Defense("resize_pad", Kind.PREPROCESSOR, (ResizePad(min_size),))
+    return Defense("resize_pad", DefenseKind.PREPROCESSOR, (ResizePad(min_size),))
 
 
 @DEFENSES.register("squeeze_detector")
@@ -402,7 +402,7 @@ def _squeeze_detector(options: Mapping[str, Any], key: str) -> Defense:
     check_options(options, {"bits", "median_size", "fpr"}, key)
     squeezers = (BitDepth(_bits(options, key, 1)), MedianSmoothing(_window(options, key, "median_size")))
     fpr = number(options.get("fpr", 0.05), f"{key}.fpr", low=0.0, high=0.5, low_open=True)
-    return Defense("squeeze_detector", Kind.DETECTOR, squeezers, fpr=fpr)
+    return Defense("squeeze_detector", DefenseKind.DETECTOR, squeezers, fpr=fpr)
 
 
 @DEFENSES.register("ensemble")
@@ -412,7 +412,7 @@ def _ensemble(options: Mapping[str, Any], key: str) -> Defense:
     if len(members) < 2:
         raise ConfigError(f"{key}.members: an ensemble needs at least two members, got {list(members)}")
     combine = choice(options.get("combine", "average"), f"{key}.combine", Combine)
-    return Defense("ensemble", Kind.ENSEMBLE, members=members, vote=combine is Combine.VOTE)
+    return Defense("ensemble", DefenseKind.ENSEMBLE, members=members, vote=combine is Combine.VOTE)
 
 
 def create_defense(name: str, options: Mapping[str, Any], key: str = "defend.defenses") -> Defense:

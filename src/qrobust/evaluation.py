@@ -16,6 +16,7 @@ from typing import Protocol
 import numpy as np
 
 from qrobust.io import load_npz
+from qrobust.model_id import ModelId
 from qrobust.results import NORMS, Result, ThreatModel
 
 
@@ -25,9 +26,7 @@ class Runtime(Protocol):
 
 @dataclass(frozen=True)
 class Target:
-    name: str
-    arch: str
-    precision: str  # "float" or the quantizer's name
+    model: ModelId
     runtime: Runtime
 
 
@@ -36,7 +35,7 @@ class AdversarialSet:
     attack: str
     norm: str
     threat_model: ThreatModel  # how the set was made on its source
-    source: str  # the deployed model the set was made on (or on whose twin)
+    source: ModelId  # the deployed model the set was made on (or on whose twin)
     index: np.ndarray  # (N,) positions in the evaluation subset
     labels: np.ndarray  # (N,) their labels
     epsilons: tuple[float, ...]
@@ -51,7 +50,7 @@ class AdversarialSet:
             attack=str(data["attack"]),
             norm=str(data["norm"]),
             threat_model=ThreatModel(str(data["threat_model"])),
-            source=str(data["source"]),
+            source=ModelId.parse(str(data["source"])),
             index=data["index"],
             labels=data["y"],
             epsilons=tuple(data["epsilons"].tolist()),
@@ -71,8 +70,9 @@ class AdversarialSet:
         )
 
 
-def clean_row(correct: np.ndarray, *, target: str, arch: str, precision: str, defense: str = "none") -> Result:
-    """Accuracy on clean inputs: the reference every adversarial row of the target is read against."""
+def clean_row(correct: np.ndarray, *, target: ModelId, precision: str | None = None, defense: str = "none") -> Result:
+    """Accuracy on clean inputs: the reference every adversarial row of the target is read against.
+    ``precision`` defaults to the target's own (an ensemble names its members instead)."""
     return Result.score(
         correct=correct,
         attackable=np.zeros(len(correct), dtype=bool),
@@ -82,10 +82,10 @@ def clean_row(correct: np.ndarray, *, target: str, arch: str, precision: str, de
         epsilon=0.0,
         threat_model=ThreatModel.CLEAN.value,
         source_threat_model=ThreatModel.CLEAN.value,
-        source=target,
-        target=target,
-        target_arch=arch,
-        target_precision=precision,
+        source=str(target),
+        target=str(target),
+        target_arch=target.arch,
+        target_precision=precision or target.precision,
         defense=defense,
     )
 
@@ -95,9 +95,8 @@ def set_rows(
     correct: np.ndarray,
     attackable: np.ndarray,
     *,
-    target: str,
-    arch: str,
-    precision: str,
+    target: ModelId,
+    precision: str | None = None,
     defense: str = "none",
     adaptive: bool = False,
 ) -> list[Result]:
@@ -115,10 +114,10 @@ def set_rows(
             epsilon=float(eps),
             threat_model=(adv.threat_model if own else ThreatModel.TRANSFER).value,
             source_threat_model=adv.threat_model.value,
-            source=adv.source,
-            target=target,
-            target_arch=arch,
-            target_precision=precision,
+            source=str(adv.source),
+            target=str(target),
+            target_arch=target.arch,
+            target_precision=precision or target.precision,
             defense=defense,
             adaptive=adaptive,
         )
@@ -130,12 +129,14 @@ def cross_evaluate(
     targets: Sequence[Target], sets: Sequence[AdversarialSet], x: np.ndarray, y: np.ndarray
 ) -> list[Result]:
     """Clean rows (one per target), then one row per (set, epsilon, target), every set on every target."""
-    by_name = {t.name: t for t in targets}
+    by_model = {t.model: t for t in targets}
     for adv in sets:
-        if adv.source not in by_name:
-            raise ValueError(f"adversarial set from {adv.source!r} has no matching target; targets: {sorted(by_name)}")
-    clean_correct = {t.name: t.runtime.predict(x) == y for t in targets}
-    rows = [clean_row(clean_correct[t.name], target=t.name, arch=t.arch, precision=t.precision) for t in targets]
+        if adv.source not in by_model:
+            raise ValueError(
+                f"adversarial set from {adv.source} has no matching target; targets: {sorted(map(str, by_model))}"
+            )
+    clean_correct = {t.model: t.runtime.predict(x) == y for t in targets}
+    rows = [clean_row(clean_correct[t.model], target=t.model) for t in targets]
     # One runtime call per target over every set: per-call overhead (INC's eager graph) dominates otherwise.
     stack = np.concatenate([adv.x_adv.reshape(-1, *adv.x_adv.shape[2:]) for adv in sets]) if sets else x[:0]
     bounds = np.cumsum([0, *(adv.x_adv.shape[0] * adv.x_adv.shape[1] for adv in sets)])
@@ -143,12 +144,12 @@ def cross_evaluate(
         predicted = t.runtime.predict(stack)
         for adv, lo, hi in zip(sets, bounds[:-1], bounds[1:], strict=True):
             labels = y[adv.index]
-            attackable = clean_correct[t.name][adv.index]
-            if t.name != adv.source:
+            attackable = clean_correct[t.model][adv.index]
+            if t.model != adv.source:
                 # Transfer counts only samples both models got right (Bernhard et al. 2019).
                 attackable = attackable & clean_correct[adv.source][adv.index]
             correct = predicted[lo:hi].reshape(len(adv.epsilons), -1) == labels
-            rows += set_rows(adv, correct, attackable, target=t.name, arch=t.arch, precision=t.precision)
+            rows += set_rows(adv, correct, attackable, target=t.model)
     return rows
 
 
@@ -158,7 +159,7 @@ def flat_metrics(rows: Sequence[Result]) -> dict[str, float]:
     made white-box on its float parent (transfer); the distance to the decision boundary."""
     metrics: dict[str, float] = {}
     for r in rows:
-        parent = r.target.split(".", 1)[0]
+        parent = str(ModelId.parse(r.target).parent)
         if r.threat_model == ThreatModel.CLEAN.value:
             metrics[f"clean_accuracy/{r.target}/{r.defense}"] = round(r.robust_accuracy, 4)
             continue

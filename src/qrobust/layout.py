@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+from qrobust.model_id import ModelId
+
 PREPARED = Path("data/prepared")
 FLOAT_MODELS = Path("models/float")
 QUANT_MODELS = Path("models/quant")
@@ -15,16 +17,16 @@ REPORTS = Path("reports")
 TIMING = REPORTS / "timing"
 
 
-def float_dir(model_id: str, *, defended: bool = False) -> Path:
-    return (DEFENDED_MODELS / "float" if defended else FLOAT_MODELS) / model_id
+def model_dir(model: ModelId, *, defended: bool = False) -> Path:
+    """models/float/<arch>-<recipe> or models/quant/<arch>-<recipe>.<quantizer> (under models/defended
+    for the defense study's recipe models)."""
+    if model.quantizer is None:
+        return (DEFENDED_MODELS / "float" if defended else FLOAT_MODELS) / str(model)
+    return (DEFENDED_MODELS / "quant" if defended else QUANT_MODELS) / str(model)
 
 
-def quant_dir(model_id: str, quantizer: str, *, defended: bool = False) -> Path:
-    return (DEFENDED_MODELS / "quant" if defended else QUANT_MODELS) / f"{model_id}.{quantizer}"
-
-
-def adversarial_dir(source: str) -> Path:
-    return ADVERSARIAL / source
+def adversarial_dir(attack: str) -> Path:
+    return ADVERSARIAL / attack
 
 
 def timing_path(stage: str, name: str) -> Path:

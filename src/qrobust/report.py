@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from qrobust.model_id import ModelId
 from qrobust.results import Result, ThreatModel
 
 Metrics = Mapping[str, Any]
@@ -144,7 +145,8 @@ def _own(r: Result) -> bool:
 
 def _precision_order(name: str) -> tuple[str, bool, str]:
     """Models grouped by float parent, the float model first."""
-    return (name.split(".", 1)[0], "." in name, name)
+    model = ModelId.parse(name)
+    return (str(model.parent), model.quantizer is not None, name)
 
 
 def attack_table(rows: Sequence[Result], attacks: Mapping[str, Sequence[float]]) -> Table:
@@ -220,7 +222,7 @@ def defense_table(
     index = _index(rows)
     lines = []
     for base in baselines:
-        family = sorted({r.target for r in rows if r.target.split(".", 1)[0] == base}, key=_precision_order)
+        family = sorted({r.target for r in rows if str(ModelId.parse(r.target).parent) == base}, key=_precision_order)
         for t in family:
             clean = index[("none", ThreatModel.CLEAN.value, 0.0, t, t, "none")]
             threat = ThreatModel.WHITE_FLOAT.value if t == base else ThreatModel.WHITE_QNN_STE.value
@@ -271,7 +273,10 @@ def curve_rows(rows: Sequence[Result], threat: ThreatModel, attack: str) -> list
         if r.target_precision == "float":
             return _own(r) and r.threat_model == reference.value
         if threat is ThreatModel.TRANSFER:
-            return r.source == r.target.split(".", 1)[0] and r.source_threat_model == ThreatModel.WHITE_FLOAT.value
+            return (
+                r.source == str(ModelId.parse(r.target).parent)
+                and r.source_threat_model == ThreatModel.WHITE_FLOAT.value
+            )
         return _own(r) and r.threat_model == threat.value
 
     return [r for r in rows if drawn(r)]
@@ -299,7 +304,7 @@ def robustness_figure(rows: Sequence[Result], threat: ThreatModel, attack: str) 
                 if r.target == target
             )
             eps, acc, low, high = zip(*pts, strict=True)
-            precision = target.split(".", 1)[1] if "." in target else "float"
+            precision = ModelId.parse(target).precision
             colour = colours[precision]
             ax.plot(eps, acc, "-" if precision == "float" else "--", color=colour, marker="o", ms=3, label=precision)
             ax.fill_between(eps, low, high, color=colour, alpha=0.08)

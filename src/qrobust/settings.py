@@ -19,14 +19,11 @@ from qrobust.attacks import ATTACKS, Norm
 from qrobust.data import DATASETS
 from qrobust.defenses import create_defense
 from qrobust.errors import ConfigError
+from qrobust.model_id import ModelId
 from qrobust.models import ARCHITECTURES
 from qrobust.quantizers import QUANTIZERS, create_quantizer
 from qrobust.results import ThreatModel
 from qrobust.training import RECIPES, TrainConfig
-
-
-def model_id(arch: str, recipe: str) -> str:
-    return f"{arch}-{recipe}"
 
 
 def _device(value: Any, key: str) -> str:
@@ -105,8 +102,8 @@ class TrainSettings:
             ),
         )
 
-    def model_ids(self) -> tuple[str, ...]:
-        return tuple(model_id(a, r) for a in self.archs for r in self.recipes)
+    def model_ids(self) -> tuple[ModelId, ...]:
+        return tuple(ModelId(a, r) for a in self.archs for r in self.recipes)
 
 
 @dataclass(frozen=True)
@@ -137,8 +134,12 @@ class QuantizeSettings:
         )
 
 
-# Largest meaningful budget per norm for inputs in [0, 1] with at most this many values (3x64x64).
-_MAX_EPSILON = {Norm.LINF: 1.0, Norm.L2: math.sqrt(3 * 64 * 64), Norm.L1: 3 * 64 * 64.0, Norm.L0: 3 * 64 * 64.0}
+def max_epsilon(norm: Norm, values: int) -> float:
+    """The largest perturbation between two inputs in [0, 1] with ``values`` entries: beyond it an
+    epsilon means nothing (every input is reachable from every other)."""
+    return {Norm.LINF: 1.0, Norm.L2: math.sqrt(values), Norm.L1: float(values), Norm.L0: float(values)}[norm]
+
+
 RUNNER_KEYS = {"epsilons", "samples", "threat_models"}
 
 
@@ -153,7 +154,8 @@ class AttackConfig:
     options: Mapping[str, Any]
 
     @classmethod
-    def from_params(cls, name: str, body: Any) -> AttackConfig:
+    def from_params(cls, name: str, body: Any, input_values: int) -> AttackConfig:
+        """``input_values`` (channels x height x width of the dataset) bounds the epsilon grid."""
         key = f"attack.attacks.{name}"
         entry = ATTACKS.get(name, key="attack.attacks")
         if not isinstance(body, Mapping):
@@ -171,7 +173,9 @@ class AttackConfig:
                 )
         return cls(
             name=name,
-            epsilons=c.epsilon_grid(c.require(body, "epsilons", key), f"{key}.epsilons", _MAX_EPSILON[entry.norm]),
+            epsilons=c.epsilon_grid(
+                c.require(body, "epsilons", key), f"{key}.epsilons", max_epsilon(entry.norm, input_values)
+            ),
             samples=c.positive_int(c.require(body, "samples", key), f"{key}.samples"),
             threat_models=tuple(ThreatModel(t) for t in threats),
             options=MappingProxyType(options),
@@ -191,8 +195,10 @@ class AttackSettings:
         table = c.require(s, "attacks", "attack")
         if not isinstance(table, Mapping) or not table:
             raise ConfigError(f"attack.attacks: expected a mapping of attack name -> settings, got {table!r}")
+        dataset = DATASETS.get(PrepareSettings.from_params(params).dataset)
+        values = dataset.channels * dataset.size * dataset.size
         return cls(
-            attacks=tuple(AttackConfig.from_params(name, body) for name, body in table.items()),
+            attacks=tuple(AttackConfig.from_params(name, body, values) for name, body in table.items()),
             batch_size=c.positive_int(c.require(s, "batch_size", "attack"), "attack.batch_size"),
             device=_device(s.get("device", "auto"), "attack.device"),
             seed=_seed(params),
@@ -284,9 +290,9 @@ class DefendSettings:
             seed=_seed(params),
         )
 
-    def model_ids(self) -> tuple[str, ...]:
+    def model_ids(self) -> tuple[ModelId, ...]:
         """The recipe models the defense study trains and quantizes (beside the study's own models)."""
-        return tuple(model_id(a, r) for a in self.archs for r in self.recipes)
+        return tuple(ModelId(a, r) for a in self.archs for r in self.recipes)
 
 
 @dataclass(frozen=True)

@@ -107,7 +107,9 @@ def materialize(root: Path, name: str, dest: Path) -> Path:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("study", help="a file name under studies/ without .yaml, or 'default'")
-    parser.add_argument("dest", type=Path, help="a new or empty folder (or one a previous study made, which is replaced)")
+    parser.add_argument(
+        "dest", type=Path, help="a new or empty folder (or one a previous study made, which is replaced)"
+    )
     args = parser.parse_args()
     try:
         materialize(Path.cwd(), args.study, args.dest)

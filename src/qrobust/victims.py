@@ -9,14 +9,14 @@ count of the inputs it was asked to score (the query count of black-box attacks)
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import torch
 from torch import nn
 
-from qrobust.layout import float_dir, quant_dir
+from qrobust.layout import model_dir
+from qrobust.model_id import ModelId
 from qrobust.models import InputSpec, create_model
 from qrobust.results import ThreatModel
 from qrobust.twins import GradMode
@@ -95,31 +95,25 @@ def runtime_victim(runtime: Runtime, *, labels_only: bool) -> Victim:
     return victim
 
 
-def sources(threat: ThreatModel, models: Sequence[str], quantizers: Sequence[str], *, noise: bool) -> list[str]:
+def sources(threat: ThreatModel, models: Sequence[ModelId], quantizers: Sequence[str], *, noise: bool) -> list[ModelId]:
     """The deployed models an attack is made on under ``threat``: float models for white_float, every
     quantized model (through its twin) for white_qnn_*, every deployed runtime for black_runtime, and
     only the float runtimes for noise, which never queries the model and so is the same draw for all."""
-    quantized = [f"{m}.{q}" for m in models for q in quantizers]
     if threat is ThreatModel.WHITE_FLOAT or (threat is ThreatModel.BLACK_RUNTIME and noise):
         return list(models)
     if threat is ThreatModel.BLACK_RUNTIME:
-        return [name for m in models for name in (m, *(f"{m}.{q}" for q in quantizers))]
-    return quantized
+        return [name for m in models for name in (m, *(m.quantized(q) for q in quantizers))]
+    return [m.quantized(q) for m in models for q in quantizers]
 
 
-def source_folder(source: str, *, defended: bool = False) -> Path:
-    model, _, quantizer = source.partition(".")
-    return quant_dir(model, quantizer, defended=defended) if quantizer else float_dir(model, defended=defended)
-
-
-def open_module(threat: ThreatModel, source: str, spec: InputSpec, *, defended: bool = False) -> nn.Module:
+def open_module(threat: ThreatModel, source: ModelId, spec: InputSpec, *, defended: bool = False) -> nn.Module:
     """The differentiable torch model a white-box attacker of ``source`` gets under ``threat``: the
     float model for white_float, the quantized model's twin in the threat model's gradient mode."""
     from qrobust.quantizers import load_twin
 
-    folder = source_folder(source, defended=defended)
+    folder = model_dir(source, defended=defended)
     if threat is ThreatModel.WHITE_FLOAT:
-        module = create_model(source.split("-", 1)[0], spec)
+        module = create_model(source.arch, spec)
         module.load_state_dict(torch.load(folder / "model.pt", weights_only=True))
         return module.eval()
     if threat in TWIN_MODES:
@@ -129,17 +123,17 @@ def open_module(threat: ThreatModel, source: str, spec: InputSpec, *, defended: 
     )
 
 
-def open_runtime(source: str, *, defended: bool = False) -> Any:
+def open_runtime(source: ModelId, *, defended: bool = False) -> Any:
     """The deployed runtime of ``source``: the float ONNX Runtime session or the quantized artefact's runtime."""
     from qrobust.quantizers import load_runtime
     from qrobust.runtime import OrtRuntime
 
-    folder = source_folder(source, defended=defended)
-    return load_runtime(folder) if "." in source else OrtRuntime(folder / "model.onnx")
+    folder = model_dir(source, defended=defended)
+    return OrtRuntime(folder / "model.onnx") if source.quantizer is None else load_runtime(folder)
 
 
 def open_victim(
-    threat: ThreatModel, source: str, spec: InputSpec, device: torch.device, *, labels_only: bool
+    threat: ThreatModel, source: ModelId, spec: InputSpec, device: torch.device, *, labels_only: bool
 ) -> Victim:
     """Open the model ``source`` as ``threat`` lets the attacker see it, from its artefact folder."""
     if threat is ThreatModel.BLACK_RUNTIME:
@@ -147,8 +141,8 @@ def open_victim(
     return module_victim(open_module(threat, source, spec), device)
 
 
-def float_activations(source: str) -> bool:
+def float_activations(source: ModelId) -> bool:
     """A weight-only quantized model keeps float activations: its exact and ste twins are one model."""
     from qrobust.quantizers import FLOAT_BITS, read_artefact
 
-    return int(read_artefact(source_folder(source))["activation_bits"]) >= FLOAT_BITS
+    return int(read_artefact(model_dir(source))["activation_bits"]) >= FLOAT_BITS
