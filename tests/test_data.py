@@ -26,8 +26,23 @@ def test_read_idx_roundtrip(tmp_path) -> None:
     assert np.array_equal(read_idx(tmp_path / "x.gz"), images)
 
 
-def test_real_fashion_mnist_files_match_pinned_digests() -> None:
-    assert verify_files(FASHION_ROOT, FASHION_MNIST_SHA256, "hint") == FASHION_MNIST_SHA256
+def test_real_fashion_mnist_files_match_pinned_digests(tmp_path) -> None:
+    import hashlib
+    import shutil
+
+    digests = verify_files(FASHION_ROOT, FASHION_MNIST_SHA256, "hint")
+    # Each digest recomputed here, independently of the code under test.
+    for name, digest in digests.items():
+        assert digest == hashlib.sha256((FASHION_ROOT / name).read_bytes()).hexdigest() == FASHION_MNIST_SHA256[name]
+    # A copy with one byte changed is refused.
+    for name in FASHION_MNIST_SHA256:
+        shutil.copy(FASHION_ROOT / name, tmp_path / name)
+    victim = tmp_path / "t10k-labels-idx1-ubyte.gz"
+    data = bytearray(victim.read_bytes())
+    data[-1] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte.gz"):
+        verify_files(tmp_path, FASHION_MNIST_SHA256, "hint")
     labels = read_idx(FASHION_ROOT / "t10k-labels-idx1-ubyte.gz")
     assert labels.shape == (10000,) and np.bincount(labels).tolist() == [1000] * 10
 

@@ -70,10 +70,10 @@ def test_detector_flags_close_to_its_target_rate_on_clean_data(lenet_onnx, tiny_
     detector = create_defense("squeeze_detector", {"bits": 1, "median_size": 2, "fpr": 0.1})
     calib = np.concatenate([tiny_data["calib"][0], tiny_data["train"][0][:300]])
     system = detector.deploy([OrtRuntime(lenet_onnx)], seed=0, calib=calib)
-    assert 0.05 <= system.calib_fpr <= 0.1
     x, y = tiny_data["test"]
     flagged = system.predict(x) == REJECTED
-    assert 0.0 < flagged.mean() <= 0.2  # held-out clean data: near the 10% target
+    # Held-out clean data (n = 200), never seen by fit: within about three standard errors of the 10% target.
+    assert 0.02 <= flagged.mean() <= 0.1 + 3 * (0.1 * 0.9 / len(x)) ** 0.5, flagged.mean()
     plain = OrtRuntime(lenet_onnx).predict(x)
     assert np.array_equal(system.predict(x)[~flagged], plain[~flagged])
     with pytest.raises(ValueError, match="calibration data"):
@@ -94,18 +94,23 @@ def _robust(system, adv: np.ndarray, y: np.ndarray) -> float:
 
 
 @pytest.mark.parametrize(
-    ("name", "options", "eps"),
+    ("name", "options", "eps", "gain"),
     [
-        ("bit_depth", {"bits": 2}, 0.2),  # BPDA
-        ("median", {"size": 2}, 0.2),  # BPDA
-        ("gaussian_noise", {"sigma": 0.2}, 0.2),  # EOT
-        ("resize_pad", {"min_size": 22}, 0.2),  # EOT
-        ("squeeze_detector", {"bits": 1, "median_size": 2, "fpr": 0.05}, 0.2),  # every branch at once
+        # BPDA through rounding and Pillow's codec: the plain attack already transfers on this toy task,
+        # so the adaptive one must match it; with no gradient through the defense it would not move.
+        ("bit_depth", {"bits": 2}, 0.2, None),
+        ("jpeg", {"quality": 75}, 0.2, None),
+        # Where the defense changes the gradient, the attack through it must beat the plain one
+        # (measured on this fixture: median 13% -> 0%, noise 42% -> 23%, detector 4% -> 0% at eps 0.2).
+        ("median", {"size": 2}, 0.2, 0.08),
+        ("gaussian_noise", {"sigma": 0.2}, 0.2, 0.1),  # EOT
+        ("squeeze_detector", {"bits": 1, "median_size": 2, "fpr": 0.05}, 0.2, 0.02),  # every branch at once
     ],
 )
-def test_adaptive_attack_does_at_least_as_well_as_non_adaptive(
-    name: str, options: dict, eps: float, trained_lenet, lenet_onnx, tiny_data
+def test_adaptive_attack_through_the_defense(
+    name: str, options: dict, eps: float, gain: float | None, trained_lenet, lenet_onnx, tiny_data
 ) -> None:
+    """The adaptive attack on its own (no per-sample choice of the plain set) against the deployed system."""
     defense = create_defense(name, options)
     x, y = tiny_data["test"][0][:100], tiny_data["test"][1][:100]
     system = defense.deploy([OrtRuntime(lenet_onnx)], seed=0, calib=tiny_data["calib"][0])
@@ -114,18 +119,28 @@ def test_adaptive_attack_does_at_least_as_well_as_non_adaptive(
         module_victim(trained_lenet, torch.device("cpu")), "linf_pgd", pgd, [eps], x, y, batch_size=50, seed=0
     )
     view = defense.attacker_view([trained_lenet], seed=1, eot_samples=8)
-    crafted = craft(module_victim(view, torch.device("cpu")), "linf_pgd", pgd, [eps], x, y, batch_size=50, seed=0)
-    # The attacker keeps, per sample, whichever its own view of the defense rates stronger.
-    adaptive = strongest(view, y, [crafted.x_adv[0], plain.x_adv[0]])
-    assert np.abs(adaptive - x).max() <= eps + 1e-6
+    adaptive = craft(module_victim(view, torch.device("cpu")), "linf_pgd", pgd, [eps], x, y, batch_size=50, seed=0)
+    assert np.abs(adaptive.x_adv[0] - x).max() <= eps + 1e-6
     clean = _robust(system, x, y)
-    non_adaptive_acc, adaptive_acc = _robust(system, plain.x_adv[0], y), _robust(system, adaptive, y)
-    # A randomised defense draws afresh when deployed: allow for that noise (n = 100).
-    tolerance = 0.06 if defense.randomised else 0.02
-    assert adaptive_acc <= non_adaptive_acc + tolerance, (adaptive_acc, non_adaptive_acc)
-    if defense.kind is DefenseKind.PREPROCESSOR:
-        # On this toy data the 1-bit squeeze flags every attack at this budget, adaptive or not.
-        assert adaptive_acc < clean - 0.2, (adaptive_acc, clean)
+    non_adaptive_acc, adaptive_acc = _robust(system, plain.x_adv[0], y), _robust(system, adaptive.x_adv[0], y)
+    if gain is None:
+        assert adaptive_acc <= non_adaptive_acc + 0.05 and adaptive_acc < clean - 0.5, (adaptive_acc, clean)
+    else:
+        assert adaptive_acc <= non_adaptive_acc - gain, (adaptive_acc, non_adaptive_acc)
+
+
+def test_strongest_keeps_the_candidate_the_view_rates_lower(trained_lenet, tiny_data) -> None:
+    x, y = tiny_data["test"][0][:20], tiny_data["test"][1][:20]
+    weak, strong = x, np.clip(x + 0.3 * np.sign(np.random.default_rng(0).standard_normal(x.shape)), 0, 1)
+    strong = strong.astype(np.float32)
+    view = create_defense("median", {"size": 2}).attacker_view([trained_lenet], seed=0, eot_samples=1)
+    with torch.no_grad():
+        scores = [
+            view(torch.from_numpy(c)).gather(1, torch.from_numpy(y)[:, None])[:, 0].numpy() for c in (weak, strong)
+        ]
+    chosen = strongest(view, y, [weak, strong])
+    expected = np.where((scores[1] < scores[0])[:, None, None, None], strong, weak)
+    assert np.array_equal(chosen, expected) and 0 < (scores[1] < scores[0]).sum() < len(y)
 
 
 def test_ensemble_twin_attack_beats_transfer_from_a_member(trained_lenet, lenet_onnx, tiny_data) -> None:
@@ -147,16 +162,19 @@ def test_ensemble_twin_attack_beats_transfer_from_a_member(trained_lenet, lenet_
             with torch.no_grad():
                 return self.module(torch.from_numpy(x)).numpy()
 
-    ensemble = create_defense("ensemble", {"members": ["float", "ort_int8"]})
-    system = ensemble.deploy([Torch(trained_lenet), Torch(other)], seed=0)
     x, y = tiny_data["test"][0][:100], tiny_data["test"][1][:100]
     pgd = {"steps": 20, "rel_stepsize": 0.1}
     member = craft(
         module_victim(trained_lenet, torch.device("cpu")), "linf_pgd", pgd, [0.15], x, y, batch_size=50, seed=0
     )
-    view = ensemble.attacker_view([trained_lenet, other], seed=0, eot_samples=1)
-    joint = craft(module_victim(view, torch.device("cpu")), "linf_pgd", pgd, [0.15], x, y, batch_size=50, seed=0)
-    assert _robust(system, joint.x_adv[0], y) <= _robust(system, member.x_adv[0], y) + 0.02
+    for combine in ("average", "vote"):
+        ensemble = create_defense("ensemble", {"members": ["float", "ort_int8"], "combine": combine})
+        system = ensemble.deploy([Torch(trained_lenet), Torch(other)], seed=0)
+        view = ensemble.attacker_view([trained_lenet, other], seed=0, eot_samples=1)
+        joint = craft(module_victim(view, torch.device("cpu")), "linf_pgd", pgd, [0.15], x, y, batch_size=50, seed=0)
+        clean = _robust(system, x, y)
+        assert _robust(system, joint.x_adv[0], y) <= _robust(system, member.x_adv[0], y) + 0.02, combine
+        assert _robust(system, joint.x_adv[0], y) < clean - 0.3, combine
 
 
 @pytest.mark.parametrize(

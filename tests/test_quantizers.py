@@ -61,6 +61,11 @@ def test_artefact_reloads_in_a_fresh_process(artefact, tiny_data, tmp_path) -> N
     assert np.array_equal(np.load(tmp_path / "out.npy"), load_runtime(folder).logits(x))
 
 
+# The largest |logit difference| a twin may show against its deployed runtime: a value on a rounding
+# tie may land one level apart (measured up to 0.23 on this fixture, 0.0 on the smoke study), nothing more.
+LOGIT_TOLERANCE = 0.5
+
+
 @pytest.mark.parametrize("mode", list(GradMode))
 def test_twin_agrees_with_deployed_runtime(artefact, tiny_data, mode: GradMode) -> None:
     _, folder = artefact
@@ -68,6 +73,7 @@ def test_twin_agrees_with_deployed_runtime(artefact, tiny_data, mode: GradMode) 
         load_twin(folder, mode), load_runtime(folder), tiny_data["test"][0], min_agreement=0.995, label="t"
     )
     assert check["top1_agreement"] >= 0.995
+    assert check["max_abs_logit_diff"] <= LOGIT_TOLERANCE, check
 
 
 def _input_gradient(twin: torch.nn.Module, x: np.ndarray, y: np.ndarray) -> torch.Tensor:
