@@ -4,6 +4,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pytest
 
+from qrobust.model_id import ModelId
 from qrobust.attacks import perturbation_norms
 from qrobust.evaluation import AdversarialSet, Target, clean_row, cross_evaluate, flat_metrics, set_rows
 from qrobust.report import DefenseStudy, build_report, plot_rows, render_html, render_markdown
@@ -63,15 +64,17 @@ def _scene():
     adv[np.arange(20), 0, (y[:20] + 1) % 10, :] = 1.0  # half the samples pushed to the next class
     adv = np.stack([x, adv])
     index = np.arange(40)
-    targets = [Target("m", "toy", "float", ThresholdRuntime()), Target("m.q", "toy", "q", ThresholdRuntime(1))]
+    targets = [Target(ModelId("toy", "m"), ThresholdRuntime()), Target(ModelId("toy", "m", "q"), ThresholdRuntime(1))]
     sizes = perturbation_norms(adv, x)
     sets = [
-        AdversarialSet("push", "linf", ThreatModel.WHITE_FLOAT, "m", index, y, (0.01, 0.5), adv, sizes, math.nan),
+        AdversarialSet(
+            "push", "linf", ThreatModel.WHITE_FLOAT, ModelId("toy", "m"), index, y, (0.01, 0.5), adv, sizes, math.nan
+        ),
         AdversarialSet(
             "push",
             "linf",
             ThreatModel.BLACK_RUNTIME,
-            "m.q",
+            ModelId("toy", "m", "q"),
             index[:10],
             y[:10],
             (0.5,),
