@@ -97,18 +97,18 @@ def test_cross_evaluation_scores_every_set_on_every_target(tmp_path) -> None:
     assert len(rows) == 2 + 3 * 2
     assert {r.defense for r in rows} == {"none"} and not any(r.adaptive for r in rows)
     index = {(r.source, r.threat_model, r.epsilon, r.target, r.defense): r for r in rows}
-    assert index[("m", "clean", 0.0, "m", "none")].robust_accuracy == 1.0
-    assert index[("m.q", "clean", 0.0, "m.q", "none")].robust_accuracy == 0.0  # shifted labels: always wrong
-    assert index[("m", "white_float", 0.01, "m", "none")].robust_accuracy == 1.0
-    white = index[("m", "white_float", 0.5, "m", "none")]
+    assert index[("toy-m", "clean", 0.0, "toy-m", "none")].robust_accuracy == 1.0
+    assert index[("toy-m.q", "clean", 0.0, "toy-m.q", "none")].robust_accuracy == 0.0  # shifted labels: always wrong
+    assert index[("toy-m", "white_float", 0.01, "toy-m", "none")].robust_accuracy == 1.0
+    white = index[("toy-m", "white_float", 0.5, "toy-m", "none")]
     assert white.robust_accuracy == pytest.approx(0.5) and white.success_rate == pytest.approx(0.5)
     assert white.n_attackable == 40 and white.source_threat_model == "white_float"
     # Transfer counts only samples both models got right: m.q gets none right.
-    transfer = index[("m", "transfer", 0.5, "m.q", "none")]
-    assert transfer.n_attackable == 0 and transfer.source_threat_model == "white_float" and transfer.target == "m.q"
-    black = index[("m.q", "black_runtime", 0.5, "m.q", "none")]
+    transfer = index[("toy-m", "transfer", 0.5, "toy-m.q", "none")]
+    assert transfer.n_attackable == 0 and transfer.source_threat_model == "white_float" and transfer.target == "toy-m.q"
+    black = index[("toy-m.q", "black_runtime", 0.5, "toy-m.q", "none")]
     assert black.n == 10 and black.queries_per_sample == 120.0
-    back = index[("m.q", "transfer", 0.5, "m", "none")]
+    back = index[("toy-m.q", "transfer", 0.5, "toy-m", "none")]
     assert back.source_threat_model == "black_runtime" and math.isnan(back.queries_per_sample)
     for r in rows:
         for value in (r.robust_accuracy, r.robust_accuracy_low, r.robust_accuracy_high):
@@ -116,9 +116,9 @@ def test_cross_evaluation_scores_every_set_on_every_target(tmp_path) -> None:
     write_results(tmp_path / "results.csv", rows)
     assert [_comparable(r) for r in read_results(tmp_path / "results.csv")] == [_comparable(r) for r in rows]
     metrics = flat_metrics(rows)
-    assert metrics["clean_accuracy/m/none"] == 1.0
-    assert metrics["robust_accuracy/white_float/push/eps=0.5/m/none"] == 0.5
-    assert metrics["robust_accuracy/black_runtime/push/eps=0.5/m.q/none"] == black.robust_accuracy
+    assert metrics["clean_accuracy/toy-m/none"] == 1.0
+    assert metrics["robust_accuracy/white_float/push/eps=0.5/toy-m/none"] == 0.5
+    assert metrics["robust_accuracy/black_runtime/push/eps=0.5/toy-m.q/none"] == black.robust_accuracy
 
 
 def test_report_renders_tables_figures_and_plot_data() -> None:
@@ -126,7 +126,7 @@ def test_report_renders_tables_figures_and_plot_data() -> None:
     rows = cross_evaluate(targets, sets, x, y)
     float_m = [
         {
-            "model": "m",
+            "model": "toy-m",
             "test_accuracy": 0.9,
             "test_samples": 40,
             "onnx_bytes": 2048,
@@ -143,8 +143,8 @@ def test_report_renders_tables_figures_and_plot_data() -> None:
     }
     quant_m = [
         {
-            "model": "m.q",
-            "float_model": "m",
+            "model": "toy-m.q",
+            "float_model": "toy-m",
             "quantizer": "q",
             "backend": "onnxruntime",
             "weight_bits": 8,
@@ -169,7 +169,7 @@ def test_report_renders_tables_figures_and_plot_data() -> None:
         heat_maps=[("push", 0.5)],
         defense=DefenseStudy(
             rows=[
-                clean_row(np.ones(40, dtype=bool), target="m", arch="a", precision="float", defense="blur"),
+                clean_row(np.ones(40, dtype=bool), target=ModelId("toy", "m"), defense="blur"),
                 *(
                     row
                     for adaptive, hits in ((False, 36), (True, 16))
@@ -177,9 +177,7 @@ def test_report_renders_tables_figures_and_plot_data() -> None:
                         sets[0].at([0.5]),
                         (np.arange(40) < hits)[None],
                         np.ones(40, dtype=bool),
-                        target="m",
-                        arch="a",
-                        precision="float",
+                        target=ModelId("toy", "m"),
                         defense="blur",
                         adaptive=adaptive,
                     )
@@ -187,24 +185,24 @@ def test_report_renders_tables_figures_and_plot_data() -> None:
             ],
             attack="push",
             epsilons=(0.5,),
-            baselines=("m",),
+            baselines=("toy-m",),
             defenses=("blur",),
         ),
         min_float_accuracy=0.95,
         max_drop_points=1.5,
     )
     markdown, page = render_markdown(report), render_html(report)
-    assert "| m.q | q | 88.0% (n=40) | +2.00 |" in markdown
-    assert "| m.q | onnxruntime | 8 / 8 | 100.0% | 8.0 | 1 KiB (0.50x) |" in markdown
+    assert "| toy-m.q | q | 88.0% (n=40) | +2.00 |" in markdown
+    assert "| toy-m.q | onnxruntime | 8 / 8 | 100.0% | 8.0 | 1 KiB (0.50x) |" in markdown
     assert "does not hold" in markdown  # 90% < 95% floor, and a 2-point drop > 1.5
     assert "| push | black_runtime | 0.5 (linf) | 120 |" in markdown  # the attack table, with query counts
     # The defense table: the undefended baseline, then both attacks on the defense, and the gap between them.
-    assert "| none | m | float | 100.0% | 50.0% | 50.0% |  |" in markdown
-    assert "| blur | m | float | 100.0% | 90.0% | 40.0% | +50.0 |" in markdown
+    assert "| none | toy-m | float | 100.0% | 50.0% | 50.0% |  |" in markdown
+    assert "| blur | toy-m | float | 100.0% | 90.0% | 40.0% | +50.0 |" in markdown
     # Two curve figures and one heat map per source threat model (white_float, black_runtime).
     assert page.count("data:image/png;base64,") == 4 and "<table>" in page
     plots = plot_rows(rows, {ThreatModel.WHITE_FLOAT: "push", ThreatModel.TRANSFER: "push"}, [("push", 0.5)])
-    assert {p["model"] for p in plots["robust_vs_epsilon/white_float"]} == {"m"}
-    assert {p["model"] for p in plots["robust_vs_epsilon/transfer"]} == {"m", "m.q"}
+    assert {p["model"] for p in plots["robust_vs_epsilon/white_float"]} == {"toy-m"}
+    assert {p["model"] for p in plots["robust_vs_epsilon/transfer"]} == {"toy-m", "toy-m.q"}
     assert len(plots["transfer/transfer_push_eps0.5_white_float"]) == 2
     assert len(plots["transfer/transfer_push_eps0.5_black_runtime"]) == 2
