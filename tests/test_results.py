@@ -4,9 +4,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pytest
 
-from qrobust.model_id import ModelId
 from qrobust.attacks import perturbation_norms
 from qrobust.evaluation import AdversarialSet, Target, clean_row, cross_evaluate, flat_metrics, set_rows
+from qrobust.model_id import ModelId
 from qrobust.report import DefenseStudy, build_report, plot_rows, render_html, render_markdown
 from qrobust.results import NORMS, Result, ThreatModel, read_results, wilson_interval, write_results
 
