@@ -18,10 +18,10 @@ import numpy as np
 import torch
 
 from qrobust.attacks import craft
+from qrobust.backends import load_twin
 from qrobust.data import DATASETS, load_split
 from qrobust.layout import FLOAT_MODELS, PREPARED, QUANT_MODELS
 from qrobust.models import create_model, input_spec
-from qrobust.quantizers import load_twin
 from qrobust.settings import PrepareSettings, load_validated
 from qrobust.twins import GradMode
 from qrobust.victims import module_victim

@@ -12,10 +12,10 @@ import time
 import numpy as np
 import torch
 
+from qrobust.backends import load_runtime, open_artefact
 from qrobust.data import DATASETS, load_split
 from qrobust.layout import FLOAT_MODELS, PREPARED, QUANT_MODELS
 from qrobust.models import create_model, input_spec
-from qrobust.quantizers import load_runtime, read_artefact
 from qrobust.runtime import OrtRuntime, latencies
 from qrobust.settings import PrepareSettings, load_validated
 
@@ -55,7 +55,7 @@ def main() -> None:
         for folder in sorted(q for q in QUANT_MODELS.glob(f"{float_dir.name}.*") if q.is_dir()):
             size = sum(p.stat().st_size for p in folder.iterdir() if p.name not in ("artefact.json", "metrics.json"))
             lat = latencies(load_runtime(folder), x, repeats=args.repeats)
-            row(folder.name, read_artefact(folder)["backend"], size, lat)
+            row(folder.name, open_artefact(folder)[0].info["backend"], size, lat)
 
 
 def row(name: str, runtime: str, size: int, lat: dict[str, float]) -> None:

@@ -12,13 +12,14 @@ import argparse
 
 import torch
 
+from qrobust.backends import artefact_bytes, load_runtime, load_twin, weight_census
 from qrobust.data import DATASETS, load_split
 from qrobust.errors import ConfigError, run_stage
 from qrobust.io import atomic_dir, load_json, save_json
 from qrobust.layout import PREPARED, model_dir, timing_path
 from qrobust.model_id import ModelId
 from qrobust.models import create_model, input_spec
-from qrobust.quantizers import FloatModel, calibration_subset, create_quantizer, load_runtime, load_twin, weight_census
+from qrobust.quantizers import FloatModel, calibration_subset, create_quantizer
 from qrobust.runtime import OrtRuntime, latencies
 from qrobust.settings import DefendSettings, PrepareSettings, QuantizeSettings, load_validated
 from qrobust.twins import GradMode, verify_twin
@@ -57,22 +58,19 @@ def main(model_name: str, quantizer_name: str) -> None:
             )
             for mode in GradMode
         }
-        quantized, total = weight_census(out)
-        size = sum(p.stat().st_size for p in out.iterdir() if p.name != "artefact.json")
         metrics = {
             "model": str(model_id),
             "float_model": str(parent),
             "quantizer": quantizer_name,
-            "backend": quantizer.backend.value,
-            "weight_bits": quantizer.weight_bits,
+            "backend": quantizer.backend,
+            "nominal_weight_bits": quantizer.weight_bits,
             "activation_bits": quantizer.activation_bits,
-            "weights_quantized_share": quantized / total,
-            "bits_per_weight": (quantized * quantizer.weight_bits + (total - quantized) * 32) / total,
+            **weight_census(out).metrics(),
             "test_accuracy": float((test_pred == y_test).mean()),
             "float_test_accuracy": load_json(float_folder / "metrics.json")["test_accuracy"],
             "top1_agreement_with_float": float((test_pred == float_pred).mean()),
             "test_samples": int(len(y_test)),
-            "artefact_bytes": size,
+            "artefact_bytes": artefact_bytes(out),
             "float_onnx_bytes": float_model.onnx.stat().st_size,
             **{f"twin_{mode.value}_{k}": v for mode, check in twins.items() for k, v in check.items()},
         }

@@ -129,7 +129,8 @@ def test_starting_points_are_adversarial(lenet_onnx, tiny_data) -> None:
 
 def test_straight_through_gradients_beat_the_masked_ones(trained_lenet, lenet_onnx, tiny_data, tmp_path) -> None:
     """White-box through the exact twin is gradient masking; the straight-through twin (BPDA) is not."""
-    from qrobust.quantizers import FloatModel, create_quantizer, load_runtime, load_twin
+    from qrobust.backends import load_runtime, load_twin
+    from qrobust.quantizers import FloatModel, create_quantizer
     from qrobust.twins import GradMode
     from tests.conftest import SPEC
 

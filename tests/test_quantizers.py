@@ -5,17 +5,10 @@ import numpy as np
 import pytest
 import torch
 
+from qrobust.backends import ARTEFACT, BACKENDS, FLOAT_BITS, artefact_bytes, load_runtime, load_twin, weight_census
 from qrobust.errors import ConfigError
-from qrobust.quantizers import (
-    FLOAT_BITS,
-    QUANTIZERS,
-    FloatModel,
-    calibration_subset,
-    create_quantizer,
-    load_runtime,
-    load_twin,
-    weight_census,
-)
+from qrobust.io import load_json, save_json
+from qrobust.quantizers import QUANTIZERS, FloatModel, calibration_subset, create_quantizer
 from qrobust.runtime import OrtRuntime
 from qrobust.twins import GradMode, verify_twin
 from tests.conftest import SPEC, accuracy
@@ -36,11 +29,11 @@ def artefact(request, trained_lenet, lenet_onnx, tiny_data, tmp_path_factory):
     quantizer = create_quantizer(name, options)
     out = tmp_path_factory.mktemp(name)
     quantizer.quantize(FloatModel(trained_lenet, lenet_onnx, "lenet", SPEC), tiny_data["calib"][0], out)
-    return quantizer, out
+    return name, quantizer, out
 
 
 def test_quantized_model_stays_close_to_float(artefact, lenet_onnx, tiny_data) -> None:
-    quantizer, folder = artefact
+    _, quantizer, folder = artefact
     x, y = tiny_data["test"]
     float_pred, quant_pred = OrtRuntime(lenet_onnx).predict(x), load_runtime(folder).predict(x)
     assert accuracy(quant_pred, y) >= accuracy(float_pred, y) - MAX_DROP[quantizer.weight_bits]
@@ -48,11 +41,11 @@ def test_quantized_model_stays_close_to_float(artefact, lenet_onnx, tiny_data) -
 
 
 def test_artefact_reloads_in_a_fresh_process(artefact, tiny_data, tmp_path) -> None:
-    _, folder = artefact
+    *_, folder = artefact
     x = tiny_data["test"][0]
     np.save(tmp_path / "x.npy", x)
     code = (
-        "import sys, numpy as np; from pathlib import Path; from qrobust.quantizers import load_runtime; "
+        "import sys, numpy as np; from pathlib import Path; from qrobust.backends import load_runtime; "
         "np.save(sys.argv[3], load_runtime(Path(sys.argv[1])).logits(np.load(sys.argv[2])))"
     )
     subprocess.run(
@@ -68,7 +61,7 @@ LOGIT_TOLERANCE = 0.5
 
 @pytest.mark.parametrize("mode", list(GradMode))
 def test_twin_agrees_with_deployed_runtime(artefact, tiny_data, mode: GradMode) -> None:
-    _, folder = artefact
+    *_, folder = artefact
     check = verify_twin(
         load_twin(folder, mode), load_runtime(folder), tiny_data["test"][0], min_agreement=0.995, label="t"
     )
@@ -83,7 +76,7 @@ def _input_gradient(twin: torch.nn.Module, x: np.ndarray, y: np.ndarray) -> torc
 
 
 def test_gradient_modes(artefact, tiny_data) -> None:
-    quantizer, folder = artefact
+    _, quantizer, folder = artefact
     x, y = tiny_data["test"][0][:32], tiny_data["test"][1][:32]
     exact = _input_gradient(load_twin(folder, GradMode.EXACT), x, y)
     ste = _input_gradient(load_twin(folder, GradMode.STE), x, y)
@@ -97,21 +90,50 @@ def test_gradient_modes(artefact, tiny_data) -> None:
         assert torch.equal(exact, ste) and (exact != 0).float().mean() > 0.3
 
 
-def test_weight_census(artefact) -> None:
-    quantizer, folder = artefact
-    quantized, total = weight_census(folder)
-    conv_weights = 16 * 1 * 25 + 32 * 16 * 25
-    assert total == conv_weights + 800 * 128 + 128 * 10
-    # INC's weight-only path quantizes Linear layers only; convolutions stay float.
-    expected = total - conv_weights if quantizer.activation_bits == FLOAT_BITS else total
-    assert quantized == expected
+# What the stored tensors must show, per quantizer case: the integer levels its weights span and whether
+# the convolutions are quantized. ONNX Runtime's reduce_range keeps int8 weights in [-64, 64] (129 levels);
+# INC's weight-only RTN rounds Linear layers only, to a symmetric 4-bit grid.
+STORED_LEVELS = {"ort_int8": 129, "ort_w4a8": 16, "inc_int8": 256, "inc_w4": 16}
+CONV_WEIGHTS = 16 * 1 * 25 + 32 * 16 * 25
+ALL_WEIGHTS = CONV_WEIGHTS + 800 * 128 + 128 * 10
+
+
+def test_weight_census_measures_the_stored_tensors(artefact) -> None:
+    name, quantizer, folder = artefact
+    census = weight_census(folder)
+    assert census.elements == ALL_WEIGHTS
+    levels = [t.levels for t in census.tensors if t.levels is not None]
+    assert 0.9 * STORED_LEVELS[name] <= max(levels) <= STORED_LEVELS[name]
+    weight_only = quantizer.activation_bits == FLOAT_BITS
+    assert census.quantized_share == pytest.approx((ALL_WEIGHTS - CONV_WEIGHTS) / ALL_WEIGHTS if weight_only else 1.0)
+    # Storage: int4 packs two weights a byte, int8 one; scales and zero points add a little; the INC PT2E
+    # program keeps float32 weights and quantizes them on every call. INC's 4-bit groups of 16 add a float16
+    # scale and a 4-bit zero point per group: 1.25 bits a weight.
+    nominal = {"ort_int8": 8, "ort_w4a8": 4, "inc_w4": 4 * 0.887 + 32 * 0.113, "inc_int8": 32}[name]
+    assert nominal < census.bits_per_weight < nominal * 1.2
+    assert artefact_bytes(folder) == sum((folder / f).stat().st_size for f in BACKENDS.get(quantizer.backend).files)
+
+
+def test_every_quantizer_names_a_registered_backend() -> None:
+    for name in QUANTIZERS.names():
+        assert create_quantizer(name, {}).backend in BACKENDS, name
+
+
+def test_unknown_backend_in_an_artefact_is_refused_with_the_valid_list(artefact, tmp_path) -> None:
+    *_, folder = artefact
+    info = load_json(folder / ARTEFACT)
+    save_json(tmp_path / ARTEFACT, {**info, "backend": "tflite"})
+    with pytest.raises(
+        ConfigError, match="unknown backend 'tflite'; valid backend names: " + ", ".join(BACKENDS.names())
+    ):
+        load_runtime(tmp_path)
 
 
 def test_twin_below_threshold_fails_with_figures(artefact, tiny_data) -> None:
     from qrobust.errors import VerificationError
     from qrobust.models import create_model
 
-    _, folder = artefact
+    *_, folder = artefact
     untrained = create_model("lenet", SPEC).eval()
     with pytest.raises(VerificationError, match=r"top-1 agreement .* < quantize.twin_min_agreement 0.995 \(max"):
         verify_twin(untrained, load_runtime(folder), tiny_data["test"][0], min_agreement=0.995, label="x")

@@ -34,12 +34,9 @@ from qrobust.config import check_options, choice, name_list, number, positive_in
 from qrobust.errors import ConfigError
 from qrobust.quantizers import QUANTIZERS
 from qrobust.registry import Registry
+from qrobust.runtime import Runtime, batched
 
 REJECTED = -1  # the label a detector gives an input it refuses to classify
-
-
-class Runtime(Protocol):
-    def logits(self, x: np.ndarray) -> np.ndarray: ...
 
 
 class DefenseKind(Enum):
@@ -224,11 +221,8 @@ def strongest(
     scores = []
     with torch.no_grad():
         for x in candidates:
-            parts = [
-                view(torch.from_numpy(np.ascontiguousarray(x[i : i + batch_size])).to(device)).cpu()
-                for i in range(0, len(x), batch_size)
-            ]
-            scores.append(torch.cat(parts).gather(1, labels[:, None])[:, 0].numpy())
+            logits = batched(lambda b: view(torch.from_numpy(np.ascontiguousarray(b)).to(device)), x, batch_size)
+            scores.append(logits[np.arange(len(y)), labels.numpy()])
     best = np.argmin(np.stack(scores), axis=0)
     return np.stack(candidates)[best, np.arange(len(y))]
 

@@ -20,14 +20,17 @@ from qrobust.model_id import ModelId
 from qrobust.results import NORMS, Result, ThreatModel
 
 
-class Runtime(Protocol):
+class DeployedSystem(Protocol):
+    """What a target is scored on: a runtime (``qrobust.runtime.Runtime``), or a defended system built on
+    runtimes, whose labels may be ``defenses.REJECTED``."""
+
     def predict(self, x: np.ndarray) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
 class Target:
     model: ModelId
-    runtime: Runtime
+    runtime: DeployedSystem
 
 
 @dataclass(frozen=True)

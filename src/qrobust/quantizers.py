@@ -1,16 +1,15 @@
 """Post-training quantizers behind one registry; params pick which run and with what options.
 
 A quantizer turns a float model (its torch module and its ONNX export) plus calibration images, drawn
-from the training data and never from test data, into an artefact folder: the deployed model file and
-``artefact.json`` naming its backend. ``load_runtime`` opens the deployed runtime from that folder
-alone (in any process); ``load_twin`` builds the differentiable torch twin from the same files.
+from the training data and never from test data, into an artefact folder: the deployed model files and
+``artefact.json`` naming its backend. From there on ``qrobust.backends`` opens, twins and measures it.
 """
 
 from __future__ import annotations
 
 import copy
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -20,22 +19,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from qrobust.backends import ARTEFACT, BACKENDS, FLOAT_BITS
 from qrobust.config import boolean, check_options, choice, positive_int
 from qrobust.errors import ConfigError
-from qrobust.io import load_json, save_json
-from qrobust.models import InputSpec, create_model
+from qrobust.io import save_json
+from qrobust.models import InputSpec
 from qrobust.registry import Registry
-from qrobust.runtime import OrtRuntime, TorchRuntime
-from qrobust.twins import GradMode, OnnxQdqTwin, fx_qdq_twin, fx_quantized_weights
-
-ARTEFACT = "artefact.json"
-FLOAT_BITS = 32  # activation_bits of a weight-only quantizer: activations stay float32
-
-
-class Backend(Enum):
-    ONNXRUNTIME = "onnxruntime"  # a QDQ .onnx run by an ONNX Runtime CPU session
-    INC_PT2E = "inc_pt2e"  # an INC-converted torch.export program (quantize/dequantize FX graph)
-    INC_WOQ = "inc_woq"  # an INC weight-only module (INCWeightOnlyLinear layers)
+from qrobust.runtime import batches
 
 
 @dataclass(frozen=True)
@@ -47,8 +37,8 @@ class FloatModel:
 
 
 class Quantizer(Protocol):
-    backend: Backend
-    weight_bits: int
+    backend: str  # its entry in qrobust.backends.BACKENDS
+    weight_bits: int  # nominal; the artefact's metrics measure what was stored
     activation_bits: int
 
     def quantize(self, model: FloatModel, calib_x: np.ndarray, out: Path) -> None: ...
@@ -68,12 +58,12 @@ class WeightOnlyAlgorithm(Enum):
     GPTQ = "gptq"
 
 
-def _write_artefact(out: Path, quantizer: Quantizer, model: FloatModel, file: str) -> None:
+def _write_artefact(out: Path, quantizer: Quantizer, model: FloatModel) -> None:
     save_json(
         out / ARTEFACT,
         {
-            "backend": quantizer.backend.value,
-            "file": file,
+            "backend": quantizer.backend,
+            "file": BACKENDS.get(quantizer.backend).files[0],
             "arch": model.arch,
             "spec": {
                 "channels": model.spec.channels,
@@ -82,21 +72,17 @@ def _write_artefact(out: Path, quantizer: Quantizer, model: FloatModel, file: st
                 "mean": list(model.spec.mean),
                 "std": list(model.spec.std),
             },
-            "weight_bits": quantizer.weight_bits,
+            "nominal_weight_bits": quantizer.weight_bits,
             "activation_bits": quantizer.activation_bits,
         },
     )
-
-
-def _batches(x: np.ndarray, size: int) -> Iterator[np.ndarray]:
-    return (x[i : i + size] for i in range(0, len(x), size))
 
 
 class _CalibrationReader:
     """Feeds calibration batches to ONNX Runtime's calibrator (its CalibrationDataReader protocol)."""
 
     def __init__(self, input_name: str, x: np.ndarray, batch_size: int) -> None:
-        self._batches = _batches(x, batch_size)
+        self._batches = batches(x, batch_size)
         self.input_name = input_name
 
     def get_next(self) -> dict[str, np.ndarray] | None:
@@ -118,7 +104,7 @@ class OrtStaticQDQ:
     calibrate_method: CalibrationMethod = CalibrationMethod.MINMAX
     reduce_range: bool = True
     activation_bits: int = 8
-    backend: Backend = Backend.ONNXRUNTIME
+    backend: str = "onnxruntime"
 
     def quantize(self, model: FloatModel, calib_x: np.ndarray, out: Path) -> None:
         from onnxruntime.quantization import CalibrationMethod as OrtMethod
@@ -147,7 +133,7 @@ class OrtStaticQDQ:
                 calibrate_method=method,
                 calibration_providers=["CPUExecutionProvider"],
             )
-        _write_artefact(out, self, model, "model.onnx")
+        _write_artefact(out, self, model)
 
 
 def _ort_options(key: str, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -181,7 +167,7 @@ class IncStaticInt8:
 
     weight_bits: int = 8
     activation_bits: int = 8
-    backend: Backend = Backend.INC_PT2E
+    backend: str = "inc_pt2e"
 
     def quantize(self, model: FloatModel, calib_x: np.ndarray, out: Path) -> None:
         from neural_compressor.torch.export import export
@@ -192,7 +178,7 @@ class IncStaticInt8:
         exported = export(copy.deepcopy(model.module).eval(), example_inputs=example, dynamic_shapes=({0: batch},))
         prepared = prepare(exported, StaticQuantConfig())
         with torch.no_grad():
-            for chunk in _batches(calib_x, 250):
+            for chunk in batches(calib_x, 250):
                 prepared(torch.from_numpy(chunk))
         converted = convert(prepared)
         program = torch.export.export(converted, example, dynamic_shapes=({0: batch},))
@@ -202,7 +188,7 @@ class IncStaticInt8:
             for key in ("from_node", "stack_trace", "nn_module_stack", "source_fn_stack"):
                 node.meta.pop(key, None)
         torch.export.save(program, out / "model.pt2")
-        _write_artefact(out, self, model, "model.pt2")
+        _write_artefact(out, self, model)
 
 
 @QUANTIZERS.register("inc_int8")
@@ -222,7 +208,7 @@ class IncWeightOnly:
     group_size: int = 32
     weight_bits: int = 4
     activation_bits: int = FLOAT_BITS
-    backend: Backend = Backend.INC_WOQ
+    backend: str = "inc_woq"
 
     def quantize(self, model: FloatModel, calib_x: np.ndarray, out: Path) -> None:
         from neural_compressor.torch.quantization import RTNConfig, convert, prepare
@@ -230,7 +216,7 @@ class IncWeightOnly:
         config = RTNConfig(bits=self.weight_bits, group_size=self.group_size, use_layer_wise=False)
         quantized = convert(prepare(copy.deepcopy(model.module).eval(), config))
         quantized.save(str(out))
-        _write_artefact(out, self, model, "quantized_weight.pt")
+        _write_artefact(out, self, model)
 
 
 @QUANTIZERS.register("inc_w4")
@@ -260,108 +246,3 @@ def calibration_subset(x: np.ndarray, size: int, seed: int) -> np.ndarray:
     if size >= len(x):
         return x
     return x[np.sort(np.random.default_rng(seed).permutation(len(x))[:size])]
-
-
-# --- opening an artefact folder ------------------------------------------------------------------
-
-
-def read_artefact(folder: Path) -> dict[str, Any]:
-    return load_json(folder / ARTEFACT)
-
-
-def _spec(info: Mapping[str, Any]) -> InputSpec:
-    s = info["spec"]
-    return InputSpec(s["channels"], s["size"], s["num_classes"], tuple(s["mean"]), tuple(s["std"]))
-
-
-def _load_woq(folder: Path, info: Mapping[str, Any]) -> nn.Module:
-    from neural_compressor.torch.quantization import load
-
-    # INC rebuilds the quantized layers on this skeleton but loads only their tensors; the float
-    # layers (convolutions) come from the same state dict, loaded here over the skeleton's random init.
-    skeleton = create_model(info["arch"], _spec(info)).eval()
-    module = load(str(folder), original_model=skeleton)
-    module.load_state_dict(torch.load(folder / info["file"], weights_only=True))
-    return module.eval()
-
-
-def _load_pt2e(path: Path) -> nn.Module:
-    # The program's quantize/dequantize ops live in torch's quantized_decomposed library, which a
-    # fresh process registers only on import.
-    import torch.ao.quantization.fx._decomposed  # noqa: F401
-
-    return torch.export.load(path).module()
-
-
-def load_runtime(folder: Path) -> OrtRuntime | TorchRuntime:
-    """The deployed runtime, opened from the artefact folder alone."""
-    info = read_artefact(folder)
-    backend = Backend(info["backend"])
-    if backend is Backend.ONNXRUNTIME:
-        return OrtRuntime(folder / info["file"])
-    if backend is Backend.INC_PT2E:
-        return TorchRuntime(_load_pt2e(folder / info["file"]), folder / info["file"])
-    return TorchRuntime(_load_woq(folder, info), folder / info["file"])
-
-
-def load_twin(folder: Path, mode: GradMode) -> nn.Module:
-    """A differentiable torch twin rebuilt from the artefact's own scales, zero points and integer weights."""
-    info = read_artefact(folder)
-    backend = Backend(info["backend"])
-    if backend is Backend.ONNXRUNTIME:
-        return OnnxQdqTwin(folder / info["file"], mode).eval()
-    if backend is Backend.INC_PT2E:
-        return fx_qdq_twin(_load_pt2e(folder / info["file"]), mode).eval()
-    return woq_twin(_load_woq(folder, info)).eval()
-
-
-def woq_twin(module: nn.Module) -> nn.Module:
-    """Weight-only twin: every INC weight-only Linear replaced by a float Linear holding its
-    dequantized weights (INC's ``recover``). Activations are float, so exact and ste coincide."""
-    twin = copy.deepcopy(module)
-    for name, child in list(twin.named_modules()):
-        if hasattr(child, "recover") and hasattr(child, "qweight"):
-            linear = nn.Linear(child.in_features, child.out_features, bias=child.bias is not None)
-            with torch.no_grad():
-                linear.weight.copy_(child.recover().float())
-                if child.bias is not None:
-                    linear.bias.copy_(child.bias.float())
-            parent_name, _, attr = name.rpartition(".")
-            setattr(twin.get_submodule(parent_name) if parent_name else twin, attr, linear)
-    return twin
-
-
-def weight_census(folder: Path) -> tuple[int, int]:
-    """(quantized weight elements, all weight elements) of conv/linear layers in the artefact."""
-    info = read_artefact(folder)
-    backend = Backend(info["backend"])
-    if backend is Backend.ONNXRUNTIME:
-        import onnx
-
-        graph = onnx.load(str(folder / info["file"])).graph
-        producer = {out: node for node in graph.node for out in node.output}
-        initializers = {t.name: t for t in graph.initializer}
-        quantized = total = 0
-        for node in graph.node:
-            if node.op_type not in ("Conv", "Gemm", "MatMul", "ConvTranspose"):
-                continue
-            weight = node.input[1]
-            source = producer.get(weight)
-            if source is not None and source.op_type == "DequantizeLinear":
-                weight = source.input[0]
-            if weight in initializers:
-                size = int(np.prod(initializers[weight].dims))
-                total += size
-                quantized += size if initializers[weight].data_type != onnx.TensorProto.FLOAT else 0
-        return quantized, total
-    if backend is Backend.INC_PT2E:
-        return fx_quantized_weights(_load_pt2e(folder / info["file"]))
-    module = _load_woq(folder, info)
-    quantized = total = 0
-    for child in module.modules():
-        if hasattr(child, "recover") and hasattr(child, "qweight"):
-            quantized += child.in_features * child.out_features
-            total += child.in_features * child.out_features
-        elif isinstance(child, nn.Conv2d | nn.Linear):
-            total += child.weight.numel()
-    return quantized, total

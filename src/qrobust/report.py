@@ -63,15 +63,16 @@ def clean_table(rows: Sequence[Result], float_metrics: Sequence[Metrics], quant_
         name = m["model"]
         parent = by_float[m.get("float_model", name)]
         drop = 100 * (parent["test_accuracy"] - m["test_accuracy"])
+        quantized = "quantizer" in m
         lines.append(
             (
                 name,
                 m.get("quantizer", "float"),
                 f"{pct(m['test_accuracy'])} (n={m['test_samples']})",
-                "" if name == parent["model"] else f"{drop:+.2f}",
+                f"{drop:+.2f}" if quantized else "(is the float model)",
                 f"{with_ci(clean[name])} (n={clean[name].n})",
-                pct(m.get("top1_agreement_with_float", 1.0)),
-                f"{m.get('artefact_bytes', m.get('onnx_bytes', 0)) / 1024:.0f} KiB",
+                pct(m["top1_agreement_with_float"]) if quantized else "(is the float model)",
+                f"{(m['artefact_bytes'] if quantized else m['onnx_bytes']) / 1024:.0f} KiB",
                 f"{m['latency_ms_batch1']:.3f} / {m['latency_ms_batch256']:.2f}",
                 f"{parent['parameters']:,}",
                 f"{parent['macs'] / 1e6:.2f} M",
@@ -86,13 +87,14 @@ def clean_table(rows: Sequence[Result], float_metrics: Sequence[Metrics], quant_
             "drop vs float (points)",
             "eval-subset accuracy [95% CI]",
             "top-1 agreement with float",
-            "ONNX size",
+            "deployed size",
             "latency ms (batch 1 / 256)",
             "parameters",
             "MACs",
         ),
         tuple(lines),
-        "Test accuracy is on the whole prepared test split; the evaluation subset is the seeded subset every attack uses.",
+        "Test accuracy is on the whole prepared test split; the evaluation subset is the seeded subset every attack uses. "
+        "Deployed size is the float ONNX file, or the files the quantized artefact deploys.",
     )
 
 
@@ -106,7 +108,7 @@ def quantization_table(float_metrics: Sequence[Metrics], quant_metrics: Sequence
             (
                 m["model"],
                 m["backend"],
-                f"{m['weight_bits']} / {activations}",
+                f"{m['weight_bits']:g} / {activations}",
                 pct(m["weights_quantized_share"]),
                 f"{m['bits_per_weight']:.1f}",
                 f"{m['artefact_bytes'] / 1024:.0f} KiB ({m['artefact_bytes'] / parent['onnx_bytes']:.2f}x)",
@@ -122,7 +124,7 @@ def quantization_table(float_metrics: Sequence[Metrics], quant_metrics: Sequence
         (
             "model",
             "deployed runtime",
-            "bits (weights / activations)",
+            "weight grid bits / activation bits",
             "weights quantized",
             "bits per weight",
             "size (vs float ONNX)",
@@ -132,7 +134,10 @@ def quantization_table(float_metrics: Sequence[Metrics], quant_metrics: Sequence
             "zero input-gradient entries (exact / ste)",
         ),
         tuple(lines),
-        "Twins are rebuilt from each artefact's scales, zero points and integer weights and checked against the deployed "
+        "Weight grid bits and bits per weight are measured from the stored tensors: log2 of the widest integer range a "
+        "quantized weight spans (129 levels, 7.01 bits, for ONNX Runtime's int8 with reduce_range), and the bits the "
+        "artefact spends on conv/linear weights, scales and zero points included, per weight (an INC PT2E program stores "
+        "float32 weights and quantizes them on every call, so it spends more than 32). Twins are rebuilt from each artefact's scales, zero points and integer weights and checked against the deployed "
         "runtime on the evaluation subset. Exact mode gives rounding zero gradient, as the integer graph does; a share of "
         "zero input-gradient entries near 100% there is gradient masking, not robustness. Latency is measured on this "
         "machine's CPU: ONNX Runtime for ONNX artefacts, torch eager for INC modules.",

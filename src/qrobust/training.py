@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from qrobust.config import check_options, number, positive_int
 from qrobust.registry import Registry
+from qrobust.runtime import batched
 
 
 class Recipe(Protocol):
@@ -310,5 +311,4 @@ def predict_logits(model: nn.Module, x: np.ndarray, batch_size: int = 512) -> np
     assert 0.0 <= float(x.min()) and float(x.max()) <= 1.0, "inputs must lie in [0, 1]"
     model.eval()
     device = next(model.parameters()).device
-    out = [model(torch.from_numpy(x[i : i + batch_size]).to(device)).cpu() for i in range(0, len(x), batch_size)]
-    return torch.cat(out).numpy()
+    return batched(lambda b: model(torch.from_numpy(b).to(device)), x, batch_size)

@@ -23,6 +23,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from qrobust.runtime import batched
+
 
 class GradMode(Enum):
     EXACT = "exact"
@@ -329,23 +331,6 @@ def fx_qdq_twin(module: nn.Module, mode: GradMode) -> nn.Module:
     return twin
 
 
-def fx_quantized_weights(module: nn.Module) -> tuple[int, int]:
-    """(elements of weights routed through a quantize op, elements of all conv/linear weights)."""
-    params = dict(module.named_parameters()) | dict(module.named_buffers())
-    quantized = total = 0
-    for node in module.graph.nodes:
-        if node.op == "call_function" and str(node.target).startswith(("aten.conv", "aten.linear")):
-            weight = node.args[1]
-            source = weight
-            while source.op == "call_function" and str(source.target).startswith("quantized_decomposed."):
-                source = source.args[0]
-            if source.op == "get_attr" and source.target in params:
-                size = params[source.target].numel()
-                total += size
-                quantized += size if source is not weight else 0
-    return quantized, total
-
-
 def verify_twin(twin: nn.Module, runtime: Any, x: np.ndarray, *, min_agreement: float, label: str) -> dict[str, float]:
     """Top-1 agreement and max |logit difference| of a twin against its deployed runtime, plus the share
     of exactly-zero input-gradient entries (a gradient-masking indicator); fails below ``min_agreement``."""
@@ -353,7 +338,7 @@ def verify_twin(twin: nn.Module, runtime: Any, x: np.ndarray, *, min_agreement: 
 
     reference = runtime.logits(x)
     with torch.no_grad():
-        logits = torch.cat([twin(torch.from_numpy(x[i : i + 500])) for i in range(0, len(x), 500)]).numpy()
+        logits = batched(lambda b: twin(torch.from_numpy(b)), x, 500)
     agreement = float((logits.argmax(1) == reference.argmax(1)).mean())
     max_diff = float(np.abs(logits - reference).max())
     if agreement < min_agreement:

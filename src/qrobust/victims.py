@@ -9,7 +9,7 @@ count of the inputs it was asked to score (the query count of black-box attacks)
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,14 +19,11 @@ from qrobust.layout import model_dir
 from qrobust.model_id import ModelId
 from qrobust.models import InputSpec, create_model
 from qrobust.results import ThreatModel
+from qrobust.runtime import Runtime, batched
 from qrobust.twins import GradMode
 
 BOUNDS = (0.0, 1.0)
 TWIN_MODES = {ThreatModel.WHITE_QNN_EXACT: GradMode.EXACT, ThreatModel.WHITE_QNN_STE: GradMode.STE}
-
-
-class Runtime(Protocol):
-    def logits(self, x: np.ndarray) -> np.ndarray: ...
 
 
 class Victim:
@@ -48,8 +45,7 @@ class Victim:
         return t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else np.asarray(t)
 
     def logits(self, x: np.ndarray, batch_size: int = 500) -> np.ndarray:
-        parts = [self.numpy(self.model(self.tensor(x[i : i + batch_size]))) for i in range(0, len(x), batch_size)]
-        return np.concatenate(parts).astype(np.float32)
+        return batched(lambda b: self.numpy(self.model(self.tensor(b))), x, batch_size)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return self.logits(x).argmax(1)
@@ -109,7 +105,7 @@ def sources(threat: ThreatModel, models: Sequence[ModelId], quantizers: Sequence
 def open_module(threat: ThreatModel, source: ModelId, spec: InputSpec, *, defended: bool = False) -> nn.Module:
     """The differentiable torch model a white-box attacker of ``source`` gets under ``threat``: the
     float model for white_float, the quantized model's twin in the threat model's gradient mode."""
-    from qrobust.quantizers import load_twin
+    from qrobust.backends import load_twin
 
     folder = model_dir(source, defended=defended)
     if threat is ThreatModel.WHITE_FLOAT:
@@ -125,7 +121,7 @@ def open_module(threat: ThreatModel, source: ModelId, spec: InputSpec, *, defend
 
 def open_runtime(source: ModelId, *, defended: bool = False) -> Any:
     """The deployed runtime of ``source``: the float ONNX Runtime session or the quantized artefact's runtime."""
-    from qrobust.quantizers import load_runtime
+    from qrobust.backends import load_runtime
     from qrobust.runtime import OrtRuntime
 
     folder = model_dir(source, defended=defended)
@@ -143,6 +139,7 @@ def open_victim(
 
 def float_activations(source: ModelId) -> bool:
     """A weight-only quantized model keeps float activations: its exact and ste twins are one model."""
-    from qrobust.quantizers import FLOAT_BITS, read_artefact
+    from qrobust.backends import FLOAT_BITS, open_artefact
 
-    return int(read_artefact(model_dir(source))["activation_bits"]) >= FLOAT_BITS
+    artefact, _ = open_artefact(model_dir(source))
+    return int(artefact.info["activation_bits"]) >= FLOAT_BITS
