@@ -22,7 +22,7 @@ from qrobust.backends import load_twin
 from qrobust.data import DATASETS, load_split
 from qrobust.layout import FLOAT_MODELS, PREPARED, QUANT_MODELS
 from qrobust.models import create_model, input_spec
-from qrobust.settings import PrepareSettings, load_validated
+from qrobust.settings import load_study
 from qrobust.twins import GradMode
 from qrobust.victims import module_victim
 
@@ -54,7 +54,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=250)
     args = parser.parse_args()
-    spec = input_spec(DATASETS.get(PrepareSettings.from_params(load_validated()).dataset))
+    spec = input_spec(DATASETS.get(load_study().prepare.dataset))
     x, y = load_split(PREPARED / "eval.npz")
     x_all, y_all = x[: args.samples], y[: args.samples]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; Linf PGD, {args.steps} steps, eps {EPSILON}")

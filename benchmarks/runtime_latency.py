@@ -17,7 +17,7 @@ from qrobust.data import DATASETS, load_split
 from qrobust.layout import FLOAT_MODELS, PREPARED, QUANT_MODELS
 from qrobust.models import create_model, input_spec
 from qrobust.runtime import OrtRuntime, latencies
-from qrobust.settings import PrepareSettings, load_validated
+from qrobust.settings import load_study
 
 
 def torch_latency_ms(model: torch.nn.Module, x: np.ndarray, repeats: int) -> float:
@@ -36,7 +36,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=50)
     args = parser.parse_args()
-    dataset = DATASETS.get(PrepareSettings.from_params(load_validated()).dataset)
+    dataset = DATASETS.get(load_study().prepare.dataset)
     spec = input_spec(dataset)
     x, _ = load_split(PREPARED / "eval.npz")
     batch256 = np.resize(x, (256, *x.shape[1:]))

@@ -20,19 +20,19 @@ from qrobust.io import atomic_dir, load_npz, save_json, save_npz
 from qrobust.layout import PREPARED, adversarial_dir, timing_path
 from qrobust.models import input_spec
 from qrobust.results import ThreatModel
-from qrobust.settings import AttackSettings, PrepareSettings, QuantizeSettings, TrainSettings, load_validated
+from qrobust.settings import load_study
 from qrobust.training import resolve_device
 from qrobust.victims import float_activations, open_victim, sources
 
 
 def main(name: str) -> None:
-    params = load_validated()
-    settings = AttackSettings.from_params(params)
+    study = load_study()
+    settings = study.attack
     config = settings.get(name)
     entry = ATTACKS.get(name)
-    models = TrainSettings.from_params(params).model_ids()
-    quantizers = QuantizeSettings.from_params(params).quantizers
-    spec = input_spec(DATASETS.get(PrepareSettings.from_params(params).dataset))
+    models = study.train.model_ids()
+    quantizers = study.quantize.quantizers
+    spec = input_spec(DATASETS.get(study.prepare.dataset))
     device = resolve_device(settings.device)
     x_all, y_all = load_split(PREPARED / "eval.npz")
     index = attack_subset(len(x_all), config.samples, settings.seed)

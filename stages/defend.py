@@ -17,13 +17,13 @@ from qrobust.layout import PREPARED, REPORTS, timing_path
 from qrobust.models import input_spec
 from qrobust.quantizers import calibration_subset
 from qrobust.results import write_results
-from qrobust.settings import AttackSettings, DefendSettings, PrepareSettings, TrainSettings, load_validated
+from qrobust.settings import load_study
 from qrobust.training import RECIPES, resolve_device
 
 
 def main(defense_name: str | None, recipe_name: str | None) -> None:
-    params = load_validated()
-    settings, attacks = DefendSettings.from_params(params), AttackSettings.from_params(params)
+    params = load_study()
+    settings, attacks = params.defend, params.attack
     name = str(defense_name or recipe_name)
     listed = settings.defenses if defense_name else settings.recipes
     if name not in listed:
@@ -33,7 +33,7 @@ def main(defense_name: str | None, recipe_name: str | None) -> None:
     study = DefenseStudy(
         settings=settings,
         attack=attacks.get(settings.attack),
-        spec=input_spec(DATASETS.get(PrepareSettings.from_params(params).dataset)),
+        spec=input_spec(DATASETS.get(params.prepare.dataset)),
         device=resolve_device(attacks.device),
         batch_size=attacks.batch_size,
         x_eval=x_eval,
@@ -47,7 +47,7 @@ def main(defense_name: str | None, recipe_name: str | None) -> None:
             calib = calibration_subset(load_split(PREPARED / "calib.npz")[0], settings.calib_samples, settings.seed)
         run_defense(study, defense, calib)
     else:
-        options = TrainSettings.from_params(params).recipe_options.get(name, {})
+        options = params.train.recipe_options.get(name, {})
         run_recipe(study, name, RECIPES.get(name)(dict(options)))
     write_results(REPORTS / "defenses" / f"{name}.csv", study.rows)
     save_json(REPORTS / "defenses" / f"{name}.json", {"defense": {name: study.metrics}})

@@ -16,23 +16,22 @@ from qrobust.evaluation import AdversarialSet, Target, cross_evaluate, flat_metr
 from qrobust.io import load_json, save_json
 from qrobust.layout import PREPARED, REPORTS, adversarial_dir, model_dir
 from qrobust.results import write_results
-from qrobust.settings import AttackSettings, QuantizeSettings, TrainSettings, load_validated
+from qrobust.settings import load_study
 from qrobust.victims import open_runtime, sources
 
 
 def main() -> None:
-    params = load_validated()
-    train, quantize = TrainSettings.from_params(params), QuantizeSettings.from_params(params)
+    study = load_study()
+    train, quantize = study.train, study.quantize
     x, y = load_split(PREPARED / "eval.npz")
 
     targets, test_accuracy = [], {}
-    for parent in train.model_ids():
-        for model in (parent, *(parent.quantized(q) for q in quantize.quantizers)):
-            targets.append(Target(model, open_runtime(model)))
-            test_accuracy[f"test_accuracy/{model}"] = load_json(model_dir(model) / "metrics.json")["test_accuracy"]
+    for model in study.models():
+        targets.append(Target(model, open_runtime(model)))
+        test_accuracy[f"test_accuracy/{model}"] = load_json(model_dir(model) / "metrics.json")["test_accuracy"]
 
     sets = []
-    for attack in AttackSettings.from_params(params).attacks:
+    for attack in study.attack.attacks:
         noise = ATTACKS.get(attack.name).kind is Kind.NOISE
         for threat in attack.threat_models:
             for source in sources(threat, train.model_ids(), quantize.quantizers, noise=noise):

@@ -12,11 +12,11 @@ from qrobust.data import DATASETS, Split, split_dataset
 from qrobust.errors import run_stage
 from qrobust.io import atomic_dir, save_json, save_npz, sha256_file
 from qrobust.layout import PREPARED
-from qrobust.settings import PrepareSettings, load_validated
+from qrobust.settings import load_study
 
 
 def main() -> None:
-    settings = PrepareSettings.from_params(load_validated())
+    settings = load_study().prepare
     spec = DATASETS.get(settings.dataset)
     raw = spec.load(settings.root, settings.download)
     prepared = split_dataset(

@@ -21,20 +21,20 @@ from qrobust.model_id import ModelId
 from qrobust.models import create_model, input_spec
 from qrobust.quantizers import FloatModel, calibration_subset, create_quantizer
 from qrobust.runtime import OrtRuntime, latencies
-from qrobust.settings import DefendSettings, PrepareSettings, QuantizeSettings, load_validated
+from qrobust.settings import load_study
 from qrobust.twins import GradMode, verify_twin
 
 
 def main(model_name: str, quantizer_name: str) -> None:
-    params = load_validated()
-    settings = QuantizeSettings.from_params(params)
+    study = load_study()
+    settings = study.quantize
     if quantizer_name not in settings.quantizers:
         raise ConfigError(f"quantize: {quantizer_name!r} is not in quantize.quantizers {list(settings.quantizers)}")
     quantizer = create_quantizer(quantizer_name, settings.options.get(quantizer_name, {}))
     parent = ModelId.parse(model_name)
     model_id = parent.quantized(quantizer_name)
-    defended = parent in DefendSettings.from_params(params).model_ids()
-    dataset = DATASETS.get(PrepareSettings.from_params(params).dataset)
+    defended = parent in study.defend.model_ids()
+    dataset = DATASETS.get(study.prepare.dataset)
     spec = input_spec(dataset)
     float_folder = model_dir(parent, defended=defended)
     module = create_model(parent.arch, spec)

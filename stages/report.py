@@ -11,15 +11,7 @@ from qrobust.layout import REPORTS, model_dir, timing_path
 from qrobust.model_id import ModelId
 from qrobust.report import DefenseStudy, Figure, build_report, pct, plot_rows, render_html, render_markdown
 from qrobust.results import read_results
-from qrobust.settings import (
-    AttackSettings,
-    DefendSettings,
-    PrepareSettings,
-    QuantizeSettings,
-    ReportSettings,
-    TrainSettings,
-    load_validated,
-)
+from qrobust.settings import DefendSettings, load_study
 
 
 def to_csv(records: list[dict[str, object]]) -> str:
@@ -31,26 +23,21 @@ def to_csv(records: list[dict[str, object]]) -> str:
 
 
 def main() -> None:
-    params = load_validated()
-    settings = ReportSettings.from_params(params)
-    data, train, quantize = (
-        PrepareSettings.from_params(params),
-        TrainSettings.from_params(params),
-        QuantizeSettings.from_params(params),
-    )
-    attacks = {a.name: a.epsilons for a in AttackSettings.from_params(params).attacks}
+    study = load_study()
+    settings, data, defend = study.report, study.prepare, study.defend
+    attacks = {a.name: a.epsilons for a in study.attack.attacks}
     heat_maps = [(h.attack, h.epsilon) for h in settings.heat_maps]
     rows = read_results(REPORTS / "results.csv")
-    float_metrics = [
-        {**load_json(model_dir(m) / "metrics.json"), **load_json(timing_path("train", str(m)))}
-        for m in train.model_ids()
-    ]
-    quant_metrics = [
-        {**load_json(model_dir(q) / "metrics.json"), **load_json(timing_path("quantize", str(q)))}
-        for q in (m.quantized(name) for m in train.model_ids() for name in quantize.quantizers)
-    ]
+    metrics = {
+        m: {
+            **load_json(model_dir(m) / "metrics.json"),
+            **load_json(timing_path("quantize" if m.quantizer else "train", str(m))),
+        }
+        for m in study.models()
+    }
+    float_metrics = [v for m, v in metrics.items() if m.quantizer is None]
+    quant_metrics = [v for m, v in metrics.items() if m.quantizer is not None]
     n_eval = max(r.n for r in rows)
-    defend = DefendSettings.from_params(params)
     names = [*defend.defenses, *defend.recipes]
     detectors = []
     for name in names:

@@ -18,15 +18,15 @@ from qrobust.layout import PREPARED, model_dir, timing_path
 from qrobust.model_id import ModelId
 from qrobust.models import count_macs, create_model, input_spec, parameter_count
 from qrobust.runtime import OrtRuntime, export_onnx, latencies, verify_export
-from qrobust.settings import DefendSettings, TrainSettings, load_validated
+from qrobust.settings import load_study
 from qrobust.training import RECIPES, fit, seed_everything
 
 
 def main(arch: str, recipe: str) -> None:
-    params = load_validated()
-    settings = TrainSettings.from_params(params)
+    study = load_study()
+    settings = study.train
     model_id = ModelId(arch, recipe)
-    defended = model_id in DefendSettings.from_params(params).model_ids()
+    defended = model_id in study.defend.model_ids()
     if model_id not in settings.model_ids() and not defended:
         raise ConfigError(
             f"train: {model_id} is not in train.archs x train.recipes nor in defend.archs x defend.recipes"

@@ -8,10 +8,10 @@ import pytest
 
 from qrobust.data import FASHION_MNIST_SHA256, RawDataset, Split, read_idx, split_dataset, verify_files
 from qrobust.errors import DataError
-from qrobust.settings import PrepareSettings, load_validated
+from qrobust.settings import load_study
 from tests.conftest import ROOT
 
-FASHION_ROOT = PrepareSettings.from_params(load_validated(str(ROOT / "params.yaml"))).root
+FASHION_ROOT = load_study(str(ROOT / "params.yaml")).prepare.root
 
 
 def write_idx(path, array: np.ndarray) -> None:

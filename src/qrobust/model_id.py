@@ -7,6 +7,7 @@ place (``lenet-standard.ensemble``). The string form is parsed here and only her
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from qrobust.errors import ConfigError
@@ -53,3 +54,9 @@ class ModelId:
     def at(self, precision: str) -> ModelId:
         """This model's float parent (``float``) or its model quantized by ``precision``."""
         return self.parent if precision == FLOAT else self.quantized(precision)
+
+
+def with_quantized(models: Iterable[ModelId], quantizers: Iterable[str]) -> tuple[ModelId, ...]:
+    """Every deployed model: each float model followed by its quantized models, in the quantizers' order."""
+    quantizers = tuple(quantizers)
+    return tuple(m for parent in models for m in (parent, *(parent.quantized(q) for q in quantizers)))

@@ -19,7 +19,7 @@ from qrobust.attacks import ATTACKS, Norm
 from qrobust.data import DATASETS
 from qrobust.defenses import create_defense
 from qrobust.errors import ConfigError
-from qrobust.model_id import ModelId
+from qrobust.model_id import ModelId, with_quantized
 from qrobust.models import ARCHITECTURES
 from qrobust.quantizers import QUANTIZERS, create_quantizer
 from qrobust.results import ThreatModel
@@ -355,25 +355,48 @@ class ReportSettings:
         )
 
 
-SECTIONS = (PrepareSettings, TrainSettings, QuantizeSettings, AttackSettings, DefendSettings, ReportSettings)
 TOP_LEVEL_KEYS = {"seed", "data", "train", "quantize", "attack", "defend", "report"}
 
 
-def validate(params: Mapping[str, Any]) -> None:
+@dataclass(frozen=True)
+class Study:
+    """The whole params file, parsed and checked once; each stage reads its own section from it."""
+
+    prepare: PrepareSettings
+    train: TrainSettings
+    quantize: QuantizeSettings
+    attack: AttackSettings
+    defend: DefendSettings
+    report: ReportSettings
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> Study:
+        unknown = sorted(set(params) - TOP_LEVEL_KEYS)
+        if unknown:
+            raise ConfigError(f"params.yaml: unknown top-level keys {unknown}; allowed: {sorted(TOP_LEVEL_KEYS)}")
+        return cls(
+            prepare=PrepareSettings.from_params(params),
+            train=TrainSettings.from_params(params),
+            quantize=QuantizeSettings.from_params(params),
+            attack=AttackSettings.from_params(params),
+            defend=DefendSettings.from_params(params),
+            report=ReportSettings.from_params(params),
+        )
+
+    def models(self) -> tuple[ModelId, ...]:
+        """The main study's deployed models: each float model followed by its quantized ones."""
+        return with_quantized(self.train.model_ids(), self.quantize.quantizers)
+
+
+def validate(params: Mapping[str, Any]) -> Study:
     """Check the whole params file: unknown top-level keys, then every section."""
-    unknown = sorted(set(params) - TOP_LEVEL_KEYS)
-    if unknown:
-        raise ConfigError(f"params.yaml: unknown top-level keys {unknown}; allowed: {sorted(TOP_LEVEL_KEYS)}")
-    for settings in SECTIONS:
-        settings.from_params(params)
+    return Study.from_params(params)
 
 
-def load_validated(path: str = "params.yaml") -> dict[str, Any]:
+def load_study(path: str = "params.yaml") -> Study:
     """What every stage reads: the whole file checked first, so any bad value stops the pipeline
     at its first stage, before any compute (checking only fails, it never changes an output)."""
-    params = c.load_params(path)
-    validate(params)
-    return params
+    return Study.from_params(c.load_params(path))
 
 
 def main(argv: list[str] | None = None) -> int:

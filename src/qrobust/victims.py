@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from qrobust.layout import model_dir
-from qrobust.model_id import ModelId
+from qrobust.model_id import ModelId, with_quantized
 from qrobust.models import InputSpec, create_model
 from qrobust.results import ThreatModel
 from qrobust.runtime import Runtime, batched
@@ -98,7 +98,7 @@ def sources(threat: ThreatModel, models: Sequence[ModelId], quantizers: Sequence
     if threat is ThreatModel.WHITE_FLOAT or (threat is ThreatModel.BLACK_RUNTIME and noise):
         return list(models)
     if threat is ThreatModel.BLACK_RUNTIME:
-        return [name for m in models for name in (m, *(m.quantized(q) for q in quantizers))]
+        return list(with_quantized(models, quantizers))
     return [m.quantized(q) for m in models for q in quantizers]
 
 
