@@ -47,6 +47,35 @@ def test_real_fashion_mnist_files_match_pinned_digests(tmp_path) -> None:
     assert labels.shape == (10000,) and np.bincount(labels).tolist() == [1000] * 10
 
 
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        (b"\x00\x00\x0d\x03", r"not an unsigned-byte IDX file \(header 00000d03\)"),  # float32 payload
+        (b"\x08\x03\x00\x00", r"not an unsigned-byte IDX file \(header 08030000\)"),  # not IDX at all
+    ],
+)
+def test_read_idx_refuses_a_bad_header(tmp_path, header: bytes, message: str) -> None:
+    with gzip.open(tmp_path / "x.gz", "wb") as handle:
+        handle.write(header + (2).to_bytes(4, "big") * 3 + bytes(8))
+    with pytest.raises(DataError, match=message):
+        read_idx(tmp_path / "x.gz")
+
+
+def test_read_idx_refuses_a_truncated_payload(tmp_path) -> None:
+    write_idx(tmp_path / "x.gz", np.zeros((5, 28, 28), dtype=np.uint8))
+    with gzip.open(tmp_path / "x.gz", "rb") as handle:
+        data = handle.read()
+    with gzip.open(tmp_path / "x.gz", "wb") as handle:
+        handle.write(data[:-28])
+    with pytest.raises(DataError, match=r"header says \(5, 28, 28\), payload has 3892 bytes"):
+        read_idx(tmp_path / "x.gz")
+
+
+def test_images_and_labels_must_pair_up() -> None:
+    with pytest.raises(DataError, match=r"images \(5, 1, 4, 4\) and labels \(4,\): expected .* one per image"):
+        Split(np.zeros((5, 1, 4, 4), dtype=np.uint8), np.zeros(4, dtype=np.int64))
+
+
 def test_missing_dataset_says_how_to_install(tmp_path) -> None:
     with pytest.raises(DataError, match="apt-get install dataset-fashion-mnist"):
         verify_files(

@@ -225,6 +225,10 @@ def params() -> dict:
             r"temperature: expected a number in \(0.0",
         ),
         (
+            lambda p: p["defend"]["defenses"]["resize_pad"].update(min_size=29),
+            r"defend.defenses.resize_pad: needs images of at least 29x29 pixels; the dataset's are 28x28",
+        ),
+        (
             lambda p: p["train"]["recipe_options"]["dq"].update(beta=-0.1),
             r"train.recipe_options.dq.beta: expected a number in \[0.0",
         ),

@@ -15,6 +15,7 @@ from qrobust.io import load_json
 from qrobust.results import ThreatModel, read_results
 from qrobust.study import materialize
 from tests.conftest import ROOT
+from tests.test_quantizers import LOGIT_TOLERANCE
 
 pytestmark = pytest.mark.slow
 
@@ -46,11 +47,6 @@ def test_results_are_complete_and_sane(smoke: Path) -> None:
     assert {r.attack for r in rows} - {"none"} == set(params["attack"]["attacks"])
     for r in rows:
         assert (r.threat_model == ThreatModel.TRANSFER.value) == (r.source != r.target), r
-    for r in rows:
-        for rate in (r.robust_accuracy, r.robust_accuracy_low, r.robust_accuracy_high):
-            assert 0.0 <= rate <= 1.0
-        if r.n_attackable:
-            assert 0.0 <= r.success_rate <= 1.0
     pgd_eps = max(params["attack"]["attacks"]["linf_pgd"]["epsilons"])
     for model in models:
         clean = next(r for r in rows if r.threat_model == "clean" and r.target == model and r.defense == "none")
@@ -64,8 +60,24 @@ def test_results_are_complete_and_sane(smoke: Path) -> None:
             and r.defense == "none"
         )
         assert attacked.robust_accuracy < clean.robust_accuracy, model
-        quant = load_json(smoke / "models" / "quant" / f"{model}.ort_int8" / "metrics.json")
-        assert quant["top1_agreement_with_float"] >= 0.9, quant
+
+
+# Test-accuracy points a quantized model may lose against its float parent on the smoke study, by nominal
+# weight bits. Measured (1,000 test images): at most 0.3 for every 8-bit model, 4.9 for DS-CNN at 4 bits.
+MAX_DROP_POINTS = {8: 1.5, 4: 6.0}
+
+
+def test_every_quantizer_keeps_accuracy_and_a_faithful_twin(smoke: Path) -> None:
+    params = yaml.safe_load((smoke / "params.yaml").read_text())
+    for arch in params["train"]["archs"]:
+        for quantizer in params["quantize"]["quantizers"]:
+            m = load_json(smoke / "models" / "quant" / f"{arch}-standard.{quantizer}" / "metrics.json")
+            drop = 100 * (m["float_test_accuracy"] - m["test_accuracy"])
+            assert drop <= MAX_DROP_POINTS[m["nominal_weight_bits"]], m
+            assert m["top1_agreement_with_float"] >= 0.85, m
+            for mode in ("exact", "ste"):
+                assert m[f"twin_{mode}_top1_agreement"] >= params["quantize"]["twin_min_agreement"], m
+                assert m[f"twin_{mode}_max_abs_logit_diff"] <= LOGIT_TOLERANCE, m
 
 
 def test_report_metrics_and_plots(smoke: Path) -> None:
@@ -97,8 +109,10 @@ def test_defense_study_scores_every_defense_both_ways(smoke: Path) -> None:
             assert precisions == {"+".join(defend["defenses"]["ensemble"]["members"])}
         else:
             assert precisions == {"float", *quantizers}, name
-        for r in rows:
-            assert 0.0 <= r.robust_accuracy <= 1.0
+        none = {(r.target, r.epsilon): r for r in attacked if not r.adaptive}
+        for r in (r for r in attacked if r.adaptive):
+            # The adaptive attack runs on the same samples at the same budgets as the non-adaptive one.
+            assert r.n == none[(r.target, r.epsilon)].n, r
     metrics = load_json(smoke / "reports" / "defenses" / "squeeze_detector.json")["defense"]["squeeze_detector"]
     fprs = [v for k, v in metrics.items() if k.endswith("calib_false_positive_rate")]
     assert len(fprs) == 1 + len(quantizers) and all(v <= defend["defenses"]["squeeze_detector"]["fpr"] for v in fprs)

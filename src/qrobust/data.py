@@ -25,6 +25,12 @@ class Split:
     x: np.ndarray  # uint8, (N, C, H, W)
     y: np.ndarray  # int64, (N,)
 
+    def __post_init__(self) -> None:
+        if self.x.ndim != 4 or self.y.ndim != 1 or len(self.x) != len(self.y):
+            raise DataError(
+                f"images {self.x.shape} and labels {self.y.shape}: expected (N, C, H, W) images and (N,) labels, one per image"
+            )
+
 
 @dataclass(frozen=True)
 class RawDataset:

@@ -54,6 +54,11 @@ class Preprocessor(Protocol):
     randomised: bool  # draws randomness each call: an adaptive attack needs EOT
     differentiable: bool  # has useful gradients: otherwise an adaptive attack needs BPDA
 
+    @property
+    def min_side(self) -> int:
+        """The smallest image side (pixels) it works on; params asking more for the dataset are refused."""
+        ...
+
     def transform(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor: ...
 
 
@@ -64,6 +69,7 @@ class BitDepth:
     bits: int
     randomised = False
     differentiable = False  # rounding: zero gradient almost everywhere
+    min_side = 1
 
     def transform(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         levels = 2**self.bits - 1
@@ -80,6 +86,10 @@ class MedianSmoothing:
     randomised = False
     differentiable = True  # its gradient reaches the median pixel of each window (measured stronger than BPDA here)
 
+    @property
+    def min_side(self) -> int:
+        return self.size  # reflect padding needs the image wider than the window
+
     def transform(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         before, after = (self.size - 1) // 2, self.size // 2
         padded = F.pad(x, (before, after, before, after), mode="reflect")
@@ -94,6 +104,7 @@ class Jpeg:
     quality: int
     randomised = False
     differentiable = False
+    min_side = 1
 
     def transform(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         from PIL import Image
@@ -117,6 +128,7 @@ class GaussianNoise:
     sigma: float
     randomised = True
     differentiable = True
+    min_side = 1
 
     def transform(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         noise = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
@@ -132,6 +144,10 @@ class ResizePad:
     min_size: int
     randomised = True
     differentiable = True
+
+    @property
+    def min_side(self) -> int:
+        return self.min_size
 
     def transform(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         n, _, h, w = x.shape
@@ -314,6 +330,12 @@ class Defense:
     @property
     def randomised(self) -> bool:
         return any(p.randomised for p in self.pre)
+
+    def check_input(self, size: int, key: str) -> None:
+        """Refuse, before any compute, a preprocessor that cannot work on ``size`` x ``size`` images."""
+        need = max((p.min_side for p in self.pre), default=1)
+        if need > size:
+            raise ConfigError(f"{key}: needs images of at least {need}x{need} pixels; the dataset's are {size}x{size}")
 
     def deploy(self, runtimes: Sequence[Runtime], seed: int, calib: np.ndarray | None = None) -> Any:
         """The deployed system (``predict(x) -> labels``): one runtime, or an ensemble's members in order."""

@@ -271,8 +271,10 @@ class DefendSettings:
         defenses = {k: dict(v or {}) for k, v in table.items()}
         run = QuantizeSettings.from_params(params).quantizers
         quantizers = c.name_list(c.require(s, "quantizers", "defend"), "defend.quantizers", run)
+        size = DATASETS.get(PrepareSettings.from_params(params).dataset).size
         for key, body in defenses.items():
             defense = create_defense(key, body)
+            defense.check_input(size, f"defend.defenses.{key}")
             missing = [m for m in defense.members if m != "float" and m not in quantizers]
             if missing:
                 raise ConfigError(
