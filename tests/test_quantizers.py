@@ -69,6 +69,33 @@ def test_twin_agrees_with_deployed_runtime(artefact, tiny_data, mode: GradMode) 
     assert check["max_abs_logit_diff"] <= LOGIT_TOLERANCE, check
 
 
+@pytest.mark.parametrize("layer", ["1", "10"])  # the first and the last layer
+def test_a_twin_with_one_wrong_weight_scale_is_caught(layer, trained_lenet, lenet_onnx, tiny_data, tmp_path) -> None:
+    """Sabotage: one layer's weight scale 5% off in the twin only. Its top-1 agreement stays at 100% on this
+    task, so only the logit tolerance catches it (measured 1.6-1.8 against 0.23 for the true twin)."""
+    import shutil
+
+    import onnx
+    from onnx import numpy_helper
+
+    deployed = tmp_path / "deployed"
+    deployed.mkdir()
+    create_quantizer("ort_int8", {}).quantize(
+        FloatModel(trained_lenet, lenet_onnx, "lenet", SPEC), tiny_data["calib"][0], deployed
+    )
+    wrong = tmp_path / "wrong"
+    shutil.copytree(deployed, wrong)
+    model = onnx.load(str(wrong / "model.onnx"))
+    (init,) = [t for t in model.graph.initializer if t.name == f"{layer}.weight_scale"]
+    init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) * np.float32(1.05), init.name))
+    onnx.save(model, str(wrong / "model.onnx"))
+    for mode in GradMode:
+        check = verify_twin(
+            load_twin(wrong, mode), load_runtime(deployed), tiny_data["test"][0], min_agreement=0.9, label="t"
+        )
+        assert check["max_abs_logit_diff"] > LOGIT_TOLERANCE, check
+
+
 def _input_gradient(twin: torch.nn.Module, x: np.ndarray, y: np.ndarray) -> torch.Tensor:
     probe = torch.from_numpy(x).requires_grad_(True)
     torch.nn.functional.cross_entropy(twin(probe), torch.from_numpy(y)).backward()
