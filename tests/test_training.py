@@ -71,6 +71,15 @@ def test_distillation_student_learns_its_teachers_soft_labels(standard, tiny_dat
 
     assert kl_to_teacher(student) < 0.25 * kl_to_teacher(standard), (kl_to_teacher(student), kl_to_teacher(standard))
 
+    # The training signal is the teacher's soft labels alone: the hard labels do not enter the loss, and
+    # the teacher itself scores the soft labels' entropy (the minimum of a cross-entropy against them).
+    xb, yb = torch.from_numpy(xt[:64]), torch.from_numpy(yt[:64])
+    with torch.no_grad():
+        assert recipe.loss(student, xb, yb).item() == pytest.approx(recipe.loss(student, xb, (yb + 1) % 10).item())
+        p = soft(recipe.teacher)[:64]
+        entropy = float(-(p * p.log()).sum(1).mean())
+        assert recipe.loss(recipe.teacher, xb, yb).item() == pytest.approx(entropy, rel=1e-4)
+
 
 @pytest.mark.parametrize(
     ("name", "options", "expected"),
