@@ -6,7 +6,7 @@ from qrobust.errors import ConfigError
 from qrobust.models import ARCHITECTURES, count_macs, create_model, parameter_count
 from qrobust.runtime import OrtRuntime, export_onnx, verify_export
 from qrobust.training import Standard, TrainConfig, fit, seed_everything
-from tests.conftest import SPEC, accuracy, make_images
+from tests.conftest import ROOT, SPEC, accuracy, make_images
 
 
 def test_unknown_architecture_lists_valid_names() -> None:
@@ -29,6 +29,11 @@ def test_architecture_logits_weights_and_onnx_export(arch: str, tmp_path) -> Non
         model, OrtRuntime(tmp_path / "model.onnx"), np.random.default_rng(0).random((16, 1, 28, 28), dtype=np.float32)
     )
     assert check["onnx_top1_agreement"] == 1.0
+    # The same weights give the same bytes from any checkout: no path or source line is recorded.
+    exported = (tmp_path / "model.onnx").read_bytes()
+    assert str(ROOT).encode() not in exported and b"site-packages" not in exported
+    export_onnx(model, x[:2], tmp_path / "again.onnx")
+    assert (tmp_path / "again.onnx").read_bytes() == exported
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES.names())

@@ -43,21 +43,35 @@ def batched(fn: Callable[[np.ndarray], Any], x: np.ndarray, size: int) -> np.nda
     return np.concatenate(parts).astype(np.float32, copy=False)
 
 
+STACK_TRACE = "pkg.torch.onnx.stack_trace"
+
+
 def export_onnx(model: nn.Module, example: torch.Tensor, path: str | Path) -> None:
-    """Export with torch's exporter (torch.export based) and a dynamic batch axis."""
+    """Export with torch's exporter (torch.export based) and a dynamic batch axis.
+
+    The exporter records in each node the Python stack that made it: absolute paths of the checkout
+    and the virtual environment, and source line numbers. Those entries are dropped, so the same
+    weights give the same bytes from any clone and after edits that move no computation."""
+    import onnx
+
     model = model.cpu().eval()
     batch = torch.export.Dim("batch", min=1)
     with atomic_path(path) as tmp:
-        torch.onnx.export(
+        program = torch.onnx.export(
             model,
             (example.cpu(),),
-            str(tmp),
             dynamo=True,
             external_data=False,
             input_names=[INPUT_NAME],
             output_names=[OUTPUT_NAME],
             dynamic_shapes=({0: batch},),
         )
+        proto = program.model_proto
+        for node in [*proto.graph.node, *(n for f in proto.functions for n in f.node)]:
+            kept = [p for p in node.metadata_props if p.key != STACK_TRACE]
+            del node.metadata_props[:]
+            node.metadata_props.extend(kept)
+        onnx.save(proto, str(tmp))
 
 
 class OrtRuntime:
