@@ -459,6 +459,33 @@ def signoff_table(
     return Table("Sign-off checks", ("model", "check", "measured", "verdict"), tuple(lines))
 
 
+def findings_table(findings: Mapping[str, Mapping[str, Any]]) -> Table:
+    """The findings stage's verdicts, one line per claim, with the rule that produced each and the checks
+    that separated (the full list is in reports/findings_evidence.json)."""
+    lines = []
+    for record in findings.values():
+        decisive = [e for e in record["evidence"] if not e.endswith("-> undecided")]
+        shown = "; ".join(decisive[:3]) + (f"; ... {len(decisive) - 3} more" if len(decisive) > 3 else "")
+        lines.append(
+            (
+                str(record["claim"]),
+                str(record["source"]),
+                str(record["verdict"]),
+                f"{record['supporting']} / {record['contradicting']} / {record['checks']}",
+                shown or "no check separates",
+                str(record["rule"]),
+            )
+        )
+    return Table(
+        "Findings: the literature's claims on this run",
+        ("claim", "source", "verdict", "checks supporting / contradicting / all", "separating checks", "rule"),
+        tuple(lines),
+        "Each verdict is computed from this run's result rows by the rule beside it; a check separates when the two "
+        "95% Wilson intervals do not overlap. Claims about mechanisms inside the models (quantization shift, gradient "
+        "misalignment, layer-wise amplification, boundary distance) are not judged yet.",
+    )
+
+
 @dataclass(frozen=True)
 class DefenseStudy:
     """What the defense table reads: the defend stages' rows and the settings that made them."""
@@ -482,9 +509,11 @@ def build_report(
     defense: DefenseStudy | None,
     min_float_accuracy: float,
     max_drop_points: float,
+    findings: Mapping[str, Mapping[str, Any]] | None = None,
     summary: Sequence[str] = (),
 ) -> Report:
     sections: list[Table | Figure] = [
+        *([findings_table(findings)] if findings else []),
         clean_table(rows, float_metrics, quant_metrics),
         quantization_table(float_metrics, quant_metrics),
         signoff_table(
