@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from qrobust.findings import CLAIMS, Verdict
 from qrobust.io import load_json
 from qrobust.results import ThreatModel, read_results
 from qrobust.study import materialize
@@ -90,6 +91,12 @@ def test_report_metrics_and_plots(smoke: Path) -> None:
     }
     metrics = json.loads(dvc(smoke, "metrics", "show", "--json"))
     assert any("clean_accuracy/" in key for key in json.dumps(metrics).split('"'))
+    # The report opens with the findings; their verdicts are DVC metrics.
+    assert page.index("Findings: the literature") < page.index("Clean accuracy")
+    findings = load_json(smoke / "reports" / "findings.json")["findings"]
+    assert set(findings) == {c.key for c in CLAIMS}
+    assert {f["verdict"] for f in findings.values()} <= {v.value for v in Verdict}
+    assert '"verdict"' in json.dumps(metrics)
     dvc(smoke, "plots", "show", "-o", "plots_out")
     assert (smoke / "plots_out" / "index.html").is_file()
 
