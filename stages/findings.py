@@ -1,4 +1,5 @@
-"""findings: result rows of the attack suite and the defense study -> verdicts on the literature's claims.
+"""findings: result rows of the attack suite and the defense study, and the analysis of each float model
+-> verdicts on the literature's claims.
 
 Writes ``reports/findings.json`` (DVC metrics: per claim its verdict and how many checks support or
 contradict it) and ``reports/findings_evidence.json`` (per claim the rule and every check's numbers),
@@ -10,7 +11,7 @@ from __future__ import annotations
 from qrobust.defenses import DefenseKind, create_defense
 from qrobust.errors import run_stage
 from qrobust.findings import Scope, judge
-from qrobust.io import save_json
+from qrobust.io import load_json, save_json
 from qrobust.layout import REPORTS
 from qrobust.results import read_results
 from qrobust.settings import load_study
@@ -30,6 +31,9 @@ def main() -> None:
         preprocessors=tuple(n for n, k in kinds.items() if k is DefenseKind.PREPROCESSOR),
         ensembles=tuple(n for n, k in kinds.items() if k is DefenseKind.ENSEMBLE),
         dq_recipe=DQ_RECIPE if DQ_RECIPE in defend.recipes else None,
+        analysis={
+            str(m): load_json(REPORTS / "analysis" / f"{m}.json")["analysis"][str(m)] for m in study.train.model_ids()
+        },
     )
     rows = read_results(REPORTS / "results.csv")
     for name in [*defend.defenses, *defend.recipes]:

@@ -174,3 +174,59 @@ def test_mixed_evidence_is_inconclusive_and_records_carry_the_numbers() -> None:
     assert any("exact 80.0% [" in e and "n=400" in e for e in record["evidence"])
     assert record["rule"].endswith("checks separate both ways")
     assert decide([]) is Verdict.INCONCLUSIVE and Outcome.UNDECIDED.value == "undecided"
+
+
+def analysed(float_record: dict, quant_record: dict) -> Scope:
+    return Scope(
+        **{**SCOPE.__dict__, "analysis": {str(FLOAT_MODEL): {"float": float_record, str(QUANT): quant_record}}}
+    )
+
+
+def count(rate: float, n: int = N) -> dict:
+    return {"rate": rate, "k": round(rate * n), "n": n}
+
+
+@pytest.mark.parametrize(
+    ("shift", "aligned", "misaligned", "expected"),
+    [
+        (0.8, 0.6, 0.2, Verdict.HOLDS),  # adversarial examples shift more bins; transfer follows agreement
+        (0.2, 0.2, 0.6, Verdict.FAILS),
+        (0.52, 0.4, 0.38, Verdict.INCONCLUSIVE),
+    ],
+)
+def test_transfer_mechanism_claim(shift: float, aligned: float, misaligned: float, expected: Verdict) -> None:
+    record = {
+        "bin_shift/adversarial_above_noise/eps=0.1": count(shift),
+        "transfer_success/aligned/eps=0.1": count(aligned, 200),
+        "transfer_success/misaligned/eps=0.1": count(misaligned, 200),
+    }
+    (finding,) = [f for f in judge([], analysed({}, record)) if f.key == "bernhard2019_transfer_mechanism"]
+    assert finding.verdict is expected
+
+
+@pytest.mark.parametrize(
+    ("quant", "float_", "expected"),
+    [(1.0, 0.0, Verdict.HOLDS), (0.0, 0.3, Verdict.FAILS), (0.01, 0.0, Verdict.INCONCLUSIVE)],
+)
+def test_vanishing_gradient_claim(quant: float, float_: float, expected: Verdict) -> None:
+    scope = analysed({"zero_gradient": count(float_)}, {"zero_gradient/exact": count(quant)})
+    (finding,) = [f for f in judge([], scope) if f.key == "costa2024_vanishing_gradients"]
+    assert finding.verdict is expected
+
+
+@pytest.mark.parametrize(
+    ("quant", "float_", "expected"),
+    [
+        ((0.0, 0.6), (0.2, 0.3), Verdict.HOLDS),  # fewer flips under small noise, more under large
+        ((0.3, 0.6), (0.1, 0.3), Verdict.FAILS),  # more flips under small noise too
+        ((0.1, 0.31), (0.1, 0.3), Verdict.INCONCLUSIVE),
+    ],
+)
+def test_noise_claim(quant: tuple[float, float], float_: tuple[float, float], expected: Verdict) -> None:
+    tags = ("eps=0.02", "eps=0.3")
+    scope = analysed(
+        {f"flip/noise/{t}": count(v) for t, v in zip(tags, float_, strict=True)},
+        {f"flip/noise/{t}": count(v) for t, v in zip(tags, quant, strict=True)},
+    )
+    (finding,) = [f for f in judge([], scope) if f.key == "costa2024_noise"]
+    assert finding.verdict is expected

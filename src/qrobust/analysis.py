@@ -170,15 +170,23 @@ def analyse(
     out: dict[str, Any] = {"samples": len(x), "float": {}}
     out["float"]["zero_gradient"] = _count(~float_grad.any(axis=1))
     out["float"]["conditioning"] = layer_conditioning(model)
+    # The attack leaves samples the float model gets wrong untouched, and their noise has size zero:
+    # the perturbation measurements count only the samples it moved.
+    moved = [np.abs(x_adv[e] - x).reshape(len(x), -1).max(axis=1) > 0 for e in range(len(epsilons))]
+    clean_pred = predict(x)
     for e, eps in enumerate(epsilons):
+        sel = moved[e]
         for kind, pert in (("adversarial", x_adv[e]), ("noise", noise[e])):
             tag = f"{kind}/eps={eps:g}"
-            out["float"][f"flip/{tag}"] = _count(predict(x) != predict(pert))
+            out["float"][f"flip/{tag}"] = _count(clean_pred[sel] != predict(pert[sel]))
             changed = layer_outputs(model, pert)
             out["float"][f"amplification/{tag}"] = dict(
-                zip(clean_out, relative_change(list(clean_out.values()), list(changed.values())), strict=True)
+                zip(
+                    clean_out,
+                    relative_change([v[sel] for v in clean_out.values()], [v[sel] for v in changed.values()]),
+                    strict=True,
+                )
             )
-    clean_pred = predict(x)
     for q in quantized:
         m: dict[str, Any] = {}
         ste_grad, exact_grad = input_gradients(q.ste, x, y), input_gradients(q.exact, x, y)
@@ -199,17 +207,17 @@ def analyse(
             m[f"transfer_success/aligned/{tag}"] = _count(fooled[both & aligned])
             m[f"transfer_success/misaligned/{tag}"] = _count(fooled[both & ~aligned])
             per_sample = {}
+            sel = moved[e]
             for kind, pert in (("adversarial", x_adv[e]), ("noise", noise[e])):
-                m[f"flip/{kind}/{tag}"] = _count(q_clean != q.predict(pert))
+                m[f"flip/{kind}/{tag}"] = _count(q_clean[sel] != q.predict(pert[sel]))
                 if not levels_clean:
                     continue
-                levels = activation_levels(q.exact, pert)
-                shifts = [(a != b).reshape(len(x), -1).mean(axis=1) for a, b in zip(levels_clean, levels, strict=True)]
+                before = [level[sel] for level in levels_clean]
+                after = activation_levels(q.exact, pert[sel])
+                shifts = [(a != b).reshape(int(sel.sum()), -1).mean(axis=1) for a, b in zip(before, after, strict=True)]
                 per_sample[kind] = np.mean(shifts, axis=0)
                 m[f"bin_shift/{kind}/{tag}"] = {f"act{i}": float(s.mean()) for i, s in enumerate(shifts)}
-                m[f"amplification/{kind}/{tag}"] = {
-                    f"act{i}": r for i, r in enumerate(relative_change(levels_clean, levels))
-                }
+                m[f"amplification/{kind}/{tag}"] = {f"act{i}": r for i, r in enumerate(relative_change(before, after))}
             # Paired per sample: does the adversarial example move more activation values across a
             # bin edge than random noise of the same size?
             if per_sample:

@@ -12,12 +12,13 @@ stage and are not judged here.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 from qrobust.model_id import FLOAT, ModelId
-from qrobust.results import Result, ThreatModel
+from qrobust.results import Result, ThreatModel, wilson_interval
 
 
 class Verdict(Enum):
@@ -53,6 +54,12 @@ class Rate:
 
     def __str__(self) -> str:
         return f"{self.label} {100 * self.value:.1f}% [{100 * self.low:.1f}, {100 * self.high:.1f}] n={self.n}"
+
+
+def proportion(label: str, count: Mapping[str, Any]) -> Rate:
+    """A proportion the analysis recorded as {rate, k, n}, with its Wilson interval."""
+    low, high = wilson_interval(int(count["k"]), int(count["n"]))
+    return Rate(label, float(count["rate"]), low, high, int(count["n"]))
 
 
 def above(a: Rate, b: Rate) -> bool:
@@ -171,6 +178,7 @@ class Scope:
     preprocessors: tuple[str, ...]  # defense names of the preprocessing defenses
     ensembles: tuple[str, ...]
     dq_recipe: str | None  # the Defensive Quantization recipe's name, if the defense study trains it
+    analysis: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # float model -> analyse's record
 
 
 Claim = Callable[[Rows, Scope], tuple[Evidence, ...]]
@@ -224,6 +232,86 @@ def _transfer(rows: Rows, scope: Scope) -> tuple[Evidence, ...]:
                     Rate.success("transferred", moved),
                 )
             )
+    return tuple(evidence)
+
+
+def _measured(scope: Scope) -> list[tuple[str, str, Mapping[str, Any], Mapping[str, Any]]]:
+    """(float model, quantized model, float record, quantized record) for every analysed pair."""
+    out = []
+    for float_model, quant in _pairs(scope):
+        record = scope.analysis.get(str(float_model))
+        if record is not None and str(quant) in record:
+            out.append((str(float_model), str(quant), record["float"], record[str(quant)]))
+    return out
+
+
+def _epsilon_keys(record: Mapping[str, Any], prefix: str) -> list[str]:
+    """The ``eps=<e>`` tags a record has under ``prefix``, smallest epsilon first."""
+    tags = {k[len(prefix) :] for k in record if k.startswith(prefix)}
+    return sorted(tags, key=lambda t: float(t.split("=")[1]))
+
+
+def _transfer_mechanism(rows: Rows, scope: Scope) -> tuple[Evidence, ...]:
+    """Value shift: per sample, the float model's adversarial example moves more activation values across
+    a bin edge than same-size noise (share of samples above one half). Misalignment: the examples transfer
+    more where the float and straight-through gradients agree (above the median cosine) than where they do not."""
+    evidence = []
+    chance = lambda n: Rate("chance", 0.5, 0.5, 0.5, n)  # noqa: E731
+    for _, quant, _, m in _measured(scope):
+        for tag in _epsilon_keys(m, "bin_shift/adversarial_above_noise/"):
+            shift = proportion("adversarial shifts more bins than noise", m[f"bin_shift/adversarial_above_noise/{tag}"])
+            evidence.append(claimed_above(f"{quant} {tag}: quantization shift", shift, chance(shift.n)))
+        for tag in _epsilon_keys(m, "transfer_success/aligned/"):
+            aligned = proportion("aligned half", m[f"transfer_success/aligned/{tag}"])
+            misaligned = proportion("misaligned half", m[f"transfer_success/misaligned/{tag}"])
+            if aligned.n and misaligned.n:
+                evidence.append(
+                    claimed_above(f"{quant} {tag}: transfer follows gradient agreement", aligned, misaligned)
+                )
+    return tuple(evidence)
+
+
+def _vanishing(rows: Rows, scope: Scope) -> tuple[Evidence, ...]:
+    evidence = []
+    for float_model, quant, f, m in _measured(scope):
+        if "zero_gradient/exact" not in m or "zero_gradient" not in f:
+            continue
+        evidence.append(
+            claimed_above(
+                f"{quant}: samples whose input gradient is all zero, exact-rounding twin vs {float_model}",
+                proportion("quantized (exact)", m["zero_gradient/exact"]),
+                proportion("float", f["zero_gradient"]),
+            )
+        )
+    return tuple(evidence)
+
+
+def _noise(rows: Rows, scope: Scope) -> tuple[Evidence, ...]:
+    """Per pair, random noise: the quantized model flips fewer predictions than the float one at the
+    smallest size and more at the largest supports; the reverse at either end contradicts."""
+    evidence = []
+    for float_model, quant, f, m in _measured(scope):
+        tags = [t for t in _epsilon_keys(m, "flip/noise/") if f"flip/noise/{t}" in f]
+        if len(tags) < 2:
+            continue
+        small, large = tags[0], tags[-1]
+        qs, fs = (
+            proportion(f"quantized {small}", m[f"flip/noise/{small}"]),
+            proportion(f"float {small}", f[f"flip/noise/{small}"]),
+        )
+        ql, fl = (
+            proportion(f"quantized {large}", m[f"flip/noise/{large}"]),
+            proportion(f"float {large}", f[f"flip/noise/{large}"]),
+        )
+        if above(qs, fs) or above(fl, ql):
+            outcome = Outcome.CONTRADICTS
+        elif above(fs, qs) and above(ql, fl):
+            outcome = Outcome.SUPPORTS
+        else:
+            outcome = Outcome.UNDECIDED
+        evidence.append(
+            Evidence(f"{quant} vs {float_model}: prediction flips under random noise", outcome, (qs, fs, ql, fl))
+        )
     return tuple(evidence)
 
 
@@ -358,6 +446,16 @@ CLAIMS = (
         _transfer,
     ),
     ClaimEntry(
+        "bernhard2019_transfer_mechanism",
+        "Poor transfer comes from quantization value shift and gradient misalignment.",
+        "Bernhard et al. 2019",
+        "per quantized model and epsilon: the share of samples whose float adversarial example moves more quantized "
+        "activation values across a bin edge than noise of the same L2 size, above one half (value shift); and the "
+        "transfer success on samples whose float and straight-through gradients agree (cosine above the median) "
+        "above that on the rest (misalignment); " + AGGREGATE_RULE,
+        _transfer_mechanism,
+    ),
+    ClaimEntry(
         "bernhard2019_ensemble",
         "An ensemble of float and quantized models is more robust than its members.",
         "Bernhard et al. 2019",
@@ -380,6 +478,23 @@ CLAIMS = (
         "per quantized DQ model and defense epsilon: its robust accuracy under the adaptive attack above the "
         "standard quantized model's under straight-through; " + AGGREGATE_RULE,
         _defensive_quantization,
+    ),
+    ClaimEntry(
+        "costa2024_vanishing_gradients",
+        "Quantization makes estimated gradients vanish or explode.",
+        "Costa & Pinto 2024",
+        "per quantized model: the share of samples whose input gradient through the exact-rounding twin is all zero "
+        "above the float model's; " + AGGREGATE_RULE,
+        _vanishing,
+    ),
+    ClaimEntry(
+        "costa2024_noise",
+        "Quantization attenuates small noise and amplifies large noise.",
+        "Costa & Pinto 2024",
+        "per float / quantized pair, random noise of the analysis sizes: fewer prediction flips than the float model "
+        "at the smallest size and more at the largest supports; more at the smallest or fewer at the largest "
+        "contradicts; " + AGGREGATE_RULE,
+        _noise,
     ),
     ClaimEntry(
         "costa2024_preprocessing",
