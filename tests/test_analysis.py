@@ -105,3 +105,47 @@ def test_layer_conditioning_of_an_orthogonal_and_a_scaled_layer() -> None:
 
 def test_quartiles() -> None:
     assert quartiles(np.arange(5.0)) == {"q1": 1.0, "median": 2.0, "q3": 3.0}
+
+
+@pytest.fixture(scope="module")
+def deployed(trained_lenet, lenet_onnx, tiny_data, tmp_path_factory) -> list:
+    from qrobust.analysis import Deployed
+    from qrobust.backends import load_runtime, load_twin
+    from qrobust.quantizers import FloatModel, create_quantizer
+    from tests.conftest import SPEC
+
+    out = []
+    for name in ("ort_int8", "inc_w4"):  # quantized activations, and weights only
+        folder = tmp_path_factory.mktemp(name)
+        create_quantizer(name, {}).quantize(
+            FloatModel(trained_lenet, lenet_onnx, "lenet", SPEC), tiny_data["calib"][0], folder
+        )
+        twins = {mode: load_twin(folder, mode) for mode in GradMode}
+        out.append(Deployed(name, load_runtime(folder).predict, twins[GradMode.EXACT], twins[GradMode.STE]))
+    return out
+
+
+def test_analyse_on_real_twins(trained_lenet, lenet_onnx, deployed, tiny_data) -> None:
+    from qrobust.analysis import activation_levels, analyse
+    from qrobust.runtime import OrtRuntime
+
+    x, y = tiny_data["test"][0][:40], tiny_data["test"][1][:40]
+    int8, weight_only = deployed
+    levels = activation_levels(int8.exact, x)
+    assert len(levels) >= 5 and all(len(level) == len(x) for level in levels)  # every quantized activation
+    assert activation_levels(weight_only.exact, x) == []
+    assert bin_shift(int8.exact, x, x) == [0.0] * len(levels)
+
+    x_adv = np.stack([np.clip(x + 0.1 * np.sign(np.random.default_rng(0).standard_normal(x.shape)), 0, 1)] * 2)
+    x_adv[:, :5] = x[:5]  # samples the attack left alone do not count
+    measured = analyse(
+        trained_lenet, OrtRuntime(lenet_onnx).predict, deployed, x, y, x_adv.astype(np.float32), (0.1, 0.2), 0
+    )
+    m = measured["ort_int8"]
+    assert m["zero_gradient/exact"]["rate"] == 1.0 and m["zero_gradient/ste"]["rate"] == 0.0
+    assert m["grad_cosine/ste"]["median"] > 0.8 and m["grad_cosine/exact"]["median"] == 0.0
+    assert m["flip/noise/eps=0.1"]["n"] == 35 and m["quantized_activations"] == len(levels)
+    assert 0.0 < m["bin_shift/adversarial/eps=0.1"]["act0"] < 1.0
+    w = measured["inc_w4"]
+    assert w["quantized_activations"] == 0 and "bin_shift/adversarial_above_noise/eps=0.1" not in w
+    assert w["grad_cosine/ste"]["median"] > 0.95  # weight-only rounding barely turns the gradient

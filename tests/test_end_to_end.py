@@ -164,6 +164,24 @@ def test_attack_change_reruns_no_training_or_quantization(smoke: Path) -> None:
     assert changed == {"attack@linf_pgd", "evaluate", "report", *defend}, changed
 
 
+def test_analysis_covers_every_pair_and_its_settings_rerun_only_the_analysis(smoke: Path) -> None:
+    params_file = smoke / "params.yaml"
+    original = params_file.read_text()
+    params = yaml.safe_load(original)
+    models = [f"{a}-{r}" for a in params["train"]["archs"] for r in params["train"]["recipes"]]
+    for model in models:
+        record = load_json(smoke / "reports" / "analysis" / f"{model}.json")["analysis"][model]
+        assert set(record) == {"samples", "float", *(f"{model}.{q}" for q in params["quantize"]["quantizers"])}
+    params["analysis"]["samples"] -= 1
+    try:
+        params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+        changed = set(json.loads(dvc(smoke, "status", "--json")))
+    finally:
+        params_file.write_text(original)
+    # findings and report read the analysis outputs, so they follow once those change.
+    assert changed == {f"analyse@{m}" for m in models}, changed
+
+
 def test_unknown_architecture_fails_before_any_compute(smoke: Path, tmp_path: Path) -> None:
     project = materialize(ROOT, "smoke", tmp_path / "bad")
     params = yaml.safe_load((project / "params.yaml").read_text())

@@ -200,6 +200,20 @@ def test_report_renders_tables_figures_and_plot_data() -> None:
         min_float_accuracy=0.95,
         max_drop_points=1.5,
         findings={f.key: f.record() for f in judge(rows, FINDINGS_SCOPE)},
+        analysis={
+            "toy-m": {
+                "samples": 40,
+                "float": {"flip/adversarial/eps=0.5": {"rate": 0.5}, "flip/noise/eps=0.5": {"rate": 0.0}},
+                "toy-m.q": {
+                    "grad_cosine/ste": {"median": 0.9, "q1": 0.8, "q3": 0.95},
+                    "zero_gradient/exact": {"rate": 1.0},
+                    "bin_shift/adversarial/eps=0.5": {"act0": 0.3, "act1": 0.1},
+                    "bin_shift/noise/eps=0.5": {"act0": 0.1, "act1": 0.1},
+                    "flip/adversarial/eps=0.5": {"rate": 0.25, "n": 20},
+                    "flip/noise/eps=0.5": {"rate": 0.05, "n": 20},
+                },
+            }
+        },
     )
     markdown, page = render_markdown(report), render_html(report)
     # The report opens with the findings, each verdict beside its rule and the checks that separated.
@@ -208,6 +222,10 @@ def test_report_renders_tables_figures_and_plot_data() -> None:
     assert (
         "| Attacks transfer poorly from float to quantized models. | Bernhard et al. 2019 | inconclusive | 0 / 0 / 0 | "
         "no check separates |" in markdown
+    )
+    assert (
+        "| toy-m.q | 0.900 [0.800, 0.950] | 100.0% | 20.0% / 10.0% | 25.0% / 50.0% | 5.0% / 0.0% | 40 (20 moved) at eps 0.5 |"
+        in markdown
     )
     assert "| toy-m.q | q | 88.0% (n=40) | +2.00 |" in markdown
     assert "| toy-m.q | onnxruntime | 8 / 8 | 100.0% | 8.0 | 1 KiB (0.50x) |" in markdown
