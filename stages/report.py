@@ -62,6 +62,10 @@ def main() -> None:
         defense=defense,
         min_float_accuracy=settings.min_float_accuracy,
         max_drop_points=settings.max_quant_drop_points,
+        findings=load_json(REPORTS / "findings_evidence.json"),
+        analysis={
+            str(m): load_json(REPORTS / "analysis" / f"{m}.json")["analysis"][str(m)] for m in study.train.model_ids()
+        },
         summary=[
             f"Dataset {data.dataset}, seed {data.seed}; {len(float_metrics)} float models, {len(quant_metrics)} quantized models; "
             f"{len(attacks)} attacks; every adversarial set scored on every model's deployed runtime (ONNX Runtime session or "

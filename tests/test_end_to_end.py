@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from qrobust.findings import CLAIMS, Verdict
 from qrobust.io import load_json
 from qrobust.results import ThreatModel, read_results
 from qrobust.study import materialize
@@ -90,6 +91,12 @@ def test_report_metrics_and_plots(smoke: Path) -> None:
     }
     metrics = json.loads(dvc(smoke, "metrics", "show", "--json"))
     assert any("clean_accuracy/" in key for key in json.dumps(metrics).split('"'))
+    # The report opens with the findings; their verdicts are DVC metrics.
+    assert page.index("Findings: the literature") < page.index("Clean accuracy")
+    findings = load_json(smoke / "reports" / "findings.json")["findings"]
+    assert set(findings) == {c.key for c in CLAIMS}
+    assert {f["verdict"] for f in findings.values()} <= {v.value for v in Verdict}
+    assert '"verdict"' in json.dumps(metrics)
     dvc(smoke, "plots", "show", "-o", "plots_out")
     assert (smoke / "plots_out" / "index.html").is_file()
 
@@ -155,6 +162,24 @@ def test_attack_change_reruns_no_training_or_quantization(smoke: Path) -> None:
         f"defend_recipe@{r}" for r in params["defend"]["recipes"]
     }
     assert changed == {"attack@linf_pgd", "evaluate", "report", *defend}, changed
+
+
+def test_analysis_covers_every_pair_and_its_settings_rerun_only_the_analysis(smoke: Path) -> None:
+    params_file = smoke / "params.yaml"
+    original = params_file.read_text()
+    params = yaml.safe_load(original)
+    models = [f"{a}-{r}" for a in params["train"]["archs"] for r in params["train"]["recipes"]]
+    for model in models:
+        record = load_json(smoke / "reports" / "analysis" / f"{model}.json")["analysis"][model]
+        assert set(record) == {"samples", "float", *(f"{model}.{q}" for q in params["quantize"]["quantizers"])}
+    params["analysis"]["samples"] -= 1
+    try:
+        params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+        changed = set(json.loads(dvc(smoke, "status", "--json")))
+    finally:
+        params_file.write_text(original)
+    # findings and report read the analysis outputs, so they follow once those change.
+    assert changed == {f"analyse@{m}" for m in models}, changed
 
 
 def test_unknown_architecture_fails_before_any_compute(smoke: Path, tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import pytest
 
 from qrobust.attacks import perturbation_norms
 from qrobust.evaluation import AdversarialSet, Target, clean_row, cross_evaluate, flat_metrics, set_rows
+from qrobust.findings import Scope, judge
 from qrobust.model_id import ModelId
 from qrobust.report import DefenseStudy, build_report, plot_rows, render_html, render_markdown
 from qrobust.results import NORMS, Result, ThreatModel, read_results, wilson_interval, write_results
@@ -126,6 +127,9 @@ def test_a_set_from_an_unknown_source_is_refused_with_the_targets() -> None:
         cross_evaluate(targets[:1], sets, x, y)
 
 
+FINDINGS_SCOPE = Scope("push", (ModelId("toy", "m"),), ("q",), (0.5,), (), (), None)
+
+
 def test_report_renders_tables_figures_and_plot_data() -> None:
     targets, sets, x, y = _scene()
     rows = cross_evaluate(targets, sets, x, y)
@@ -195,8 +199,34 @@ def test_report_renders_tables_figures_and_plot_data() -> None:
         ),
         min_float_accuracy=0.95,
         max_drop_points=1.5,
+        findings={f.key: f.record() for f in judge(rows, FINDINGS_SCOPE)},
+        analysis={
+            "toy-m": {
+                "samples": 40,
+                "float": {"flip/adversarial/eps=0.5": {"rate": 0.5}, "flip/noise/eps=0.5": {"rate": 0.0}},
+                "toy-m.q": {
+                    "grad_cosine/ste": {"median": 0.9, "q1": 0.8, "q3": 0.95},
+                    "zero_gradient/exact": {"rate": 1.0},
+                    "bin_shift/adversarial/eps=0.5": {"act0": 0.3, "act1": 0.1},
+                    "bin_shift/noise/eps=0.5": {"act0": 0.1, "act1": 0.1},
+                    "flip/adversarial/eps=0.5": {"rate": 0.25, "n": 20},
+                    "flip/noise/eps=0.5": {"rate": 0.05, "n": 20},
+                },
+            }
+        },
     )
     markdown, page = render_markdown(report), render_html(report)
+    # The report opens with the findings, each verdict beside its rule and the checks that separated.
+    assert report.sections[0].title.startswith("Findings") and page.index("Findings") < page.index("Clean accuracy")
+    # toy-m.q is never right, so no sample can transfer: no check, and the verdict says so.
+    assert (
+        "| Attacks transfer poorly from float to quantized models. | Bernhard et al. 2019 | inconclusive | 0 / 0 / 0 | "
+        "no check separates |" in markdown
+    )
+    assert (
+        "| toy-m.q | 0.900 [0.800, 0.950] | 100.0% | 20.0% / 10.0% | 25.0% / 50.0% | 5.0% / 0.0% | 40 (20 moved) at eps 0.5 |"
+        in markdown
+    )
     assert "| toy-m.q | q | 88.0% (n=40) | +2.00 |" in markdown
     assert "| toy-m.q | onnxruntime | 8 / 8 | 100.0% | 8.0 | 1 KiB (0.50x) |" in markdown
     assert "does not hold" in markdown  # 90% < 95% floor, and a 2-point drop > 1.5

@@ -459,6 +459,77 @@ def signoff_table(
     return Table("Sign-off checks", ("model", "check", "measured", "verdict"), tuple(lines))
 
 
+def findings_table(findings: Mapping[str, Mapping[str, Any]]) -> Table:
+    """The findings stage's verdicts, one line per claim, with the rule that produced each and the checks
+    that separated (the full list is in reports/findings_evidence.json)."""
+    lines = []
+    for record in findings.values():
+        decisive = [e for e in record["evidence"] if not e.endswith("-> undecided")]
+        shown = "; ".join(decisive[:3]) + (f"; ... {len(decisive) - 3} more" if len(decisive) > 3 else "")
+        lines.append(
+            (
+                str(record["claim"]),
+                str(record["source"]),
+                str(record["verdict"]),
+                f"{record['supporting']} / {record['contradicting']} / {record['checks']}",
+                shown or "no check separates",
+                str(record["rule"]),
+            )
+        )
+    return Table(
+        "Findings: the literature's claims on this run",
+        ("claim", "source", "verdict", "checks supporting / contradicting / all", "separating checks", "rule"),
+        tuple(lines),
+        "Each verdict is computed from this run's result rows and the analysis stage's counts by the rule beside it; a "
+        "check separates when the two 95% Wilson intervals do not overlap. Not judged yet: layer-wise amplification "
+        "(Lin et al. 2019; measured in the analysis, not yet with intervals) and the boundary-distance claims.",
+    )
+
+
+def analysis_table(analysis: Mapping[str, Mapping[str, Any]]) -> Table:
+    """Per quantized model, the analysis stage's mechanism measurements at the largest analysed epsilon."""
+    lines = []
+    for record in analysis.values():
+        f = record["float"]
+        for name, m in record.items():
+            if name in ("float", "samples"):
+                continue
+            eps = max((k.split("eps=")[1] for k in m if k.startswith("flip/adversarial/")), key=float)
+            tag = f"eps={eps}"
+
+            def shift(kind: str, m: Mapping[str, Any] = m, tag: str = tag) -> str:
+                values = list(m.get(f"bin_shift/{kind}/{tag}", {}).values())
+                return f"{100 * sum(values) / len(values):.1f}%" if values else "(no quantized activations)"
+
+            cos = m["grad_cosine/ste"]
+            lines.append(
+                (
+                    name,
+                    f"{cos['median']:.3f} [{cos['q1']:.3f}, {cos['q3']:.3f}]",
+                    pct(m["zero_gradient/exact"]["rate"]),
+                    f"{shift('adversarial')} / {shift('noise')}",
+                    f"{pct(m[f'flip/adversarial/{tag}']['rate'])} / {pct(f[f'flip/adversarial/{tag}']['rate'])}",
+                    f"{pct(m[f'flip/noise/{tag}']['rate'])} / {pct(f[f'flip/noise/{tag}']['rate'])}",
+                    f"{record['samples']} ({m[f'flip/adversarial/{tag}']['n']} moved) at eps {eps}",
+                )
+            )
+    return Table(
+        "Mechanisms: gradient agreement, quantization shift and flip rates",
+        (
+            "quantized model",
+            "gradient cosine with float, straight-through (median [quartiles])",
+            "all-zero gradients, exact twin",
+            "activation values changing bin: adversarial / same-size noise",
+            "prediction flips under the float model's attack: quantized / float",
+            "prediction flips under same-size random noise: quantized / float",
+            "samples",
+        ),
+        tuple(lines),
+        "Measured by the analysis stage on the float model's white-box examples and on random noise of each example's L2 "
+        "size, counting only the samples the attack moved; per-layer figures are in reports/analysis/<model>.json.",
+    )
+
+
 @dataclass(frozen=True)
 class DefenseStudy:
     """What the defense table reads: the defend stages' rows and the settings that made them."""
@@ -482,9 +553,12 @@ def build_report(
     defense: DefenseStudy | None,
     min_float_accuracy: float,
     max_drop_points: float,
+    findings: Mapping[str, Mapping[str, Any]] | None = None,
+    analysis: Mapping[str, Mapping[str, Any]] | None = None,
     summary: Sequence[str] = (),
 ) -> Report:
     sections: list[Table | Figure] = [
+        *([findings_table(findings)] if findings else []),
         clean_table(rows, float_metrics, quant_metrics),
         quantization_table(float_metrics, quant_metrics),
         signoff_table(
@@ -494,6 +568,8 @@ def build_report(
         *(robustness_figure(rows, threat, attack) for threat, attack in curves.items()),
         boundary_table(rows),
     ]
+    if analysis:
+        sections.append(analysis_table(analysis))
     for attack, epsilon in heat_maps:
         for source_threat in sorted({r.source_threat_model for r in rows if r.attack == attack}):
             sections.append(transfer_figure(rows, attack, epsilon, source_threat))

@@ -15,7 +15,7 @@ from types import MappingProxyType
 from typing import Any
 
 from qrobust import config as c
-from qrobust.attacks import ATTACKS, Norm
+from qrobust.attacks import ATTACKS, Kind, Norm
 from qrobust.data import DATASETS
 from qrobust.defenses import create_defense
 from qrobust.errors import ConfigError
@@ -298,6 +298,41 @@ class DefendSettings:
 
 
 @dataclass(frozen=True)
+class AnalysisSettings:
+    """The mechanism analysis: ``attack`` (white-box on each float model, with its options from
+    attack.attacks) at ``epsilons`` on ``samples`` images of the evaluation subset."""
+
+    attack: str
+    epsilons: tuple[float, ...]
+    samples: int
+    seed: int
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> AnalysisSettings:
+        s = c.section(params, "analysis", {"attack", "epsilons", "samples"})
+        by_name = {a.name: a for a in AttackSettings.from_params(params).attacks}
+        name = c.require(s, "attack", "analysis")
+        if name not in by_name:
+            raise ConfigError(f"analysis.attack: {name!r} is not in attack.attacks; attacks: {', '.join(by_name)}")
+        if ATTACKS.get(name).kind is not Kind.GRADIENT:
+            raise ConfigError(
+                f"analysis.attack: {name!r} is not a gradient attack; the analysis attacks each float model white-box"
+            )
+        dataset = DATASETS.get(PrepareSettings.from_params(params).dataset)
+        high = max_epsilon(ATTACKS.get(name).norm, dataset.channels * dataset.size * dataset.size)
+        samples = c.positive_int(c.require(s, "samples", "analysis"), "analysis.samples")
+        eval_size = PrepareSettings.from_params(params).eval_size
+        if samples > eval_size:
+            raise ConfigError(f"analysis.samples: {samples} exceeds data.eval_size {eval_size}")
+        return cls(
+            attack=name,
+            epsilons=c.epsilon_grid(c.require(s, "epsilons", "analysis"), "analysis.epsilons", high),
+            samples=samples,
+            seed=_seed(params),
+        )
+
+
+@dataclass(frozen=True)
 class HeatMap:
     attack: str
     epsilon: float
@@ -357,7 +392,7 @@ class ReportSettings:
         )
 
 
-TOP_LEVEL_KEYS = {"seed", "data", "train", "quantize", "attack", "defend", "report"}
+TOP_LEVEL_KEYS = {"seed", "data", "train", "quantize", "attack", "defend", "analysis", "report"}
 
 
 @dataclass(frozen=True)
@@ -369,6 +404,7 @@ class Study:
     quantize: QuantizeSettings
     attack: AttackSettings
     defend: DefendSettings
+    analysis: AnalysisSettings
     report: ReportSettings
 
     @classmethod
@@ -382,6 +418,7 @@ class Study:
             quantize=QuantizeSettings.from_params(params),
             attack=AttackSettings.from_params(params),
             defend=DefendSettings.from_params(params),
+            analysis=AnalysisSettings.from_params(params),
             report=ReportSettings.from_params(params),
         )
 

@@ -13,7 +13,8 @@ as deployed. Rounding has two gradient modes:
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,23 @@ class GradMode(Enum):
     STE = "ste"
 
 
+_RECORDED: list[torch.Tensor] | None = None  # set by ``record_activation_levels``
+
+
+@contextmanager
+def record_activation_levels() -> Iterator[list[torch.Tensor]]:
+    """Collect, in graph order, the integer levels (less the zero point: proportional to the dequantized
+    value) of every per-tensor quantizer a twin runs while the block is open: the quantized activations
+    (weights are quantized per channel, or folded when the twin is built)."""
+    global _RECORDED
+    recorded: list[torch.Tensor] = []
+    previous, _RECORDED = _RECORDED, recorded
+    try:
+        yield recorded
+    finally:
+        _RECORDED = previous
+
+
 def quantize_levels(scaled: torch.Tensor, zero_point: Any, qmin: int, qmax: int, mode: GradMode) -> torch.Tensor:
     """clamp(round(scaled) + zero_point): the integer level of each value, as a float tensor, in the
     order ONNX QuantizeLinear and torch's decomposed quantize ops compute it.
@@ -41,6 +59,8 @@ def quantize_levels(scaled: torch.Tensor, zero_point: Any, qmin: int, qmax: int,
     keep their gradient, which torch.clamp's backward would drop.
     """
     levels = torch.clamp(torch.round(scaled) + zero_point, qmin, qmax)  # round half to even, as both do
+    if _RECORDED is not None and (not isinstance(zero_point, torch.Tensor) or zero_point.numel() == 1):
+        _RECORDED.append((levels - zero_point).detach())
     if mode is GradMode.EXACT:
         return levels
     q = scaled + zero_point

@@ -1,0 +1,226 @@
+"""Mechanisms the literature uses to explain robustness after quantization, measured on one float model
+and its quantized twins.
+
+- Gradient misalignment (Bernhard et al. 2019): cosine between the float model's input gradient and each
+  twin's (straight-through and exact), per sample; and whether the float model's attack transfers less
+  where the two disagree.
+- Quantization shift (Bernhard et al. 2019): per quantized activation, the share of values that land in
+  another quantization bin on the adversarial input than on the clean one, against random noise of the
+  same L2 size.
+- Attenuation and amplification (Costa & Pinto 2024): how often a prediction flips under random and under
+  adversarial noise of growing size, float against quantized.
+- Error amplification (Lin et al. 2019): per layer, ||f_l(x') - f_l(x)|| / ||f_l(x)|| under adversarial and
+  random perturbations of equal size; and per conv/linear layer its orthogonality gap and spectral norm.
+
+Every function here is pure: models and arrays in, numbers out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from qrobust.runtime import batched
+from qrobust.training import orthogonality_gap
+from qrobust.twins import record_activation_levels
+
+Predict = Callable[[np.ndarray], np.ndarray]
+
+
+def input_gradients(model: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 250) -> np.ndarray:
+    """Per-sample gradient of the cross-entropy on the true label with respect to the input, flattened (N, D)."""
+
+    def grad(index: np.ndarray) -> np.ndarray:
+        probe = torch.from_numpy(np.ascontiguousarray(x[index])).requires_grad_(True)
+        loss = F.cross_entropy(model(probe), torch.from_numpy(y[index]), reduction="sum")
+        (g,) = torch.autograd.grad(loss, probe, allow_unused=True)
+        return np.zeros(probe.shape, np.float32) if g is None else g.detach().numpy()
+
+    return batched(grad, np.arange(len(x)), batch_size).reshape(len(x), -1)
+
+
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise cosine similarity; 0 where either row is all zeros (no direction to agree with)."""
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    dots = (a * b).sum(axis=1)
+    return np.divide(dots, norms, out=np.zeros(len(a), dtype=np.float64), where=norms > 0)
+
+
+def quartiles(values: np.ndarray) -> dict[str, float]:
+    q1, median, q3 = np.quantile(values, [0.25, 0.5, 0.75]) if len(values) else (np.nan,) * 3
+    return {"q1": float(q1), "median": float(median), "q3": float(q3)}
+
+
+def same_size_noise(x: np.ndarray, x_adv: np.ndarray, seed: int) -> np.ndarray:
+    """Random Gaussian directions scaled to each sample's adversarial L2 size, clipped to [0, 1]."""
+    rng = np.random.default_rng(seed)
+    delta = (x_adv - x).reshape(len(x), -1)
+    noise = rng.standard_normal(delta.shape).astype(np.float32)
+    scale = np.linalg.norm(delta, axis=1) / np.maximum(np.linalg.norm(noise, axis=1), 1e-12)
+    return np.clip(x + (noise * scale[:, None]).reshape(x.shape), 0.0, 1.0).astype(np.float32)
+
+
+def activation_levels(twin: nn.Module, x: np.ndarray) -> list[np.ndarray]:
+    """The integer level of every quantized activation value of ``twin`` on ``x``, one (N, ...) array
+    per quantized activation, in graph order."""
+    with torch.no_grad(), record_activation_levels() as levels:
+        twin(torch.from_numpy(np.ascontiguousarray(x)))
+    return [level.numpy() for level in levels]
+
+
+def bin_shift(twin: nn.Module, x: np.ndarray, x_other: np.ndarray) -> list[float]:
+    """Per quantized activation, the share of its values whose quantization bin differs between ``x``
+    and ``x_other``."""
+    before, after = activation_levels(twin, x), activation_levels(twin, x_other)
+    return [float((a != b).mean()) for a, b in zip(before, after, strict=True)]
+
+
+def flip_rate(predict: Predict, x: np.ndarray, x_other: np.ndarray) -> float:
+    """Share of inputs whose predicted label changes from ``x`` to ``x_other``."""
+    return float((predict(x) != predict(x_other)).mean())
+
+
+def layer_outputs(model: nn.Module, x: np.ndarray) -> dict[str, np.ndarray]:
+    """Output of every conv and linear layer of a float model on ``x``, flattened per sample."""
+    outputs: dict[str, np.ndarray] = {}
+    hooks = [
+        module.register_forward_hook(lambda _m, _i, out, name=name: outputs.__setitem__(name, out.detach()))
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Conv2d | nn.Linear)
+    ]
+    try:
+        with torch.no_grad():
+            model(torch.from_numpy(np.ascontiguousarray(x)))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return {name: out.reshape(len(x), -1).numpy() for name, out in outputs.items()}
+
+
+def relative_change(clean: Sequence[np.ndarray], other: Sequence[np.ndarray]) -> list[float]:
+    """Per layer, the median over samples of ||f_l(x') - f_l(x)|| / ||f_l(x)|| (samples whose clean
+    output is all zeros are left out)."""
+    ratios = []
+    for a, b in zip(clean, other, strict=True):
+        a, b = a.reshape(len(a), -1).astype(np.float64), b.reshape(len(b), -1).astype(np.float64)
+        norm = np.linalg.norm(a, axis=1)
+        keep = norm > 0
+        ratios.append(float(np.median(np.linalg.norm(b - a, axis=1)[keep] / norm[keep])) if keep.any() else np.nan)
+    return ratios
+
+
+def layer_conditioning(model: nn.Module) -> dict[str, dict[str, float]]:
+    """Per conv/linear layer: the orthogonality gap the DQ loss penalises (same convention) and the
+    spectral norm of its weight as an (out, rest) matrix."""
+    out = {}
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            if isinstance(module, nn.Conv2d | nn.Linear):
+                w = module.weight.reshape(module.weight.shape[0], -1)
+                out[name] = {
+                    "orthogonality_gap": orthogonality_gap(module),  # the layer alone
+                    "spectral_norm": float(torch.linalg.matrix_norm(w, ord=2)),
+                }
+    return out
+
+
+# ---- one float model and its quantized models ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Deployed:
+    """What the analysis needs of a quantized model: its name, runtime and two twins."""
+
+    name: str
+    predict: Predict
+    exact: nn.Module
+    ste: nn.Module
+
+
+def _count(flags: np.ndarray) -> dict[str, float]:
+    """A proportion as the findings read it: the rate, its count and n."""
+    flags = np.asarray(flags, dtype=bool)
+    return {"rate": float(flags.mean()) if flags.size else np.nan, "k": int(flags.sum()), "n": int(flags.size)}
+
+
+def analyse(
+    model: nn.Module,
+    predict: Predict,
+    quantized: Sequence[Deployed],
+    x: np.ndarray,
+    y: np.ndarray,
+    x_adv: np.ndarray,
+    epsilons: Sequence[float],
+    seed: int,
+) -> dict[str, Any]:
+    """Every measurement on ``x`` (N samples) and ``x_adv`` ((E, N, ...): the float model's white-box
+    examples at each epsilon), against random noise of each example's L2 size.
+
+    Flat keys, ``<what>/<perturbation>/eps=<e>``; proportions carry their count and n so that the
+    findings can put intervals on them."""
+    noise = np.stack([same_size_noise(x, x_adv[e], seed + e) for e in range(len(epsilons))])
+    float_grad = input_gradients(model, x, y)
+    clean_out = layer_outputs(model, x)
+    out: dict[str, Any] = {"samples": len(x), "float": {}}
+    out["float"]["zero_gradient"] = _count(~float_grad.any(axis=1))
+    out["float"]["conditioning"] = layer_conditioning(model)
+    # The attack leaves samples the float model gets wrong untouched, and their noise has size zero:
+    # the perturbation measurements count only the samples it moved.
+    moved = [np.abs(x_adv[e] - x).reshape(len(x), -1).max(axis=1) > 0 for e in range(len(epsilons))]
+    clean_pred = predict(x)
+    for e, eps in enumerate(epsilons):
+        sel = moved[e]
+        for kind, pert in (("adversarial", x_adv[e]), ("noise", noise[e])):
+            tag = f"{kind}/eps={eps:g}"
+            out["float"][f"flip/{tag}"] = _count(clean_pred[sel] != predict(pert[sel]))
+            changed = layer_outputs(model, pert)
+            out["float"][f"amplification/{tag}"] = dict(
+                zip(
+                    clean_out,
+                    relative_change([v[sel] for v in clean_out.values()], [v[sel] for v in changed.values()]),
+                    strict=True,
+                )
+            )
+    for q in quantized:
+        m: dict[str, Any] = {}
+        ste_grad, exact_grad = input_gradients(q.ste, x, y), input_gradients(q.exact, x, y)
+        ste_cos = cosines(float_grad, ste_grad)
+        m["grad_cosine/ste"] = quartiles(ste_cos)
+        m["grad_cosine/exact"] = quartiles(cosines(float_grad, exact_grad))
+        m["zero_gradient/exact"] = _count(~exact_grad.any(axis=1))
+        m["zero_gradient/ste"] = _count(~ste_grad.any(axis=1))
+        q_clean = q.predict(x)
+        both = (clean_pred == y) & (q_clean == y)
+        aligned = ste_cos >= np.median(ste_cos)
+        levels_clean = activation_levels(q.exact, x)
+        m["quantized_activations"] = len(levels_clean)  # 0 for a weight-only model: nothing shifts bins
+        for e, eps in enumerate(epsilons):
+            tag = f"eps={eps:g}"
+            fooled = q.predict(x_adv[e]) != y
+            # Bernhard et al.: transfer counts samples both models get right; split by gradient agreement.
+            m[f"transfer_success/aligned/{tag}"] = _count(fooled[both & aligned])
+            m[f"transfer_success/misaligned/{tag}"] = _count(fooled[both & ~aligned])
+            per_sample = {}
+            sel = moved[e]
+            for kind, pert in (("adversarial", x_adv[e]), ("noise", noise[e])):
+                m[f"flip/{kind}/{tag}"] = _count(q_clean[sel] != q.predict(pert[sel]))
+                if not levels_clean:
+                    continue
+                before = [level[sel] for level in levels_clean]
+                after = activation_levels(q.exact, pert[sel])
+                shifts = [(a != b).reshape(int(sel.sum()), -1).mean(axis=1) for a, b in zip(before, after, strict=True)]
+                per_sample[kind] = np.mean(shifts, axis=0)
+                m[f"bin_shift/{kind}/{tag}"] = {f"act{i}": float(s.mean()) for i, s in enumerate(shifts)}
+                m[f"amplification/{kind}/{tag}"] = {f"act{i}": r for i, r in enumerate(relative_change(before, after))}
+            # Paired per sample: does the adversarial example move more activation values across a
+            # bin edge than random noise of the same size?
+            if per_sample:
+                m[f"bin_shift/adversarial_above_noise/{tag}"] = _count(per_sample["adversarial"] > per_sample["noise"])
+        out[q.name] = m
+    return out

@@ -1,0 +1,61 @@
+"""analyse: one float model and its quantized models -> reports/analysis/<model>.json (DVC metrics).
+
+The float model is attacked white-box (analysis.attack at analysis.epsilons, options from
+attack.attacks) on analysis.samples images of the evaluation subset; every measurement of
+``qrobust.analysis`` is taken on those examples and on random noise of the same sizes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from qrobust.analysis import Deployed, analyse
+from qrobust.attacks import attack_subset, craft
+from qrobust.backends import load_twin
+from qrobust.data import DATASETS, load_split
+from qrobust.errors import ConfigError, run_stage
+from qrobust.io import save_json
+from qrobust.layout import PREPARED, REPORTS, model_dir
+from qrobust.model_id import ModelId
+from qrobust.models import input_spec
+from qrobust.results import ThreatModel
+from qrobust.settings import load_study
+from qrobust.training import resolve_device
+from qrobust.twins import GradMode
+from qrobust.victims import module_victim, open_module, open_runtime
+
+
+def main(model_name: str) -> None:
+    study = load_study()
+    settings = study.analysis
+    model = ModelId.parse(model_name)
+    if model not in study.train.model_ids():
+        raise ConfigError(f"analyse: {model} is not in train.archs x train.recipes")
+    x_all, y_all = load_split(PREPARED / "eval.npz")
+    index = attack_subset(len(x_all), settings.samples, settings.seed)
+    x, y = x_all[index], y_all[index]
+    module = open_module(ThreatModel.WHITE_FLOAT, model, input_spec(DATASETS.get(study.prepare.dataset)))
+    start = time.perf_counter()
+    crafted = craft(
+        module_victim(module, resolve_device(study.attack.device)), settings.attack,
+        study.attack.get(settings.attack).options, settings.epsilons, x, y,
+        batch_size=study.attack.batch_size, seed=settings.seed, key="attack.attacks",
+    )  # fmt: skip
+    quantized = []
+    for name in study.quantize.quantizers:
+        q = model.quantized(name)
+        twins = {mode: load_twin(model_dir(q), mode) for mode in GradMode}
+        quantized.append(Deployed(str(q), open_runtime(q).predict, twins[GradMode.EXACT], twins[GradMode.STE]))
+    measured = analyse(
+        module.cpu(), open_runtime(model).predict, quantized, x, y, crafted.x_adv[: len(settings.epsilons)],
+        settings.epsilons, settings.seed,
+    )  # fmt: skip
+    save_json(REPORTS / "analysis" / f"{model}.json", {"analysis": {str(model): measured}})
+    print(f"{model}: analysed with {len(quantized)} quantized models in {time.perf_counter() - start:.1f}s")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", required=True, help="float model id, <arch>-<recipe>")
+    run_stage("analyse", main, parser.parse_args().model)

@@ -1,0 +1,51 @@
+"""findings: result rows of the attack suite and the defense study, and the analysis of each float model
+-> verdicts on the literature's claims.
+
+Writes ``reports/findings.json`` (DVC metrics: per claim its verdict and how many checks support or
+contradict it) and ``reports/findings_evidence.json`` (per claim the rule and every check's numbers),
+which the report renders first.
+"""
+
+from __future__ import annotations
+
+from qrobust.defenses import DefenseKind, create_defense
+from qrobust.errors import run_stage
+from qrobust.findings import Scope, judge
+from qrobust.io import load_json, save_json
+from qrobust.layout import REPORTS
+from qrobust.results import read_results
+from qrobust.settings import load_study
+
+DQ_RECIPE = "dq"  # Defensive Quantization (Lin et al. 2019), judged when the defense study trains it
+
+
+def main() -> None:
+    study = load_study()
+    defend = study.defend
+    kinds = {name: create_defense(name, options).kind for name, options in defend.defenses.items()}
+    scope = Scope(
+        attack=defend.attack,
+        floats=study.train.model_ids(),
+        quantizers=study.quantize.quantizers,
+        defense_epsilons=defend.epsilons,
+        preprocessors=tuple(n for n, k in kinds.items() if k is DefenseKind.PREPROCESSOR),
+        ensembles=tuple(n for n, k in kinds.items() if k is DefenseKind.ENSEMBLE),
+        dq_recipe=DQ_RECIPE if DQ_RECIPE in defend.recipes else None,
+        analysis={
+            str(m): load_json(REPORTS / "analysis" / f"{m}.json")["analysis"][str(m)] for m in study.train.model_ids()
+        },
+    )
+    rows = read_results(REPORTS / "results.csv")
+    for name in [*defend.defenses, *defend.recipes]:
+        rows += read_results(REPORTS / "defenses" / f"{name}.csv")
+    findings = judge(rows, scope)
+    records = {f.key: f.record() for f in findings}
+    save_json(REPORTS / "findings_evidence.json", records)
+    keep = ("source", "verdict", "checks", "supporting", "contradicting")
+    save_json(REPORTS / "findings.json", {"findings": {k: {f: r[f] for f in keep} for k, r in records.items()}})
+    for f in findings:
+        print(f"{f.source}: {f.claim} -> {f.verdict.value} ({len(f.evidence)} checks)")
+
+
+if __name__ == "__main__":
+    run_stage("findings", main)
