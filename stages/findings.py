@@ -2,13 +2,16 @@
 -> verdicts on the literature's claims.
 
 Writes ``reports/findings.json`` (DVC metrics: per claim its verdict and how many checks support or
-contradict it) and ``reports/findings_evidence.json`` (per claim the rule and every check's numbers),
-which the report renders first.
+contradict it; per gradient-masking indicator how many flags it raised) and
+``reports/findings_evidence.json`` (per claim the rule and every check's numbers; every flag with its
+numbers), which the report renders first.
 """
 
 from __future__ import annotations
 
+from qrobust.attacks import ATTACKS, Kind
 from qrobust.defenses import DefenseKind, create_defense
+from qrobust.diagnostics import CHECKS, masking_flags
 from qrobust.errors import run_stage
 from qrobust.findings import Scope, judge
 from qrobust.io import load_json, save_json
@@ -40,9 +43,13 @@ def main() -> None:
         rows += read_results(REPORTS / "defenses" / f"{name}.csv")
     findings = judge(rows, scope)
     records = {f.key: f.record() for f in findings}
-    save_json(REPORTS / "findings_evidence.json", records)
+    noise = [a.name for a in study.attack.attacks if ATTACKS.get(a.name).kind is Kind.NOISE]
+    flags = [f.record() for f in masking_flags(rows, noise, scope.analysis)]
+    save_json(REPORTS / "findings_evidence.json", {"findings": records, "masking_flags": flags})
     keep = ("source", "verdict", "checks", "supporting", "contradicting")
-    save_json(REPORTS / "findings.json", {"findings": {k: {f: r[f] for f in keep} for k, r in records.items()}})
+    counts = {check: sum(f["check"] == check for f in flags) for check in CHECKS}
+    metrics = {"findings": {k: {f: r[f] for f in keep} for k, r in records.items()}, "masking_flags": counts}
+    save_json(REPORTS / "findings.json", metrics)
     for f in findings:
         print(f"{f.source}: {f.claim} -> {f.verdict.value} ({len(f.evidence)} checks)")
 

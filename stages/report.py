@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 
+from qrobust.diagnostics import CHECKS
 from qrobust.errors import run_stage
 from qrobust.io import load_json, write_bytes, write_text
 from qrobust.layout import REPORTS, model_dir, timing_path
@@ -52,6 +53,7 @@ def main() -> None:
         defenses=names,
         note=("Detector false-positive rates: " + "; ".join(detectors) + ".") if detectors else "",
     )
+    evidence = load_json(REPORTS / "findings_evidence.json")
     report = build_report(
         rows,
         float_metrics,
@@ -62,7 +64,8 @@ def main() -> None:
         defense=defense,
         min_float_accuracy=settings.min_float_accuracy,
         max_drop_points=settings.max_quant_drop_points,
-        findings=load_json(REPORTS / "findings_evidence.json"),
+        findings=evidence["findings"],
+        masking=(evidence["masking_flags"], CHECKS),
         analysis={
             str(m): load_json(REPORTS / "analysis" / f"{m}.json")["analysis"][str(m)] for m in study.train.model_ids()
         },

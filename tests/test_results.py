@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from qrobust.attacks import perturbation_norms
+from qrobust.diagnostics import CHECKS
 from qrobust.evaluation import AdversarialSet, Target, clean_row, cross_evaluate, flat_metrics, set_rows
 from qrobust.findings import Scope, judge
 from qrobust.model_id import ModelId
@@ -200,6 +201,10 @@ def test_report_renders_tables_figures_and_plot_data() -> None:
         min_float_accuracy=0.95,
         max_drop_points=1.5,
         findings={f.key: f.record() for f in judge(rows, FINDINGS_SCOPE)},
+        masking=(
+            [{"model": "toy-m.q", "threat_model": "white_qnn_exact", "check": "zero_gradients", "detail": "all zero"}],
+            CHECKS,
+        ),
         analysis={
             "toy-m": {
                 "samples": 40,
@@ -217,6 +222,7 @@ def test_report_renders_tables_figures_and_plot_data() -> None:
     )
     markdown, page = render_markdown(report), render_html(report)
     # The report opens with the findings, each verdict beside its rule and the checks that separated.
+    assert "| toy-m.q | white_qnn_exact |  |  |  |  | all zero |" in markdown
     assert report.sections[0].title.startswith("Findings") and page.index("Findings") < page.index("Clean accuracy")
     # toy-m.q is never right, so no sample can transfer: no check, and the verdict says so.
     assert (

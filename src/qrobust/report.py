@@ -486,6 +486,30 @@ def findings_table(findings: Mapping[str, Mapping[str, Any]]) -> Table:
     )
 
 
+def masking_table(flags: Sequence[Mapping[str, str]], checks: Sequence[str]) -> Table:
+    """One line per model and threat model with a flag; each check's cell names what it found."""
+    cells: dict[tuple[str, str], dict[str, list[str]]] = {}
+    for f in flags:
+        cells.setdefault((f["model"], f["threat_model"]), {}).setdefault(f["check"], []).append(f["detail"])
+    lines = []
+    for (model, threat), found in sorted(cells.items()):
+        row = [model, threat]
+        for check in checks:
+            details = found.get(check, [])
+            row.append("" if not details else details[0] + (f" (+{len(details) - 1} more)" if len(details) > 1 else ""))
+        lines.append(tuple(row))
+    return Table(
+        "Gradient-masking indicators",
+        ("model", "threat model", *checks),
+        tuple(lines),
+        "Flags of AutoAttack's and Pintor et al.'s (2022) checks that the rows can answer, raised only when the 95% "
+        "intervals separate: a black-box attack below the strongest white-box one of its norm and epsilon; robust "
+        "accuracy rising with epsilon; an unbounded attack fooling under 95%; random noise below a gradient attack; most "
+        "input gradients all zero. Models and threat models with no flag are not listed. Not checked: attack losses "
+        "that stop improving early (the attack stage records no per-step loss).",
+    )
+
+
 def analysis_table(analysis: Mapping[str, Mapping[str, Any]]) -> Table:
     """Per quantized model, the analysis stage's mechanism measurements at the largest analysed epsilon."""
     lines = []
@@ -554,6 +578,7 @@ def build_report(
     min_float_accuracy: float,
     max_drop_points: float,
     findings: Mapping[str, Mapping[str, Any]] | None = None,
+    masking: tuple[Sequence[Mapping[str, str]], Sequence[str]] | None = None,
     analysis: Mapping[str, Mapping[str, Any]] | None = None,
     summary: Sequence[str] = (),
 ) -> Report:
@@ -568,6 +593,8 @@ def build_report(
         *(robustness_figure(rows, threat, attack) for threat, attack in curves.items()),
         boundary_table(rows),
     ]
+    if masking is not None:
+        sections.append(masking_table(*masking))
     if analysis:
         sections.append(analysis_table(analysis))
     for attack, epsilon in heat_maps:
