@@ -1,5 +1,8 @@
 """analyse: one float model and its quantized models -> reports/analysis/<model>.json (DVC metrics).
 
+Boundary distances come from analysis.boundary_attack's unbounded outputs, made by the attack stage on
+every deployed runtime: the difference of medians (quantized minus float) with a bootstrap interval.
+
 The float model is attacked white-box (analysis.attack at analysis.epsilons, options from
 attack.attacks) on analysis.samples images of the evaluation subset; every measurement of
 ``qrobust.analysis`` is taken on those examples and on random noise of the same sizes.
@@ -8,15 +11,19 @@ attack.attacks) on analysis.samples images of the evaluation subset; every measu
 from __future__ import annotations
 
 import argparse
+import math
 import time
 
-from qrobust.analysis import Deployed, analyse
+import numpy as np
+
+from qrobust.analysis import Deployed, analyse, bootstrap_median_difference, boundary_distances
 from qrobust.attacks import attack_subset, craft
 from qrobust.backends import load_twin
 from qrobust.data import DATASETS, load_split
 from qrobust.errors import ConfigError, run_stage
+from qrobust.evaluation import AdversarialSet
 from qrobust.io import save_json
-from qrobust.layout import PREPARED, REPORTS, model_dir
+from qrobust.layout import PREPARED, REPORTS, adversarial_dir, model_dir
 from qrobust.model_id import ModelId
 from qrobust.models import input_spec
 from qrobust.results import ThreatModel
@@ -51,6 +58,18 @@ def main(model_name: str) -> None:
         module.cpu(), open_runtime(model).predict, quantized, x, y, crafted.x_adv[: len(settings.epsilons)],
         settings.epsilons, settings.seed,
     )  # fmt: skip
+
+    # Boundary distance: the minimisation attack's unbounded outputs on each runtime, float vs quantized.
+    def distances(source: ModelId) -> np.ndarray:
+        adv = AdversarialSet.load(adversarial_dir(settings.boundary_attack) / "black_runtime" / f"{source}.npz")
+        k = adv.epsilons.index(math.inf)
+        return boundary_distances(open_runtime(source).predict, adv.x_adv[k], adv.labels, adv.sizes["l2"][k])
+
+    float_distances = distances(model)
+    for q in quantized:
+        measured[q.name]["boundary_distance_l2"] = bootstrap_median_difference(
+            float_distances, distances(ModelId.parse(q.name)), settings.seed
+        )
     save_json(REPORTS / "analysis" / f"{model}.json", {"analysis": {str(model): measured}})
     print(f"{model}: analysed with {len(quantized)} quantized models in {time.perf_counter() - start:.1f}s")
 

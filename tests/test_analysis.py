@@ -9,6 +9,8 @@ from torch import nn
 
 from qrobust.analysis import (
     bin_shift,
+    bootstrap_median_difference,
+    boundary_distances,
     cosines,
     flip_rate,
     input_gradients,
@@ -149,3 +151,20 @@ def test_analyse_on_real_twins(trained_lenet, lenet_onnx, deployed, tiny_data) -
     w = measured["inc_w4"]
     assert w["quantized_activations"] == 0 and "bin_shift/adversarial_above_noise/eps=0.1" not in w
     assert w["grad_cosine/ste"]["median"] > 0.95  # weight-only rounding barely turns the gradient
+
+
+def test_bootstrap_median_difference_of_known_samples() -> None:
+    exact = bootstrap_median_difference(np.ones(30), np.full(40, 3.0), seed=0)
+    assert exact == {"difference": 2.0, "low": 2.0, "high": 2.0, "n_a": 30, "n_b": 40}
+    rng = np.random.default_rng(0)
+    same = bootstrap_median_difference(rng.normal(1, 0.1, 200), rng.normal(1, 0.1, 200), seed=0)
+    assert same["low"] < 0 < same["high"]
+    shifted = bootstrap_median_difference(rng.normal(1, 0.1, 200), rng.normal(1.5, 0.1, 200), seed=0)
+    assert 0.4 < shifted["low"] < shifted["difference"] < shifted["high"] < 0.6
+    assert np.isnan(bootstrap_median_difference(np.array([]), np.ones(3), seed=0)["difference"])
+
+
+def test_boundary_distances_count_only_fooling_outputs() -> None:
+    x = np.zeros((4, 1, 1, 2), np.float32)
+    predict = lambda v: np.array([0, 1, 1, 0])  # noqa: E731
+    assert boundary_distances(predict, x, np.array([0, 0, 1, 1]), np.array([1.0, 2.0, 3.0, 4.0])).tolist() == [2.0, 4.0]

@@ -230,3 +230,16 @@ def test_noise_claim(quant: tuple[float, float], float_: tuple[float, float], ex
     )
     (finding,) = [f for f in judge([], scope) if f.key == "costa2024_noise"]
     assert finding.verdict is expected
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "expected"),
+    [(0.2, 0.9, Verdict.HOLDS), (-0.9, -0.1, Verdict.FAILS), (-0.3, 0.4, Verdict.INCONCLUSIVE)],
+)
+def test_boundary_distance_claim(low: float, high: float, expected: Verdict) -> None:
+    gap = {"difference": (low + high) / 2, "low": low, "high": high, "n_a": 50, "n_b": 48}
+    (finding,) = [
+        f for f in judge([], analysed({}, {"boundary_distance_l2": gap})) if f.key == "costa2024_boundary_distance"
+    ]
+    assert finding.verdict is expected
+    assert expected is Verdict.INCONCLUSIVE or "n=48/50" in finding.record()["evidence"][0]

@@ -224,3 +224,29 @@ def analyse(
                 m[f"bin_shift/adversarial_above_noise/{tag}"] = _count(per_sample["adversarial"] > per_sample["noise"])
         out[q.name] = m
     return out
+
+
+def bootstrap_median_difference(a: np.ndarray, b: np.ndarray, seed: int, resamples: int = 2000) -> dict[str, float]:
+    """median(b) - median(a) with a 95% percentile-bootstrap interval (Efron 1979), the two samples
+    resampled independently; nan when either is empty."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if not len(a) or not len(b):
+        return {"difference": np.nan, "low": np.nan, "high": np.nan, "n_a": len(a), "n_b": len(b)}
+    rng = np.random.default_rng(seed)
+    draws = np.median(rng.choice(b, (resamples, len(b))), axis=1) - np.median(
+        rng.choice(a, (resamples, len(a))), axis=1
+    )
+    low, high = np.quantile(draws, [0.025, 0.975])
+    return {
+        "difference": float(np.median(b) - np.median(a)),
+        "low": float(low),
+        "high": float(high),
+        "n_a": len(a),
+        "n_b": len(b),
+    }
+
+
+def boundary_distances(predict: Predict, x_unbounded: np.ndarray, labels: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """The L2 sizes of a minimisation attack's unbounded outputs that fool ``predict`` (the distance to
+    its decision boundary, as far as the attack found it)."""
+    return sizes[predict(x_unbounded) != labels]

@@ -87,6 +87,12 @@ class AttackEntry:
         except (TypeError, ValueError, AssertionError) as error:
             raise ConfigError(f"{key}: {options} rejected by the attack: {error}") from error
 
+    def minimises(self) -> bool:
+        """A minimisation attack also returns an unbounded output: the distance to the decision boundary."""
+        from foolbox.attacks.base import MinimizationAttack
+
+        return isinstance(self.build({}, "attack"), MinimizationAttack)
+
 
 ATTACKS: Registry[AttackEntry] = Registry("attack")
 

@@ -56,6 +56,20 @@ class Rate:
         return f"{self.label} {100 * self.value:.1f}% [{100 * self.low:.1f}, {100 * self.high:.1f}] n={self.n}"
 
 
+@dataclass(frozen=True)
+class Interval:
+    """A difference (in its own unit) with its 95% interval: the bootstrap ones of the analysis."""
+
+    label: str
+    value: float
+    low: float
+    high: float
+    n: str
+
+    def __str__(self) -> str:
+        return f"{self.label} {self.value:+.3f} [{self.low:+.3f}, {self.high:+.3f}] n={self.n}"
+
+
 def proportion(label: str, count: Mapping[str, Any]) -> Rate:
     """A proportion the analysis recorded as {rate, k, n}, with its Wilson interval."""
     low, high = wilson_interval(int(count["k"]), int(count["n"]))
@@ -73,7 +87,7 @@ class Evidence:
 
     label: str
     outcome: Outcome
-    rates: tuple[Rate, ...]
+    rates: tuple[Rate | Interval, ...]
 
     def __str__(self) -> str:
         return f"{self.label}: {'; '.join(map(str, self.rates))} -> {self.outcome.value}"
@@ -286,6 +300,20 @@ def _vanishing(rows: Rows, scope: Scope) -> tuple[Evidence, ...]:
     return tuple(evidence)
 
 
+def _boundary(rows: Rows, scope: Scope) -> tuple[Evidence, ...]:
+    evidence = []
+    for float_model, quant, _, m in _measured(scope):
+        d = m.get("boundary_distance_l2")
+        if not d or d["n_a"] == 0 or d["n_b"] == 0:
+            continue
+        gap = Interval(
+            "median L2 distance, quantized minus float", d["difference"], d["low"], d["high"], f"{d['n_b']}/{d['n_a']}"
+        )
+        outcome = Outcome.SUPPORTS if d["low"] > 0 else Outcome.CONTRADICTS if d["high"] < 0 else Outcome.UNDECIDED
+        evidence.append(Evidence(f"{quant} vs {float_model}: distance to the decision boundary", outcome, (gap,)))
+    return tuple(evidence)
+
+
 def _noise(rows: Rows, scope: Scope) -> tuple[Evidence, ...]:
     """Per pair, random noise: the quantized model flips fewer predictions than the float one at the
     smallest size and more at the largest supports; the reverse at either end contradicts."""
@@ -478,6 +506,15 @@ CLAIMS = (
         "per quantized DQ model and defense epsilon: its robust accuracy under the adaptive attack above the "
         "standard quantized model's under straight-through; " + AGGREGATE_RULE,
         _defensive_quantization,
+    ),
+    ClaimEntry(
+        "costa2024_boundary_distance",
+        "Quantization increases the distance to the decision boundary.",
+        "Costa & Pinto 2024",
+        "per float / quantized pair: the median L2 distance of the boundary attack's unbounded outputs that fool "
+        "each deployed runtime, quantized minus float, with a 95% bootstrap interval above zero supports, below "
+        "zero contradicts; " + AGGREGATE_RULE.replace("95% intervals disjoint", "the interval excludes zero"),
+        _boundary,
     ),
     ClaimEntry(
         "costa2024_vanishing_gradients",

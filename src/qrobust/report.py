@@ -481,8 +481,9 @@ def findings_table(findings: Mapping[str, Mapping[str, Any]]) -> Table:
         ("claim", "source", "verdict", "checks supporting / contradicting / all", "separating checks", "rule"),
         tuple(lines),
         "Each verdict is computed from this run's result rows and the analysis stage's counts by the rule beside it; a "
-        "check separates when the two 95% Wilson intervals do not overlap. Not judged yet: layer-wise amplification "
-        "(Lin et al. 2019; measured in the analysis, not yet with intervals) and the boundary-distance claims.",
+        "check separates when the two 95% intervals do not overlap (Wilson for rates, bootstrap for differences of "
+        "medians). Not judged yet: layer-wise amplification (Lin et al. 2019; measured in the analysis, not yet with "
+        "intervals), train-based defenses' boundary distance and transfer to defended models (Costa & Pinto 2024).",
     )
 
 

@@ -305,11 +305,12 @@ class AnalysisSettings:
     attack: str
     epsilons: tuple[float, ...]
     samples: int
+    boundary_attack: str  # a minimisation attack run on every deployed runtime: its unbounded outputs
     seed: int
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> AnalysisSettings:
-        s = c.section(params, "analysis", {"attack", "epsilons", "samples"})
+        s = c.section(params, "analysis", {"attack", "epsilons", "samples", "boundary_attack"})
         by_name = {a.name: a for a in AttackSettings.from_params(params).attacks}
         name = c.require(s, "attack", "analysis")
         if name not in by_name:
@@ -324,10 +325,20 @@ class AnalysisSettings:
         eval_size = PrepareSettings.from_params(params).eval_size
         if samples > eval_size:
             raise ConfigError(f"analysis.samples: {samples} exceeds data.eval_size {eval_size}")
+        boundary = c.require(s, "boundary_attack", "analysis")
+        runs_everywhere = [
+            n for n, a in by_name.items() if ThreatModel.BLACK_RUNTIME in a.threat_models and ATTACKS.get(n).minimises()
+        ]
+        if boundary not in runs_everywhere:
+            raise ConfigError(
+                f"analysis.boundary_attack: {boundary!r} is not a minimisation attack run under black_runtime "
+                f"(on every deployed runtime); such attacks in attack.attacks: {runs_everywhere}"
+            )
         return cls(
             attack=name,
             epsilons=c.epsilon_grid(c.require(s, "epsilons", "analysis"), "analysis.epsilons", high),
             samples=samples,
+            boundary_attack=boundary,
             seed=_seed(params),
         )
 
