@@ -138,7 +138,7 @@ def _cached_outs(project: Path, stages: tuple[str, ...]) -> dict[str, str]:
 
 
 def test_forced_rerun_gives_identical_artefacts(smoke: Path) -> None:
-    stages = ("prepare", "train@lenet-standard", "quantize@lenet-standard-inc_int8", "attack@fgsm")
+    stages = ("prepare", "train@lenet-standard", "quantize@lenet-standard-inc_int8", "attack@linf_pgd")
     before = _cached_outs(smoke, stages)
     dvc(smoke, "repro", "--force", "--single-item", *stages)
     assert _cached_outs(smoke, stages) == before
