@@ -123,14 +123,23 @@ def test_crossing_claim(quant: tuple[float, float], floats: tuple[float, float],
 
 
 @pytest.mark.parametrize(
-    ("dq", "standard", "expected"),
-    [(0.5, 0.1, Verdict.HOLDS), (0.05, 0.3, Verdict.FAILS), (0.11, 0.1, Verdict.INCONCLUSIVE)],
+    ("dq", "standard", "clean", "expected"),
+    [
+        (0.5, 0.1, (0.9, 0.9), Verdict.HOLDS),  # more robust, clean accuracy kept
+        (0.05, 0.3, (0.9, 0.9), Verdict.FAILS),
+        (0.11, 0.1, (0.9, 0.9), Verdict.INCONCLUSIVE),
+        (0.5, 0.1, (0.6, 0.9), Verdict.INCONCLUSIVE),  # more robust, but clean accuracy drops: mixed
+    ],
 )
-def test_defensive_quantization_claim(dq: float, standard: float, expected: Verdict) -> None:
+def test_defensive_quantization_claim(
+    dq: float, standard: float, clean: tuple[float, float], expected: Verdict
+) -> None:
     target = ModelId("lenet", "dq", "q8")
     rows = [
         row(dq, ThreatModel.WHITE_QNN_STE, 0.1, target, defense="dq", adaptive=True),
         row(standard, ThreatModel.WHITE_QNN_STE, 0.1, QUANT),
+        row(clean[0], ThreatModel.CLEAN, 0.0, target, attack="none", defense="dq"),
+        row(clean[1], ThreatModel.CLEAN, 0.0, QUANT, attack="none"),
     ]
     assert verdict("lin2019_defensive_quantization", rows) is expected
 
