@@ -131,7 +131,8 @@ class Finding:
             "claim": self.claim,
             "source": self.source,
             "verdict": self.verdict.value,
-            "rule": self.rule,
+            "rule": f"{self.rule}; {AGGREGATE_RULE}",
+            "check_rule": self.rule,
             "checks": len(self.evidence),
             "supporting": self.count(Outcome.SUPPORTS),
             "contradicting": self.count(Outcome.CONTRADICTS),
@@ -469,8 +470,7 @@ CLAIMS = (
         "Bernhard et al. 2019",
         "per quantized model and epsilon: robust accuracy under the exact-rounding attack above that under the "
         "straight-through one (masking), and the float model's white-box robust accuracy against its quantized "
-        "model's straight-through one (a quantized model separated above its float model would be a defense); "
-        + AGGREGATE_RULE,
+        "model's straight-through one (a quantized model separated above its float model would be a defense)",
         _masking,
     ),
     ClaimEntry(
@@ -479,7 +479,7 @@ CLAIMS = (
         "Bernhard et al. 2019",
         "per pair and epsilon: the success rate of the float model's white-box sets on the float model above their "
         "success rate on the quantized model (samples both classify correctly); the mechanism (value shift, gradient "
-        "misalignment) is not judged here; " + AGGREGATE_RULE,
+        "misalignment) is not judged here",
         _transfer,
     ),
     ClaimEntry(
@@ -489,7 +489,7 @@ CLAIMS = (
         "per quantized model and epsilon: the share of samples whose float adversarial example moves more quantized "
         "activation values across a bin edge than noise of the same L2 size, above one half (value shift); and the "
         "transfer success on samples whose float and straight-through gradients agree (cosine above the median) "
-        "above that on the rest (misalignment); " + AGGREGATE_RULE,
+        "above that on the rest (misalignment)",
         _transfer_mechanism,
     ),
     ClaimEntry(
@@ -497,7 +497,7 @@ CLAIMS = (
         "An ensemble of float and quantized models is more robust than its members.",
         "Bernhard et al. 2019",
         "per ensemble and defense epsilon: its robust accuracy under the adaptive attack (the combined twin) above "
-        "that of its most robust member under the member's own white-box attack; " + AGGREGATE_RULE,
+        "that of its most robust member under the member's own white-box attack",
         _ensemble,
     ),
     ClaimEntry(
@@ -505,7 +505,7 @@ CLAIMS = (
         "Quantization raises or lowers robustness depending on attack strength: float and quantized curves cross.",
         "Gorsline et al. 2021",
         "per float / quantized pair: the quantized curve (straight-through) above the float one (white-box) at one "
-        "epsilon and below it at another supports; one side at every epsilon contradicts; " + AGGREGATE_RULE,
+        "epsilon and below it at another supports; one side at every epsilon contradicts",
         _crossing,
     ),
     ClaimEntry(
@@ -514,7 +514,7 @@ CLAIMS = (
         "Lin et al. 2019",
         "per quantized DQ model and defense epsilon: its robust accuracy under the adaptive attack above the "
         "standard quantized model's under straight-through; and its clean accuracy above the standard quantized "
-        "model's (a separated drop contradicts); " + AGGREGATE_RULE,
+        "model's (a separated drop contradicts)",
         _defensive_quantization,
     ),
     ClaimEntry(
@@ -523,7 +523,7 @@ CLAIMS = (
         "Costa & Pinto 2024",
         "per float / quantized pair: the median L2 distance of the boundary attack's unbounded outputs that fool "
         "each deployed runtime, quantized minus float, with a 95% bootstrap interval above zero supports, below "
-        "zero contradicts; " + AGGREGATE_RULE.replace("95% intervals disjoint", "the interval excludes zero"),
+        "zero contradicts (for this check, separating means the interval excludes zero)",
         _boundary,
     ),
     ClaimEntry(
@@ -531,7 +531,7 @@ CLAIMS = (
         "Quantization makes estimated gradients vanish or explode.",
         "Costa & Pinto 2024",
         "per quantized model: the share of samples whose input gradient through the exact-rounding twin is all zero "
-        "above the float model's; " + AGGREGATE_RULE,
+        "above the float model's",
         _vanishing,
     ),
     ClaimEntry(
@@ -540,7 +540,7 @@ CLAIMS = (
         "Costa & Pinto 2024",
         "per float / quantized pair, random noise of the analysis sizes: fewer prediction flips than the float model "
         "at the smallest size and more at the largest supports; more at the smallest or fewer at the largest "
-        "contradicts; " + AGGREGATE_RULE,
+        "contradicts",
         _noise,
     ),
     ClaimEntry(
@@ -549,7 +549,7 @@ CLAIMS = (
         "Costa & Pinto 2024",
         "per preprocessing defense and deployed model, adaptive attack: above the undefended model at the smallest "
         "defense epsilon and not at the largest supports; above at the largest or below at the smallest "
-        "contradicts; " + AGGREGATE_RULE,
+        "contradicts",
         _preprocessors,
     ),
 )

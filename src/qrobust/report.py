@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from qrobust.findings import AGGREGATE_RULE
 from qrobust.model_id import ModelId
 from qrobust.results import Result, ThreatModel
 
@@ -473,16 +474,16 @@ def findings_table(findings: Mapping[str, Mapping[str, Any]]) -> Table:
                 str(record["verdict"]),
                 f"{record['supporting']} / {record['contradicting']} / {record['checks']}",
                 shown or "no check separates",
-                str(record["rule"]),
+                str(record["check_rule"]),
             )
         )
     return Table(
         "Findings: the literature's claims on this run",
-        ("claim", "source", "verdict", "checks supporting / contradicting / all", "separating checks", "rule"),
+        ("claim", "source", "verdict", "checks supporting / contradicting / all", "separating checks", "checks"),
         tuple(lines),
-        "Each verdict is computed from this run's result rows and the analysis stage's counts by the rule beside it; a "
-        "check separates when the two 95% intervals do not overlap (Wilson for rates, bootstrap for differences of "
-        "medians). Not judged yet: layer-wise amplification (Lin et al. 2019; measured in the analysis, not yet with "
+        "Each verdict is computed from this run's result rows and the analysis stage's counts by its checks (last "
+        f"column) and one rule: a claim {AGGREGATE_RULE}. A check separates "
+        "when the two 95% intervals do not overlap (Wilson for rates, bootstrap for differences of medians). Not judged yet: layer-wise amplification (Lin et al. 2019; measured in the analysis, not yet with "
         "intervals), train-based defenses' boundary distance and transfer to defended models (Costa & Pinto 2024).",
     )
 
