@@ -5,7 +5,8 @@ every deployed runtime: the difference of medians (quantized minus float) with a
 
 The float model is attacked white-box (analysis.attack at analysis.epsilons, options from
 attack.attacks) on analysis.samples images of the evaluation subset; every measurement of
-``qrobust.analysis`` is taken on those examples and on random noise of the same sizes.
+``qrobust.analysis`` is taken on those examples and on random noise of the same sizes. The loss-plateau
+indicator traces its own PGD (analysis.trace) on the first analysis.trace.samples of them.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import time
 
 import numpy as np
 
-from qrobust.analysis import Deployed, analyse, bootstrap_median_difference, boundary_distances
+from qrobust.analysis import Deployed, analyse, bootstrap_median_difference, boundary_distances, loss_plateaus
 from qrobust.attacks import attack_subset, craft
 from qrobust.backends import load_twin
 from qrobust.data import DATASETS, load_split
@@ -58,6 +59,10 @@ def main(model_name: str) -> None:
         module.cpu(), open_runtime(model).predict, quantized, x, y, crafted.x_adv[: len(settings.epsilons)],
         settings.epsilons, settings.seed,
     )  # fmt: skip
+    n = settings.trace_samples
+    traced = loss_plateaus(module, quantized, x[:n], y[:n], settings.trace_epsilon, settings.trace_steps)
+    for name, record in traced.items():
+        measured[name].update(record)
 
     # Boundary distance: the minimisation attack's unbounded outputs on each runtime, float vs quantized.
     def distances(source: ModelId) -> np.ndarray:

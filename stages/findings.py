@@ -37,6 +37,7 @@ def main() -> None:
         analysis={
             str(m): load_json(REPORTS / "analysis" / f"{m}.json")["analysis"][str(m)] for m in study.train.model_ids()
         },
+        recipes={n: load_json(REPORTS / "defenses" / f"{n}.json")["defense"][n] for n in defend.recipes},
     )
     rows = read_results(REPORTS / "results.csv")
     for name in [*defend.defenses, *defend.recipes]:

@@ -16,9 +16,12 @@ from qrobust.analysis import (
     input_gradients,
     layer_conditioning,
     layer_outputs,
+    loss_trace,
+    plateaued,
     quartiles,
     relative_change,
     same_size_noise,
+    sample_change,
 )
 from qrobust.twins import GradMode, fake_quantize
 
@@ -98,6 +101,38 @@ def test_amplification_of_a_linear_layer_is_its_gain_on_the_perturbation() -> No
     assert first == pytest.approx([0.2 / wx]) and second == pytest.approx([0.05 / wx])
 
 
+def test_sample_change_is_per_sample_and_skips_zero_outputs() -> None:
+    clean = np.array([[3.0, 4.0], [0.0, 0.0], [1.0, 0.0]])
+    other = np.array([[3.0, 4.5], [1.0, 0.0], [1.0, 2.0]])
+    change = sample_change(clean, other)
+    assert change[0] == pytest.approx(0.1) and np.isnan(change[1]) and change[2] == pytest.approx(2.0)
+
+
+def test_loss_trace_climbs_a_linear_model_until_the_budget_binds() -> None:
+    """Two classes, logit gap 2 * sum(x) = 4: each sign step of 2.5 eps / 8 raises the loss until the
+    Linf ball binds after 4 steps; a margin far beyond the ball leaves every sample correct."""
+    x = np.full((6, 1, 1, 4), 0.5, dtype=np.float32)
+    y = np.zeros(6, dtype=np.int64)
+    model = nn.Sequential(nn.Flatten(), linear([[2.0, 2.0, 2.0, 2.0], [0.0, 0.0, 0.0, 0.0]]))
+    losses, fooled = loss_trace(model, model, x, y, epsilon=0.1, steps=8)
+    assert losses.shape == (9, 6) and not fooled.any()
+    mean = losses.mean(axis=1)
+    assert (np.diff(mean[:4]) > 0).all() and np.allclose(mean[4:], mean[4])  # the ball binds at step 4 (3.2 steps)
+    assert not plateaued(losses, fooled).any()  # it still improved after the quarter mark (step 2)
+
+
+def test_loss_trace_through_a_hard_step_plateaus_at_once() -> None:
+    x, y = data(16)
+    head = linear([[1.0, -1.0, 1.0, -1.0], [-1.0, 1.0, -1.0, 1.0]])
+    exact = nn.Sequential(FakeQuant(GradMode.EXACT), nn.Flatten(), head)
+    losses, fooled = loss_trace(exact, exact, x, y, epsilon=0.05, steps=8)
+    assert np.allclose(losses, losses[0]) and plateaued(losses, fooled).all()
+    # Straight through the same step, the attack moves and the loss it scores on the exact model rises.
+    ste = nn.Sequential(FakeQuant(GradMode.STE), nn.Flatten(), head)
+    losses, fooled = loss_trace(ste, exact, x, y, epsilon=0.3, steps=8)
+    assert losses[-1].mean() > losses[0].mean()
+
+
 def test_layer_conditioning_of_an_orthogonal_and_a_scaled_layer() -> None:
     model = nn.Sequential(linear([[0.0, 1.0], [1.0, 0.0]]), linear([[3.0, 0.0], [0.0, 1.0]]))
     measured = layer_conditioning(model)
@@ -151,6 +186,39 @@ def test_analyse_on_real_twins(trained_lenet, lenet_onnx, deployed, tiny_data) -
     w = measured["inc_w4"]
     assert w["quantized_activations"] == 0 and "bin_shift/adversarial_above_noise/eps=0.1" not in w
     assert w["grad_cosine/ste"]["median"] > 0.95  # weight-only rounding barely turns the gradient
+    for q in (m, w):  # counted on the 35 moved samples, and on the float model's successes
+        assert q["output_change/quantized_above_float/eps=0.1"]["n"] == 35
+        assert q["output_change/adversarial/eps=0.1"]["quantized"]["median"] > 0
+        assert q["transfer_retention/eps=0.1"]["n"] <= 35
+
+
+def test_a_twin_identical_to_its_float_model_changes_its_output_no_more_and_keeps_every_transfer(
+    trained_lenet, lenet_onnx, tiny_data
+) -> None:
+    from qrobust.analysis import Deployed, analyse
+    from qrobust.runtime import OrtRuntime
+
+    x, y = tiny_data["test"][0][:40], tiny_data["test"][1][:40]
+    predict = OrtRuntime(lenet_onnx).predict
+    same = Deployed("same", predict, trained_lenet, trained_lenet)
+    x_adv = (1.0 - x)[None]  # inverted images: most are misclassified
+    m = analyse(trained_lenet, predict, [same], x, y, x_adv.astype(np.float32), (0.2,), 0)["same"]
+    assert m["output_change/quantized_above_float/eps=0.2"]["k"] == 0  # never above itself
+    retention = m["transfer_retention/eps=0.2"]
+    assert retention["n"] > 0 and retention["rate"] == 1.0
+    assert m["grad_cosine/ste"]["median"] == pytest.approx(1.0)
+
+
+def test_loss_plateaus_flag_the_exact_twin_and_not_the_float_model(trained_lenet, deployed, tiny_data) -> None:
+    from qrobust.analysis import loss_plateaus
+
+    x, y = tiny_data["test"][0][:60], tiny_data["test"][1][:60]
+    traced = loss_plateaus(trained_lenet, deployed[:1], x, y, epsilon=0.02, steps=8)
+    exact, ste, floating = (
+        traced["ort_int8"]["loss_plateau/exact"], traced["ort_int8"]["loss_plateau/ste"], traced["float"]["loss_plateau"],
+    )  # fmt: skip
+    assert exact["rate"] == 1.0 and exact["n"] > 0  # zero gradients: the loss never moves
+    assert floating["rate"] < 0.5 and ste["rate"] < 0.5
 
 
 def test_bootstrap_median_difference_of_known_samples() -> None:
@@ -168,3 +236,5 @@ def test_boundary_distances_count_only_fooling_outputs() -> None:
     x = np.zeros((4, 1, 1, 2), np.float32)
     predict = lambda v: np.array([0, 1, 1, 0])  # noqa: E731
     assert boundary_distances(predict, x, np.array([0, 0, 1, 1]), np.array([1.0, 2.0, 3.0, 4.0])).tolist() == [2.0, 4.0]
+    # A sample wrong before any attack (left unmoved, size 0) has no distance to report.
+    assert boundary_distances(predict, x, np.array([0, 0, 1, 1]), np.array([1.0, 0.0, 3.0, 4.0])).tolist() == [4.0]

@@ -59,3 +59,18 @@ def test_zero_gradients_from_the_analysis_are_flagged() -> None:
     assert checks([], analysis) == {(str(QUANT), "white_qnn_exact", "zero_gradients")}
     analysis[str(FLOAT_MODEL)][str(QUANT)]["zero_gradient/exact"] = {"rate": 0.1, "k": 1, "n": 10}
     assert checks([], analysis) == set()
+
+
+def test_loss_plateaus_from_the_analysis_are_flagged_per_threat_model() -> None:
+    analysis = {
+        str(FLOAT_MODEL): {
+            "float": {"loss_plateau": {"rate": 0.1, "k": 4, "n": 40}},
+            str(QUANT): {
+                "loss_plateau/exact": {"rate": 1.0, "k": 40, "n": 40},
+                "loss_plateau/ste": {"rate": 0.55, "k": 22, "n": 40},  # above one half, interval not
+            },
+        }
+    }
+    assert checks([], analysis) == {(str(QUANT), "white_qnn_exact", "loss_plateau")}
+    analysis[str(FLOAT_MODEL)]["float"]["loss_plateau"] = {"rate": 0.9, "k": 36, "n": 40}
+    assert (str(FLOAT_MODEL), "white_float", "loss_plateau") in checks([], analysis)

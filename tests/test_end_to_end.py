@@ -120,6 +120,11 @@ def test_defense_study_scores_every_defense_both_ways(smoke: Path) -> None:
         for r in (r for r in attacked if r.adaptive):
             # The adaptive attack runs on the same samples at the same budgets as the non-adaptive one.
             assert r.n == none[(r.target, r.epsilon)].n, r
+    for name in defend["recipes"]:  # boundary distance against the standard model, transfer float -> quantized
+        metrics = load_json(smoke / "reports" / "defenses" / f"{name}.json")["defense"][name]
+        gaps = [v for k, v in metrics.items() if k.endswith("/boundary_distance_l2")]
+        assert len(gaps) == 1 + len(quantizers) and all(g["n_a"] > 0 for g in gaps)
+        assert len([k for k in metrics if "/transfer_retention/" in k]) == len(quantizers) * len(defend["epsilons"])
     metrics = load_json(smoke / "reports" / "defenses" / "squeeze_detector.json")["defense"]["squeeze_detector"]
     fprs = [v for k, v in metrics.items() if k.endswith("calib_false_positive_rate")]
     assert len(fprs) == 1 + len(quantizers) and all(v <= defend["defenses"]["squeeze_detector"]["fpr"] for v in fprs)

@@ -252,3 +252,70 @@ def test_boundary_distance_claim(low: float, high: float, expected: Verdict) -> 
     ]
     assert finding.verdict is expected
     assert expected is Verdict.INCONCLUSIVE or "n=48/50" in finding.record()["evidence"][0]
+
+
+@pytest.mark.parametrize(
+    ("share", "expected"),
+    [(0.8, Verdict.HOLDS), (0.2, Verdict.FAILS), (0.52, Verdict.INCONCLUSIVE)],
+)
+def test_amplification_claim(share: float, expected: Verdict) -> None:
+    scope = analysed({}, {"output_change/quantized_above_float/eps=0.1": count(share)})
+    (finding,) = [f for f in judge([], scope) if f.key == "lin2019_amplification"]
+    assert finding.verdict is expected and len(finding.evidence) == 1
+
+
+def recipes_scope(metrics: dict) -> Scope:
+    return Scope(**{**SCOPE.__dict__, "recipes": {"trades": metrics}})
+
+
+@pytest.mark.parametrize(
+    ("float_gap", "quant_gap", "expected"),
+    [
+        ((0.1, 0.5), (0.05, 0.3), Verdict.HOLDS),  # farther from the boundary, and still after quantization
+        ((0.1, 0.5), (-0.4, -0.1), Verdict.INCONCLUSIVE),  # raised in float, lost after quantization: both ways
+        ((-0.5, -0.1), (-0.4, -0.1), Verdict.FAILS),
+        ((-0.1, 0.2), (-0.2, 0.1), Verdict.INCONCLUSIVE),
+    ],
+)
+def test_train_defenses_boundary_claim(float_gap: tuple, quant_gap: tuple, expected: Verdict) -> None:
+    gap = lambda low, high: {"difference": (low + high) / 2, "low": low, "high": high, "n_a": 90, "n_b": 80}  # noqa: E731
+    metrics = {
+        "lenet-trades/boundary_distance_l2": gap(*float_gap),
+        "lenet-trades.q8/boundary_distance_l2": gap(*quant_gap),
+        "lenet-trades/clean": 0.8,  # other metrics are not read
+    }
+    (finding,) = [f for f in judge([], recipes_scope(metrics)) if f.key == "costa2024_train_defenses_boundary"]
+    assert finding.verdict is expected and len(finding.evidence) == 2
+    assert "trades minus standard" in finding.record()["evidence"][0]
+
+
+@pytest.mark.parametrize(
+    ("standard", "defended", "expected"),
+    [
+        (0.9, 0.8, Verdict.HOLDS),  # most float successes still fool the quantized models
+        (0.9, 0.2, Verdict.INCONCLUSIVE),  # the defended model's do not: checks both ways
+        (0.1, 0.2, Verdict.FAILS),
+        (0.52, 0.5, Verdict.INCONCLUSIVE),
+    ],
+)
+def test_transfer_persists_claim(standard: float, defended: float, expected: Verdict) -> None:
+    scope = Scope(
+        **{
+            **analysed({}, {"transfer_retention/eps=0.1": count(standard)}).__dict__,
+            "recipes": {"trades": {"lenet-trades.q8/transfer_retention/eps=0.1": count(defended)}},
+        }
+    )
+    (finding,) = [f for f in judge([], scope) if f.key == "costa2024_transfer_persists"]
+    assert finding.verdict is expected
+    assert {e.label.split()[0] for e in finding.evidence} == {str(QUANT), "lenet-trades.q8"}
+
+
+def test_crossing_names_the_epsilons_where_each_curve_is_above() -> None:
+    rows = [
+        row(0.8, ThreatModel.WHITE_QNN_STE, 0.02, QUANT),
+        row(0.5, ThreatModel.WHITE_FLOAT, 0.02, FLOAT_MODEL),
+        row(0.1, ThreatModel.WHITE_QNN_STE, 0.1, QUANT),
+        row(0.4, ThreatModel.WHITE_FLOAT, 0.1, FLOAT_MODEL),
+    ]
+    (finding,) = [f for f in judge(rows, SCOPE) if f.key == "gorsline2021_crossing"]
+    assert "quantized above at eps [0.02], float above at eps [0.1]" in finding.evidence[0].label

@@ -33,3 +33,35 @@ def test_failed_directory_keeps_previous_output(tmp_path) -> None:
         raise RuntimeError("interrupted")
     assert (target / "model.pt").read_text() == "good"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["models"]
+
+
+def test_a_figure_with_no_samples_is_written_as_null(tmp_path) -> None:
+    from qrobust.io import load_json, save_json
+
+    save_json(tmp_path / "m.json", {"rate": float("nan"), "gap": [1.0, float("inf")], "n": 0})
+    assert load_json(tmp_path / "m.json") == {"rate": None, "gap": [1.0, None], "n": 0}
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda path: path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2]), "not a readable .npz"),
+        (lambda path: path.write_bytes(b"PK\x03\x04 not really a zip"), "not a readable .npz"),
+        (lambda path: path.write_text("x,y\n1,2\n"), "not a readable .npz"),
+        (lambda path: np.savez(path, images=np.zeros(3)), "lacks the arrays ['x', 'y']"),
+        (lambda path: path.unlink(), "missing"),
+    ],
+    ids=["truncated", "corrupt", "foreign", "other-arrays", "missing"],
+)
+def test_a_damaged_prepared_split_is_a_clear_error_naming_file_and_fix(tmp_path, damage, message) -> None:
+    from qrobust.data import load_split
+    from qrobust.errors import DataError
+    from qrobust.io import save_npz
+
+    path = tmp_path / "train.npz"
+    save_npz(path, {"x": np.random.default_rng(0).integers(0, 255, (50, 1, 8, 8), dtype=np.uint8), "y": np.arange(50)})
+    assert load_split(path)[0].shape == (50, 1, 8, 8)
+    damage(path)
+    with pytest.raises(DataError, match="dvc checkout") as raised:
+        load_split(path)
+    assert message in str(raised.value) and str(path) in str(raised.value)

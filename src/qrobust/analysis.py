@@ -10,7 +10,12 @@ and its quantized twins.
 - Attenuation and amplification (Costa & Pinto 2024): how often a prediction flips under random and under
   adversarial noise of growing size, float against quantized.
 - Error amplification (Lin et al. 2019): per layer, ||f_l(x') - f_l(x)|| / ||f_l(x)|| under adversarial and
-  random perturbations of equal size; and per conv/linear layer its orthogonality gap and spectral norm.
+  random perturbations of equal size; per sample, the same ratio at the output (logits), quantized twin
+  against float model; and per conv/linear layer its orthogonality gap and spectral norm.
+- Transfer retention (Costa & Pinto 2024): of the float model's adversarial examples that fool it, the
+  share that also fool the quantized runtime.
+- Loss traces (Pintor et al. 2022): the loss of the model scored, step by step, while a PGD attack climbs
+  the gradient of the model the attacker differentiates; a loss that stops improving early flags masking.
 
 Every function here is pure: models and arrays in, numbers out.
 """
@@ -103,16 +108,70 @@ def layer_outputs(model: nn.Module, x: np.ndarray) -> dict[str, np.ndarray]:
     return {name: out.reshape(len(x), -1).numpy() for name, out in outputs.items()}
 
 
+def sample_change(clean: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """Per sample, ||f(x') - f(x)|| / ||f(x)||; nan where the clean output is all zeros."""
+    a, b = clean.reshape(len(clean), -1).astype(np.float64), other.reshape(len(other), -1).astype(np.float64)
+    norm = np.linalg.norm(a, axis=1)
+    return np.divide(np.linalg.norm(b - a, axis=1), norm, out=np.full(len(a), np.nan), where=norm > 0)
+
+
 def relative_change(clean: Sequence[np.ndarray], other: Sequence[np.ndarray]) -> list[float]:
     """Per layer, the median over samples of ||f_l(x') - f_l(x)|| / ||f_l(x)|| (samples whose clean
     output is all zeros are left out)."""
     ratios = []
     for a, b in zip(clean, other, strict=True):
-        a, b = a.reshape(len(a), -1).astype(np.float64), b.reshape(len(b), -1).astype(np.float64)
-        norm = np.linalg.norm(a, axis=1)
-        keep = norm > 0
-        ratios.append(float(np.median(np.linalg.norm(b - a, axis=1)[keep] / norm[keep])) if keep.any() else np.nan)
+        change = sample_change(a, b)
+        kept = change[np.isfinite(change)]
+        ratios.append(float(np.median(kept)) if kept.size else np.nan)
     return ratios
+
+
+def logits(model: nn.Module, x: np.ndarray, batch_size: int = 250) -> np.ndarray:
+    def run(index: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return model(torch.from_numpy(np.ascontiguousarray(x[index]))).numpy()
+
+    return batched(run, np.arange(len(x)), batch_size)
+
+
+def loss_trace(
+    view: nn.Module, scored: nn.Module, x: np.ndarray, y: np.ndarray, epsilon: float, steps: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Linf PGD from the clean point (step 2.5 epsilon / steps, Madry et al. 2018) on the gradient of
+    ``view``, recording before the first and after every step the per-sample cross-entropy of ``scored``
+    (the deployed model, or its exact twin). Returns the losses (steps + 1, N) and, per sample, whether
+    the final point fools ``scored``.
+
+    Written by hand: Foolbox's attacks return only their final points, and this indicator needs every step.
+    """
+    xt, yt = torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y)
+    step = 2.5 * epsilon / steps
+    adv = xt.clone()
+
+    def score(point: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        with torch.no_grad():
+            out = scored(point).double()  # float32 rounds a confident sample's loss to exactly 0
+            return F.cross_entropy(out, yt, reduction="none").numpy(), (out.argmax(1) != yt).numpy()
+
+    losses = [score(adv)[0]]
+    for _ in range(steps):
+        probe = adv.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(F.cross_entropy(view(probe), yt, reduction="sum"), probe, allow_unused=True)
+        direction = torch.zeros_like(adv) if g is None else g.sign()
+        adv = torch.clamp(torch.min(torch.max(adv + step * direction, xt - epsilon), xt + epsilon), 0.0, 1.0)
+        losses.append(score(adv)[0])
+    return np.stack(losses), score(adv)[1]
+
+
+PLATEAU_GAIN = 0.01  # a loss that gains less than this share of its value from the quarter mark has stopped
+
+
+def plateaued(losses: np.ndarray, fooled: np.ndarray) -> np.ndarray:
+    """Per sample the attack did not flip: True when its loss gained less than ``PLATEAU_GAIN`` of its
+    value between a quarter of the steps and the last one, i.e. it stopped improving early."""
+    quarter = max(1, (len(losses) - 1) // 4)
+    start, end = losses[quarter][~fooled], losses[-1][~fooled]
+    return (end - start) <= PLATEAU_GAIN * np.maximum(np.abs(start), 1e-12)
 
 
 def layer_conditioning(model: nn.Module) -> dict[str, dict[str, float]]:
@@ -174,6 +233,9 @@ def analyse(
     # the perturbation measurements count only the samples it moved.
     moved = [np.abs(x_adv[e] - x).reshape(len(x), -1).max(axis=1) > 0 for e in range(len(epsilons))]
     clean_pred = predict(x)
+    float_logits = logits(model, x)
+    adv_logits = [logits(model, x_adv[e]) for e in range(len(epsilons))]
+    float_fooled = [predict(x_adv[e]) != y for e in range(len(epsilons))]
     for e, eps in enumerate(epsilons):
         sel = moved[e]
         for kind, pert in (("adversarial", x_adv[e]), ("noise", noise[e])):
@@ -200,14 +262,26 @@ def analyse(
         aligned = ste_cos >= np.median(ste_cos)
         levels_clean = activation_levels(q.exact, x)
         m["quantized_activations"] = len(levels_clean)  # 0 for a weight-only model: nothing shifts bins
+        q_logits = logits(q.exact, x)
         for e, eps in enumerate(epsilons):
             tag = f"eps={eps:g}"
             fooled = q.predict(x_adv[e]) != y
             # Bernhard et al.: transfer counts samples both models get right; split by gradient agreement.
             m[f"transfer_success/aligned/{tag}"] = _count(fooled[both & aligned])
             m[f"transfer_success/misaligned/{tag}"] = _count(fooled[both & ~aligned])
-            per_sample = {}
+            # Costa & Pinto: of the examples that fool the float model, the share that fool this one too.
+            m[f"transfer_retention/{tag}"] = _count(fooled[both & float_fooled[e]])
+            # Lin et al.: the same input perturbation, relatively larger at the quantized model's output?
             sel = moved[e]
+            r_float = sample_change(float_logits[sel], adv_logits[e][sel])
+            r_quant = sample_change(q_logits[sel], logits(q.exact, x_adv[e][sel]))
+            finite = np.isfinite(r_float) & np.isfinite(r_quant)
+            m[f"output_change/adversarial/{tag}"] = {
+                "float": quartiles(r_float[finite]),
+                "quantized": quartiles(r_quant[finite]),
+            }
+            m[f"output_change/quantized_above_float/{tag}"] = _count(r_quant[finite] > r_float[finite])
+            per_sample = {}
             for kind, pert in (("adversarial", x_adv[e]), ("noise", noise[e])):
                 m[f"flip/{kind}/{tag}"] = _count(q_clean[sel] != q.predict(pert[sel]))
                 if not levels_clean:
@@ -223,6 +297,22 @@ def analyse(
             if per_sample:
                 m[f"bin_shift/adversarial_above_noise/{tag}"] = _count(per_sample["adversarial"] > per_sample["noise"])
         out[q.name] = m
+    return out
+
+
+def loss_plateaus(
+    model: nn.Module, quantized: Sequence[Deployed], x: np.ndarray, y: np.ndarray, epsilon: float, steps: int
+) -> dict[str, dict[str, Any]]:
+    """Per threat model, the share of the samples a traced PGD at ``epsilon`` did not flip whose loss
+    stopped improving early: the float model attacked on itself; each quantized model scored through its
+    exact twin (it agrees with the runtime) and attacked through its straight-through and exact twins."""
+    trace = loss_trace(model, model, x, y, epsilon, steps)
+    out: dict[str, dict[str, Any]] = {"float": {"loss_plateau": _count(plateaued(*trace))}}
+    for q in quantized:
+        out[q.name] = {
+            f"loss_plateau/{mode}": _count(plateaued(*loss_trace(view, q.exact, x, y, epsilon, steps)))
+            for mode, view in (("ste", q.ste), ("exact", q.exact))
+        }
     return out
 
 
@@ -248,5 +338,6 @@ def bootstrap_median_difference(a: np.ndarray, b: np.ndarray, seed: int, resampl
 
 def boundary_distances(predict: Predict, x_unbounded: np.ndarray, labels: np.ndarray, sizes: np.ndarray) -> np.ndarray:
     """The L2 sizes of a minimisation attack's unbounded outputs that fool ``predict`` (the distance to
-    its decision boundary, as far as the attack found it)."""
-    return sizes[predict(x_unbounded) != labels]
+    its decision boundary, as far as the attack found it). Samples left unmoved (size 0: misclassified
+    before any attack) are not counted: their distance says nothing about the boundary."""
+    return sizes[(predict(x_unbounded) != labels) & (sizes > 0)]

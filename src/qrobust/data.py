@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from qrobust.errors import DataError
-from qrobust.io import sha256_file
+from qrobust.io import load_npz, sha256_file
 from qrobust.registry import Registry
 
 
@@ -236,5 +236,5 @@ def as_float(x: np.ndarray) -> np.ndarray:
 
 def load_split(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """A prepared split as (float32 images in [0, 1], int64 labels)."""
-    with np.load(path, allow_pickle=False) as data:
-        return as_float(data["x"]), data["y"].astype(np.int64)
+    data = load_npz(path, required=("x", "y"))
+    return as_float(data["x"]), data["y"].astype(np.int64)

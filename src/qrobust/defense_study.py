@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from qrobust.analysis import bootstrap_median_difference, boundary_distances
 from qrobust.attacks import ATTACKS, attack_subset, craft, perturbation_norms
 from qrobust.defenses import REJECTED, Defense, DefenseKind, strongest
 from qrobust.errors import ConfigError
@@ -50,13 +51,14 @@ class DefenseStudy:
 
     settings: DefendSettings
     attack: AttackConfig
+    boundary: AttackConfig  # defend.boundary_attack: the minimisation attack behind the recipes' boundary distances
     spec: InputSpec
     device: torch.device
     batch_size: int
     x_eval: np.ndarray
     y_eval: np.ndarray
     rows: list[Result] = field(default_factory=list)
-    metrics: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.index = attack_subset(len(self.x_eval), self.attack.samples, self.settings.seed)
@@ -129,6 +131,30 @@ class DefenseStudy:
             for eps, value in zip(self.settings.epsilons, np.min(robust, axis=0), strict=True):
                 self.metrics[f"{target}/{label}/eps={eps:g}"] = round(float(value), 4)
 
+    def boundary_distances(self, view: Any, predict: Predict) -> np.ndarray:
+        """The L2 sizes of the boundary attack's unbounded outputs, made on ``view`` (the attacker's
+        model), that fool ``predict`` (the deployed runtime)."""
+        crafted = craft(
+            module_victim(view, self.device), self.boundary.name, self.boundary.options, (), self.x, self.y,
+            batch_size=self.batch_size, seed=self.settings.seed, key="attack.attacks",
+        )  # fmt: skip
+        return boundary_distances(
+            predict, crafted.x_adv[-1], self.y, perturbation_norms(crafted.x_adv, self.x)["l2"][-1]
+        )
+
+    def retention(self, float_set: AdversarialSet, float_predict: Predict, predict: Predict, target: ModelId) -> None:
+        """Of the float recipe model's adaptive examples that fool its runtime, the share that also fool
+        ``predict`` (its quantized runtime), among samples both classify correctly (Costa & Pinto 2024)."""
+        both = (float_predict(self.x) == self.y) & (predict(self.x) == self.y)
+        for e, eps in enumerate(float_set.epsilons):
+            float_fooled = float_predict(float_set.x_adv[e]) != self.y
+            fooled = (predict(float_set.x_adv[e]) != self.y)[both & float_fooled]
+            self.metrics[f"{target}/transfer_retention/eps={eps:g}"] = {
+                "rate": float(fooled.mean()) if fooled.size else float("nan"),
+                "k": int(fooled.sum()),
+                "n": int(fooled.size),
+            }
+
 
 def run_defense(study: DefenseStudy, defense: Defense, calib: np.ndarray | None) -> None:
     """A test-time defense in front of each baseline model (or the ensemble of its precisions)."""
@@ -163,16 +189,32 @@ def run_defense(study: DefenseStudy, defense: Defense, calib: np.ndarray | None)
 
 
 def run_recipe(study: DefenseStudy, name: str, recipe: Recipe) -> None:
-    """A train-based defense: the baseline's sets transferred to the recipe model, and the attack on it."""
+    """A train-based defense: the baseline's sets transferred to the recipe model, and the attack on it.
+    Beside the rows, per precision the recipe model's boundary distance against the standard model's
+    (difference of medians with a bootstrap interval), and per quantized recipe model how many of the
+    float recipe model's adaptive examples still fool it."""
     s = study.settings
     for arch in s.archs:
         base, defended = ModelId(arch, DefendSettings.BASELINE), ModelId(arch, name)
+        float_set, float_runtime = None, None
         for precision in study.precisions():
             start = time.perf_counter()
             target = defended.at(precision)
-            module = open_module(threat_of(precision), target, study.spec, defended=True)
+            view = attacker_view(recipe, open_module(threat_of(precision), target, study.spec, defended=True))
             non_adaptive = [study.suite_set(base.at(precision))]
-            adaptive = study.adaptive_set(attacker_view(recipe, module), target, threat_of(precision), non_adaptive)
+            adaptive = study.adaptive_set(view, target, threat_of(precision), non_adaptive)
             runtime = open_runtime(target, defended=True)
             study.score(name, runtime.predict, target, non_adaptive, adaptive)
+            if float_set is None or float_runtime is None:
+                float_set, float_runtime = adaptive, runtime
+            else:
+                study.retention(float_set, float_runtime.predict, runtime.predict, target)
+            standard = base.at(precision)
+            study.metrics[f"{target}/boundary_distance_l2"] = bootstrap_median_difference(
+                study.boundary_distances(
+                    open_module(threat_of(precision), standard, study.spec), open_runtime(standard).predict
+                ),
+                study.boundary_distances(view, runtime.predict),
+                s.seed,
+            )
             print(f"{name} on {target}: {time.perf_counter() - start:.1f}s")

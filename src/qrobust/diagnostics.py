@@ -12,10 +12,9 @@ when the intervals separate:
 - ``noise_beats_gradient``: random noise leaves lower robust accuracy than a gradient attack of the same
   norm and epsilon;
 - ``zero_gradients``: most samples' input gradient through the model the attack differentiates is all
-  zero (from the analysis stage; exact-rounding twins).
-
-Not checked: an attack's loss that stops improving early, which needs the per-step loss the attack
-stage does not record.
+  zero (from the analysis stage; exact-rounding twins);
+- ``loss_plateau``: of the samples the analysis's traced PGD did not flip, more than half (Wilson
+  interval above one half) stopped improving their loss on the deployed model by a quarter of the steps.
 """
 
 from __future__ import annotations
@@ -27,10 +26,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from qrobust.findings import Rate, above
-from qrobust.results import Result, ThreatModel
+from qrobust.results import Result, ThreatModel, wilson_interval
 
 WHITE = (ThreatModel.WHITE_FLOAT.value, ThreatModel.WHITE_QNN_EXACT.value, ThreatModel.WHITE_QNN_STE.value)
-CHECKS = ("black_beats_white", "rises_with_epsilon", "unbounded_short", "noise_beats_gradient", "zero_gradients")
+CHECKS = (
+    "black_beats_white", "rises_with_epsilon", "unbounded_short", "noise_beats_gradient", "zero_gradients",
+    "loss_plateau",
+)  # fmt: skip
+# The analysis's loss-trace keys and the threat model each traced attack stands for.
+TRACES = {
+    "loss_plateau": ThreatModel.WHITE_FLOAT,
+    "loss_plateau/ste": ThreatModel.WHITE_QNN_STE,
+    "loss_plateau/exact": ThreatModel.WHITE_QNN_EXACT,
+}
 TOTAL = 0.95  # the success an unbounded attack should reach
 
 
@@ -102,9 +110,12 @@ def masking_flags(
             if best is not None and above(_rate(best), _rate(r)):
                 flags.append(Flag(r.target, threat, "noise_beats_gradient", f"{_rate(r)} below {_rate(best)}"))
 
-    for record in analysis.values():
+    for float_model, record in analysis.items():
         for name, m in record.items():
-            count = m.get("zero_gradient/exact") if isinstance(m, Mapping) else None
+            if not isinstance(m, Mapping):
+                continue
+            model = float_model if name == "float" else name
+            count = m.get("zero_gradient/exact")
             if count and count["rate"] > 0.5:
                 flags.append(
                     Flag(
@@ -114,4 +125,15 @@ def masking_flags(
                         f"{100 * count['rate']:.1f}% of n={count['n']} samples have an all-zero input gradient",
                     )
                 )
+            for key, threat in TRACES.items():
+                if key in m and m[key]["n"] and wilson_interval(m[key]["k"], m[key]["n"])[0] > 0.5:
+                    flags.append(
+                        Flag(
+                            str(model),
+                            threat.value,
+                            "loss_plateau",
+                            f"{100 * m[key]['rate']:.1f}% of the n={m[key]['n']} samples the traced PGD did not flip "
+                            "stopped improving by a quarter of its steps",
+                        )
+                    )
     return flags

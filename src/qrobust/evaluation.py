@@ -48,7 +48,8 @@ class AdversarialSet:
 
     @classmethod
     def load(cls, path: Path) -> AdversarialSet:
-        data = load_npz(path)
+        keys = ("attack", "norm", "threat_model", "source", "index", "y", "epsilons", "x_adv", "queries_per_sample")
+        data = load_npz(path, required=(*keys, *(f"norm_{norm}" for norm in NORMS)))
         return cls(
             attack=str(data["attack"]),
             norm=str(data["norm"]),

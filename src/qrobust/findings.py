@@ -5,8 +5,9 @@ and its 95% Wilson interval from the result rows. A comparison *separates* when 
 overlap; only separated comparisons count as evidence. Each claim's rule turns its comparisons into a
 verdict, and the rule's text travels with the verdict into ``findings.json`` and the report, beside the
 numbers. Claims that rest on mechanisms measured inside the models (quantization shift, gradient
-misalignment, layer-wise amplification, boundary distances with bootstrap intervals) need the analysis
-stage and are not judged here.
+misalignment, amplification, boundary distances, transfer retention) read the analysis stage's records
+and the defense study's metrics: proportions with Wilson intervals against one half, and differences
+of medians with bootstrap intervals against zero.
 """
 
 from __future__ import annotations
@@ -72,8 +73,9 @@ class Interval:
 
 def proportion(label: str, count: Mapping[str, Any]) -> Rate:
     """A proportion the analysis recorded as {rate, k, n}, with its Wilson interval."""
-    low, high = wilson_interval(int(count["k"]), int(count["n"]))
-    return Rate(label, float(count["rate"]), low, high, int(count["n"]))
+    k, n = int(count["k"]), int(count["n"])
+    low, high = wilson_interval(k, n)
+    return Rate(label, k / n if n else math.nan, low, high, n)
 
 
 def above(a: Rate, b: Rate) -> bool:
@@ -97,6 +99,21 @@ def claimed_above(label: str, a: Rate, b: Rate) -> Evidence:
     """The claim says ``a`` lies above ``b``."""
     outcome = Outcome.SUPPORTS if above(a, b) else Outcome.CONTRADICTS if above(b, a) else Outcome.UNDECIDED
     return Evidence(label, outcome, (a, b))
+
+
+def claimed_majority(label: str, share: Rate) -> Evidence:
+    """The claim says ``share`` (a per-sample proportion) is above one half."""
+    return claimed_above(label, share, Rate("one half", 0.5, 0.5, 0.5, share.n))
+
+
+def claimed_positive(label: str, what: str, d: Mapping[str, Any]) -> Evidence | None:
+    """The claim says the difference ``d`` (the analysis's bootstrap record) is above zero; None when
+    either side had no samples."""
+    if not d or d["n_a"] == 0 or d["n_b"] == 0:
+        return None
+    gap = Interval(what, d["difference"], d["low"], d["high"], f"{d['n_b']}/{d['n_a']}")
+    outcome = Outcome.SUPPORTS if d["low"] > 0 else Outcome.CONTRADICTS if d["high"] < 0 else Outcome.UNDECIDED
+    return Evidence(label, outcome, (gap,))
 
 
 AGGREGATE_RULE = (
@@ -194,6 +211,7 @@ class Scope:
     ensembles: tuple[str, ...]
     dq_recipe: str | None  # the Defensive Quantization recipe's name, if the defense study trains it
     analysis: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # float model -> analyse's record
+    recipes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # train-based defense -> its metrics
 
 
 Claim = Callable[[Rows, Scope], tuple[Evidence, ...]]
@@ -271,11 +289,10 @@ def _transfer_mechanism(rows: Rows, scope: Scope) -> tuple[Evidence, ...]:
     a bin edge than same-size noise (share of samples above one half). Misalignment: the examples transfer
     more where the float and straight-through gradients agree (above the median cosine) than where they do not."""
     evidence = []
-    chance = lambda n: Rate("chance", 0.5, 0.5, 0.5, n)  # noqa: E731
     for _, quant, _, m in _measured(scope):
         for tag in _epsilon_keys(m, "bin_shift/adversarial_above_noise/"):
             shift = proportion("adversarial shifts more bins than noise", m[f"bin_shift/adversarial_above_noise/{tag}"])
-            evidence.append(claimed_above(f"{quant} {tag}: quantization shift", shift, chance(shift.n)))
+            evidence.append(claimed_majority(f"{quant} {tag}: quantization shift", shift))
         for tag in _epsilon_keys(m, "transfer_success/aligned/"):
             aligned = proportion("aligned half", m[f"transfer_success/aligned/{tag}"])
             misaligned = proportion("misaligned half", m[f"transfer_success/misaligned/{tag}"])
@@ -302,17 +319,69 @@ def _vanishing(rows: Rows, scope: Scope) -> tuple[Evidence, ...]:
 
 
 def _boundary(rows: Rows, scope: Scope) -> tuple[Evidence, ...]:
+    checks = (
+        claimed_positive(
+            f"{quant} vs {float_model}: distance to the decision boundary",
+            "median L2 distance, quantized minus float",
+            m.get("boundary_distance_l2", {}),
+        )
+        for float_model, quant, _, m in _measured(scope)
+    )
+    return tuple(e for e in checks if e is not None)
+
+
+def _amplification(rows: Rows, scope: Scope) -> tuple[Evidence, ...]:
     evidence = []
     for float_model, quant, _, m in _measured(scope):
-        d = m.get("boundary_distance_l2")
-        if not d or d["n_a"] == 0 or d["n_b"] == 0:
-            continue
-        gap = Interval(
-            "median L2 distance, quantized minus float", d["difference"], d["low"], d["high"], f"{d['n_b']}/{d['n_a']}"
-        )
-        outcome = Outcome.SUPPORTS if d["low"] > 0 else Outcome.CONTRADICTS if d["high"] < 0 else Outcome.UNDECIDED
-        evidence.append(Evidence(f"{quant} vs {float_model}: distance to the decision boundary", outcome, (gap,)))
+        for tag in _epsilon_keys(m, "output_change/quantized_above_float/"):
+            share = proportion("quantized above float", m[f"output_change/quantized_above_float/{tag}"])
+            evidence.append(
+                claimed_majority(
+                    f"{quant} vs {float_model} {tag}: relative change of the logits under the float model's "
+                    "adversarial perturbation",
+                    share,
+                )
+            )
     return tuple(evidence)
+
+
+def _recipe_records(scope: Scope, what: str) -> list[tuple[str, str, Any]]:
+    """(recipe, metric key, value) for every defense-study metric of a train-based recipe whose key
+    holds ``/<what>``."""
+    return [
+        (name, key, v) for name, metrics in scope.recipes.items() for key, v in metrics.items() if f"/{what}" in key
+    ]
+
+
+def _train_defenses_boundary(rows: Rows, scope: Scope) -> tuple[Evidence, ...]:
+    checks = (
+        claimed_positive(
+            f"{key.split('/')[0]} vs the standard model of the same precision: distance to the decision boundary",
+            f"median L2 distance, {name} minus standard",
+            d,
+        )
+        for name, key, d in _recipe_records(scope, "boundary_distance_l2")
+    )
+    return tuple(e for e in checks if e is not None)
+
+
+def _transfer_persists(rows: Rows, scope: Scope) -> tuple[Evidence, ...]:
+    records = [
+        (quant, key, m[key])
+        for _, quant, _, m in _measured(scope)
+        for key in (f"transfer_retention/{tag}" for tag in _epsilon_keys(m, "transfer_retention/"))
+    ]
+    records += [
+        (key.split("/")[0], key.split("/", 1)[1], v) for _, key, v in _recipe_records(scope, "transfer_retention")
+    ]
+    return tuple(
+        claimed_majority(
+            f"{target} {key.split('/')[-1]}: its float model's adversarial examples that still fool it",
+            proportion("still fool the quantized model", count),
+        )
+        for target, key, count in records
+        if count["n"]
+    )
 
 
 def _noise(rows: Rows, scope: Scope) -> tuple[Evidence, ...]:
@@ -379,14 +448,16 @@ def _crossing(rows: Rows, scope: Scope) -> tuple[Evidence, ...]:
         if len(rates) < 4:
             continue
         pairs = list(zip(rates[::2], rates[1::2], strict=True))
-        ups, downs = sum(above(q, f) for q, f in pairs), sum(above(f, q) for q, f in pairs)
+        ups = [q.label.split()[-1] for q, f in pairs if above(q, f)]
+        downs = [q.label.split()[-1] for q, f in pairs if above(f, q)]
         if ups and downs:
             outcome = Outcome.SUPPORTS
-        elif ups == len(pairs) or downs == len(pairs):
+        elif len(ups) == len(pairs) or len(downs) == len(pairs):
             outcome = Outcome.CONTRADICTS
         else:
             outcome = Outcome.UNDECIDED
-        evidence.append(Evidence(f"{quant} vs {float_model} over epsilon", outcome, tuple(rates)))
+        where = f"quantized above at eps {ups or 'none'}, float above at eps {downs or 'none'}".replace("'", "")
+        evidence.append(Evidence(f"{quant} vs {float_model} over epsilon ({where})", outcome, tuple(rates)))
     return tuple(evidence)
 
 
@@ -509,6 +580,15 @@ CLAIMS = (
         _crossing,
     ),
     ClaimEntry(
+        "lin2019_amplification",
+        "Vanilla quantization amplifies adversarial noise layer by layer.",
+        "Lin et al. 2019",
+        "per quantized model and epsilon: the share of samples whose logits change relatively more (||f(x') - f(x)|| "
+        "/ ||f(x)||) on the quantized model (exact twin) than on the float model, under the float model's adversarial "
+        "perturbation, above one half supports, below one half contradicts; the per-layer ratios are in the analysis",
+        _amplification,
+    ),
+    ClaimEntry(
         "lin2019_defensive_quantization",
         "Defensive Quantization keeps quantized models robust and can raise clean accuracy.",
         "Lin et al. 2019",
@@ -551,6 +631,26 @@ CLAIMS = (
         "defense epsilon and not at the largest supports; above at the largest or below at the smallest "
         "contradicts",
         _preprocessors,
+    ),
+    ClaimEntry(
+        "costa2024_train_defenses_boundary",
+        "Train-based defenses raise the distance to the decision boundary and keep it after quantization.",
+        "Costa & Pinto 2024",
+        "per train-based recipe of the defense study and precision (float and each quantizer): the median L2 distance "
+        "at which the boundary attack (through the attacker's view) fools the recipe model's runtime, minus the "
+        "standard model's at the same precision, with a 95% bootstrap interval above zero supports, below zero "
+        "contradicts",
+        _train_defenses_boundary,
+    ),
+    ClaimEntry(
+        "costa2024_transfer_persists",
+        "Float-to-quantized transfer persists, defended models included.",
+        "Costa & Pinto 2024",
+        "per float / quantized pair (the study's models, and the defense study's recipe models with their adaptive "
+        "examples) and epsilon: of the float model's adversarial examples that fool it, on samples both models "
+        "classify correctly, the share that also fool the quantized runtime above one half supports, below one "
+        "half contradicts",
+        _transfer_persists,
     ),
 )
 

@@ -11,15 +11,19 @@ import contextlib
 import hashlib
 import io
 import json
+import math
 import os
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Iterator, Mapping
+import zlib
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from qrobust.errors import DataError
 
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
@@ -70,13 +74,36 @@ def save_npz(path: str | Path, arrays: Mapping[str, np.ndarray]) -> None:
             archive.writestr(info, buffer.getvalue())
 
 
-def load_npz(path: str | Path) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as data:
-        return {name: data[name] for name in data.files}
+def load_npz(path: str | Path, required: Collection[str] = ()) -> dict[str, np.ndarray]:
+    """Every array of an .npz this project wrote. A truncated, corrupt or foreign file (or one that lacks
+    ``required`` arrays) is a DataError naming the file and the fix, not a zipfile traceback."""
+    fix = f"restore it with `dvc checkout {path}`, or re-run the stage that writes it (`dvc repro --force <stage>`)"
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
+    except FileNotFoundError:
+        raise DataError(f"{path}: missing; {fix}") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+        raise DataError(f"{path}: not a readable .npz archive ({type(error).__name__}: {error}); {fix}") from None
+    lacking = sorted(set(required) - set(arrays))
+    if lacking:
+        raise DataError(f"{path}: lacks the arrays {lacking} (it holds {sorted(arrays)}); {fix}")
+    return arrays
+
+
+def _finite(obj: Any) -> Any:
+    """JSON has no NaN: a figure that could not be measured (no samples to measure it on) is written null."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, Mapping):
+        return {key: _finite(value) for key, value in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(value) for value in obj]
+    return obj
 
 
 def dumps_json(obj: Any) -> str:
-    return json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    return json.dumps(_finite(obj), indent=2, sort_keys=True, allow_nan=False) + "\n"
 
 
 def save_json(path: str | Path, obj: Any) -> None:

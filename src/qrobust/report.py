@@ -44,8 +44,13 @@ class Report:
     sections: list[Table | Figure] = field(default_factory=list)
 
 
-def pct(value: float) -> str:
-    return "n/a" if math.isnan(value) else f"{100 * value:.1f}%"
+def pct(value: float | None) -> str:
+    """A rate as a percentage; "n/a" where there was nothing to measure (nan, or null in JSON)."""
+    return "n/a" if value is None or math.isnan(value) else f"{100 * value:.1f}%"
+
+
+def num(value: float | None) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:.3f}"
 
 
 def with_ci(r: Result) -> str:
@@ -507,8 +512,8 @@ def masking_table(flags: Sequence[Mapping[str, str]], checks: Sequence[str]) -> 
         "Flags of AutoAttack's and Pintor et al.'s (2022) checks that the rows can answer, raised only when the 95% "
         "intervals separate: a black-box attack below the strongest white-box one of its norm and epsilon; robust "
         "accuracy rising with epsilon; an unbounded attack fooling under 95%; random noise below a gradient attack; most "
-        "input gradients all zero. Models and threat models with no flag are not listed. Not checked: attack losses "
-        "that stop improving early (the attack stage records no per-step loss).",
+        "input gradients all zero; most samples a traced PGD could not flip stopped improving their loss by a quarter "
+        "of its steps (analysis.trace). Models and threat models with no flag are not listed.",
     )
 
 
@@ -527,7 +532,7 @@ def analysis_table(analysis: Mapping[str, Mapping[str, Any]]) -> Table:
                 values = list(m.get(f"bin_shift/{kind}/{tag}", {}).values())
                 return f"{100 * sum(values) / len(values):.1f}%" if values else "(no quantized activations)"
 
-            cos = m["grad_cosine/ste"]
+            cos, change = m["grad_cosine/ste"], m[f"output_change/adversarial/{tag}"]
             lines.append(
                 (
                     name,
@@ -536,6 +541,8 @@ def analysis_table(analysis: Mapping[str, Mapping[str, Any]]) -> Table:
                     f"{shift('adversarial')} / {shift('noise')}",
                     f"{pct(m[f'flip/adversarial/{tag}']['rate'])} / {pct(f[f'flip/adversarial/{tag}']['rate'])}",
                     f"{pct(m[f'flip/noise/{tag}']['rate'])} / {pct(f[f'flip/noise/{tag}']['rate'])}",
+                    f"{num(change['quantized']['median'])} / {num(change['float']['median'])}",
+                    f"{pct(m[f'transfer_retention/{tag}']['rate'])} of {m[f'transfer_retention/{tag}']['n']}",
                     f"{record['samples']} ({m[f'flip/adversarial/{tag}']['n']} moved) at eps {eps}",
                 )
             )
@@ -548,6 +555,8 @@ def analysis_table(analysis: Mapping[str, Mapping[str, Any]]) -> Table:
             "activation values changing bin: adversarial / same-size noise",
             "prediction flips under the float model's attack: quantized / float",
             "prediction flips under same-size random noise: quantized / float",
+            "relative change of the logits, median: quantized / float",
+            "float examples that fooled the float model and fool this one",
             "samples",
         ),
         tuple(lines),

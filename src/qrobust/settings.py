@@ -228,13 +228,17 @@ class DefendSettings:
     eot_samples: int
     calib_samples: int
     defenses: Mapping[str, Mapping[str, Any]]
+    boundary_attack: str  # a gradient minimisation attack: boundary distances of recipe vs standard models
     seed: int
 
     BASELINE = "standard"  # the recipe whose models the test-time defenses wrap and the recipes are compared with
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> DefendSettings:
-        keys = {"archs", "recipes", "quantizers", "attack", "epsilons", "eot_samples", "calib_samples", "defenses"}
+        keys = {
+            "archs", "recipes", "quantizers", "attack", "epsilons", "eot_samples", "calib_samples", "defenses",
+            "boundary_attack",
+        }  # fmt: skip
         s = c.section(params, "defend", keys)
         train = TrainSettings.from_params(params)
         if cls.BASELINE not in train.recipes:
@@ -259,6 +263,13 @@ class DefendSettings:
             raise ConfigError(
                 f"defend.attack: {name!r} must run under white_float and white_qnn_ste (its sets are the "
                 f"non-adaptive attack); it runs under {[t.value for t in by_name[name].threat_models]}"
+            )
+        boundary = c.require(s, "boundary_attack", "defend")
+        minimisers = [n for n in by_name if ATTACKS.get(n).kind is Kind.GRADIENT and ATTACKS.get(n).minimises()]
+        if boundary not in minimisers:
+            raise ConfigError(
+                f"defend.boundary_attack: {boundary!r} is not a gradient minimisation attack of attack.attacks; "
+                f"such attacks: {minimisers}"
             )
         grid = by_name[name].epsilons
         epsilons = c.epsilon_grid(c.require(s, "epsilons", "defend"), "defend.epsilons", max(grid))
@@ -289,6 +300,7 @@ class DefendSettings:
             eot_samples=c.positive_int(c.require(s, "eot_samples", "defend"), "defend.eot_samples"),
             calib_samples=c.positive_int(c.require(s, "calib_samples", "defend"), "defend.calib_samples"),
             defenses=MappingProxyType(defenses),
+            boundary_attack=boundary,
             seed=_seed(params),
         )
 
@@ -306,11 +318,17 @@ class AnalysisSettings:
     epsilons: tuple[float, ...]
     samples: int
     boundary_attack: str  # a minimisation attack run on every deployed runtime: its unbounded outputs
+    trace_epsilon: float  # the traced PGD behind the loss-plateau indicator: its Linf budget,
+    trace_steps: int  # steps
+    trace_samples: int  # and the first this many of the analysis samples
     seed: int
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> AnalysisSettings:
-        s = c.section(params, "analysis", {"attack", "epsilons", "samples", "boundary_attack"})
+        s = c.section(params, "analysis", {"attack", "epsilons", "samples", "boundary_attack", "trace"})
+        trace = c.section(
+            {"analysis.trace": c.require(s, "trace", "analysis")}, "analysis.trace", {"epsilon", "steps", "samples"}
+        )
         by_name = {a.name: a for a in AttackSettings.from_params(params).attacks}
         name = c.require(s, "attack", "analysis")
         if name not in by_name:
@@ -339,6 +357,17 @@ class AnalysisSettings:
             epsilons=c.epsilon_grid(c.require(s, "epsilons", "analysis"), "analysis.epsilons", high),
             samples=samples,
             boundary_attack=boundary,
+            trace_epsilon=c.number(
+                c.require(trace, "epsilon", "analysis.trace"),
+                "analysis.trace.epsilon",
+                low=0.0,
+                high=1.0,
+                low_open=True,
+            ),
+            trace_steps=c.positive_int(c.require(trace, "steps", "analysis.trace"), "analysis.trace.steps"),
+            trace_samples=min(
+                samples, c.positive_int(c.require(trace, "samples", "analysis.trace"), "analysis.trace.samples")
+            ),
             seed=_seed(params),
         )
 
