@@ -16,9 +16,10 @@ import numpy as np
 from qrobust.attacks import ATTACKS, Kind, attack_subset, craft, perturbation_norms
 from qrobust.data import DATASETS, load_split
 from qrobust.errors import run_stage
-from qrobust.io import atomic_dir, load_npz, save_json, save_npz
-from qrobust.layout import PREPARED, adversarial_dir, timing_path
+from qrobust.io import atomic_dir, load_npz, save_npz
+from qrobust.layout import PREPARED, adversarial_dir
 from qrobust.models import input_spec
+from qrobust.provenance import save_timing
 from qrobust.results import ThreatModel
 from qrobust.settings import load_study
 from qrobust.training import resolve_device
@@ -74,7 +75,7 @@ def main(name: str) -> None:
                     "queries_per_sample": round(float(record["queries_per_sample"]), 1),
                 }
                 print(f"{name} {threat.value} {source}: {len(x)} samples in {seconds:.1f}s")
-    save_json(timing_path("attack", name), {"device": str(device), "sets": summary})
+    save_timing("attack", name, {"device": str(device), "sets": summary})
 
 
 if __name__ == "__main__":

@@ -13,8 +13,9 @@ from qrobust.defense_study import DefenseStudy, run_defense, run_recipe
 from qrobust.defenses import DefenseKind, create_defense
 from qrobust.errors import ConfigError, run_stage
 from qrobust.io import save_json
-from qrobust.layout import PREPARED, REPORTS, timing_path
+from qrobust.layout import PREPARED, REPORTS
 from qrobust.models import input_spec
+from qrobust.provenance import save_timing
 from qrobust.quantizers import calibration_subset
 from qrobust.results import write_results
 from qrobust.settings import load_study
@@ -52,7 +53,7 @@ def main(defense_name: str | None, recipe_name: str | None) -> None:
         run_recipe(study, name, RECIPES.get(name)(dict(options)))
     write_results(REPORTS / "defenses" / f"{name}.csv", study.rows)
     save_json(REPORTS / "defenses" / f"{name}.json", {"defense": {name: study.metrics}})
-    save_json(timing_path("defend", name), {"seconds": round(time.perf_counter() - start, 1)})
+    save_timing("defend", name, {"seconds": round(time.perf_counter() - start, 1)})
 
 
 if __name__ == "__main__":

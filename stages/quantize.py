@@ -16,9 +16,10 @@ from qrobust.backends import artefact_bytes, load_runtime, load_twin, weight_cen
 from qrobust.data import DATASETS, load_split
 from qrobust.errors import ConfigError, run_stage
 from qrobust.io import atomic_dir, load_json, save_json
-from qrobust.layout import PREPARED, model_dir, timing_path
+from qrobust.layout import PREPARED, model_dir
 from qrobust.model_id import ModelId
 from qrobust.models import create_model, input_spec
+from qrobust.provenance import save_timing
 from qrobust.quantizers import FloatModel, calibration_subset, create_quantizer
 from qrobust.runtime import OrtRuntime, latencies
 from qrobust.settings import load_study
@@ -75,7 +76,7 @@ def main(model_name: str, quantizer_name: str) -> None:
             **{f"twin_{mode.value}_{k}": v for mode, check in twins.items() for k, v in check.items()},
         }
         save_json(out / "metrics.json", metrics)
-    save_json(timing_path("quantize", metrics["model"]), latencies(deployed, x_eval, repeats=10))
+    save_timing("quantize", metrics["model"], latencies(deployed, x_eval, repeats=10))
     print(
         f"{metrics['model']}: test accuracy {metrics['test_accuracy']:.4f} (float {metrics['float_test_accuracy']:.4f}, "
         f"agreement {metrics['top1_agreement_with_float']:.4f}); {100 * metrics['weights_quantized_share']:.1f}% of "

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import csv
 import io
+from pathlib import Path
 
 from qrobust.diagnostics import CHECKS
 from qrobust.errors import run_stage
-from qrobust.io import load_json, write_bytes, write_text
-from qrobust.layout import REPORTS, model_dir, timing_path
+from qrobust.io import load_json, save_json, write_bytes, write_text
+from qrobust.layout import PREPARED, REPORTS, TIMING, model_dir, timing_path
 from qrobust.model_id import ModelId
+from qrobust.provenance import provenance
 from qrobust.report import DefenseStudy, Figure, build_report, pct, plot_rows, render_html, render_markdown
 from qrobust.results import read_results
 from qrobust.settings import DefendSettings, load_study
@@ -32,7 +34,11 @@ def main() -> None:
     metrics = {
         m: {
             **load_json(model_dir(m) / "metrics.json"),
-            **load_json(timing_path("quantize" if m.quantizer else "train", str(m))),
+            **{
+                k: v
+                for k, v in load_json(timing_path("quantize" if m.quantizer else "train", str(m))).items()
+                if k != "machine"
+            },
         }
         for m in study.models()
     }
@@ -54,6 +60,13 @@ def main() -> None:
         note=("Detector false-positive rates: " + "; ".join(detectors) + ".") if detectors else "",
     )
     evidence = load_json(REPORTS / "findings_evidence.json")
+    record = provenance(
+        Path.cwd(),
+        load_json(PREPARED / "manifest.json"),
+        data.seed,
+        {f"{p.parent.name}@{p.stem}": load_json(p)["machine"] for p in sorted(TIMING.rglob("*.json"))},
+    )
+    save_json(REPORTS / "provenance.json", record)
     report = build_report(
         rows,
         float_metrics,
@@ -69,6 +82,7 @@ def main() -> None:
         analysis={
             str(m): load_json(REPORTS / "analysis" / f"{m}.json")["analysis"][str(m)] for m in study.train.model_ids()
         },
+        provenance=record,
         summary=[
             f"Dataset {data.dataset}, seed {data.seed}; {len(float_metrics)} float models, {len(quant_metrics)} quantized models; "
             f"{len(attacks)} attacks; every adversarial set scored on every model's deployed runtime (ONNX Runtime session or "

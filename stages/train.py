@@ -14,9 +14,10 @@ import torch
 from qrobust.data import DATASETS, load_split
 from qrobust.errors import ConfigError, run_stage
 from qrobust.io import atomic_dir, save_json
-from qrobust.layout import PREPARED, model_dir, timing_path
+from qrobust.layout import PREPARED, model_dir
 from qrobust.model_id import ModelId
 from qrobust.models import count_macs, create_model, input_spec, parameter_count
+from qrobust.provenance import save_timing
 from qrobust.runtime import OrtRuntime, export_onnx, latencies, verify_export
 from qrobust.settings import load_study
 from qrobust.training import RECIPES, fit, seed_everything
@@ -64,9 +65,8 @@ def main(arch: str, recipe: str) -> None:
             **check,
         }
         save_json(out / "metrics.json", metrics)
-    save_json(
-        timing_path("train", metrics["model"]),
-        {"train_seconds": round(train_seconds, 1), **latencies(runtime, x_eval, repeats=10)},
+    save_timing(
+        "train", metrics["model"], {"train_seconds": round(train_seconds, 1), **latencies(runtime, x_eval, repeats=10)}
     )
     print(f"{metrics['model']}: test accuracy {test_accuracy:.4f} in {train_seconds:.0f}s")
 

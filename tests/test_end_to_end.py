@@ -97,6 +97,12 @@ def test_report_metrics_and_plots(smoke: Path) -> None:
     assert set(findings) == {c.key for c in CLAIMS}
     assert {f["verdict"] for f in findings.values()} <= {v.value for v in Verdict}
     assert '"verdict"' in json.dumps(metrics)
+    provenance = load_json(smoke / "reports" / "provenance.json")
+    assert len(provenance["git"]["commit"]) == 40 and provenance["dataset"]["raw_sha256"]
+    assert sum(len(g["stages"]) for g in provenance["stage_machines"]) == len(
+        list((smoke / "reports" / "timing").rglob("*.json"))
+    )
+    assert "## Provenance" in markdown
     dvc(smoke, "plots", "show", "-o", "plots_out")
     assert (smoke / "plots_out" / "index.html").is_file()
 
@@ -135,6 +141,19 @@ def test_second_repro_runs_nothing(smoke: Path) -> None:
     out = dvc(smoke, "repro")
     assert "Running stage" not in out
     assert "Data and pipelines are up to date" in dvc(smoke, "status")
+
+
+def test_a_report_change_in_a_temporary_experiment_runs_only_the_report(smoke: Path) -> None:
+    """`dvc exp run --temp` (how the queue runs a sweep) starts from a clean checkout of the commit:
+    every output, timings and metrics included, must come back from the cache, not be re-made."""
+    git = ["git", "-c", "user.name=qrobust", "-c", "user.email=qrobust@localhost"]
+    subprocess.run([*git, "add", "dvc.lock"], cwd=smoke, check=True)
+    subprocess.run([*git, "commit", "-qm", "smoke study run"], cwd=smoke, check=True)
+    out = dvc(smoke, "exp", "run", "--temp", "-n", "lenient", "-S", "report.min_float_accuracy=0.5")
+    ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
+    assert ran == {"report"}, out
+    shown = json.loads(dvc(smoke, "exp", "show", "--json"))
+    assert "lenient" in json.dumps(shown)
 
 
 def _cached_outs(project: Path, stages: tuple[str, ...]) -> dict[str, str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -591,6 +592,7 @@ def build_report(
     findings: Mapping[str, Mapping[str, Any]] | None = None,
     masking: tuple[Sequence[Mapping[str, str]], Sequence[str]] | None = None,
     analysis: Mapping[str, Mapping[str, Any]] | None = None,
+    provenance: Mapping[str, Any] | None = None,
     summary: Sequence[str] = (),
 ) -> Report:
     sections: list[Table | Figure] = [
@@ -623,7 +625,38 @@ def build_report(
                 note=defense.note,
             )
         )
+    if provenance is not None:
+        sections.append(provenance_table(provenance))
     return Report("qrobust report", list(summary), sections)
+
+
+def provenance_table(record: Mapping[str, Any]) -> Table:
+    """Where and with what this study ran, from reports/provenance.json."""
+    git = record["git"]
+    lines = [
+        ("git commit", f"{git['commit'] or 'n/a'}{' (work tree dirty)' if git['dirty'] else ''}"),
+        ("Python", record["python"]),
+        ("packages", ", ".join(f"{k} {v}" for k, v in record["packages"].items() if v)),
+        ("seed", str(record["seed"])),
+        *((f"dataset {k}", json.dumps(v, sort_keys=True)) for k, v in record["dataset"].items()),
+    ]
+    for group in record["stage_machines"]:
+        m = group["machine"]
+        cpu, threads = m["cpu"], m["threads"]
+        lines.append(
+            (
+                f"machine of {len(group['stages'])} timed stages",
+                f"{cpu['model']}; VNNI {'yes' if cpu['vnni'] else 'no'}; flags {' '.join(cpu['kernel_flags'])}; "
+                f"{threads['usable_cpus']} usable CPUs, torch {threads['torch_threads']} threads"
+                f"{'; CUDA ' + m['cuda'] if m['cuda'] else ''}",
+            )
+        )
+    return Table(
+        "Provenance",
+        ("what", "value"),
+        tuple(lines),
+        "Timings depend on the machine (int8 kernels on VNNI); no cached model or attack output does.",
+    )
 
 
 def plot_rows(
