@@ -64,7 +64,7 @@ def main() -> None:
         Path.cwd(),
         load_json(PREPARED / "manifest.json"),
         data.seed,
-        {f"{p.parent.name}@{p.stem}": load_json(p)["machine"] for p in sorted(TIMING.rglob("*.json"))},
+        {f"{p.parent.name}@{p.stem}": load_json(p).get("machine") for p in sorted(TIMING.rglob("*.json"))},
     )
     save_json(REPORTS / "provenance.json", record)
     report = build_report(

@@ -101,14 +101,17 @@ def git_state(root: Path) -> dict[str, Any]:
 
 
 def provenance(
-    root: Path, manifest: Mapping[str, Any], seed: int, stage_machines: Mapping[str, Mapping[str, Any]]
+    root: Path, manifest: Mapping[str, Any], seed: int, stage_machines: Mapping[str, Mapping[str, Any] | None]
 ) -> dict[str, Any]:
     """The whole record: this checkout and environment, the dataset as prepare hashed it, the seed, and
-    which machine ran each timed stage (grouped: most studies run on one)."""
+    which machine ran each timed stage (grouped: most studies run on one; None for a timing file
+    written before machines were recorded)."""
     groups: dict[str, dict[str, Any]] = {}
     for stage, found in sorted(stage_machines.items()):
-        key = repr(sorted(found.items()))
-        groups.setdefault(key, {"machine": dict(found), "stages": []})["stages"].append(stage)
+        key = repr(sorted(found.items())) if found is not None else "None"
+        groups.setdefault(key, {"machine": None if found is None else dict(found), "stages": []})["stages"].append(
+            stage
+        )
     return {
         "git": git_state(root),
         "python": platform.python_version(),

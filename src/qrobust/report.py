@@ -642,6 +642,11 @@ def provenance_table(record: Mapping[str, Any]) -> Table:
     ]
     for group in record["stage_machines"]:
         m = group["machine"]
+        if m is None:
+            lines.append(
+                (f"machine of {len(group['stages'])} timed stages", "not recorded (timing files of an older run)")
+            )
+            continue
         cpu, threads = m["cpu"], m["threads"]
         lines.append(
             (
