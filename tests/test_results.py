@@ -216,6 +216,8 @@ def test_report_renders_tables_figures_and_plot_data() -> None:
                     "bin_shift/noise/eps=0.5": {"act0": 0.1, "act1": 0.1},
                     "flip/adversarial/eps=0.5": {"rate": 0.25, "n": 20},
                     "flip/noise/eps=0.5": {"rate": 0.05, "n": 20},
+                    "output_change/adversarial/eps=0.5": {"quantized": {"median": 0.4}, "float": {"median": 0.2}},
+                    "transfer_retention/eps=0.5": {"rate": 0.75, "n": 8},
                 },
             }
         },
@@ -230,7 +232,8 @@ def test_report_renders_tables_figures_and_plot_data() -> None:
         "no check separates |" in markdown
     )
     assert (
-        "| toy-m.q | 0.900 [0.800, 0.950] | 100.0% | 20.0% / 10.0% | 25.0% / 50.0% | 5.0% / 0.0% | 40 (20 moved) at eps 0.5 |"
+        "| toy-m.q | 0.900 [0.800, 0.950] | 100.0% | 20.0% / 10.0% | 25.0% / 50.0% | 5.0% / 0.0% | 0.400 / 0.200 | 75.0% of 8 | "
+        "40 (20 moved) at eps 0.5 |"
         in markdown
     )
     assert "| toy-m.q | q | 88.0% (n=40) | +2.00 |" in markdown
