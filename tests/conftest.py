@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from qrobust.models import InputSpec, create_model
+from qrobust.study import materialize
 from qrobust.training import Standard, TrainConfig, fit, seed_everything
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,3 +59,41 @@ def lenet_onnx(
 
 def accuracy(predictions: np.ndarray, labels: np.ndarray) -> float:
     return float((predictions == labels).mean())
+
+
+def dvc(project: Path, *args: str) -> str:
+    """Run the venv's dvc in ``project`` (its stages call the venv's python) and return its stdout."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "dvc"), *args], cwd=project, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, f"dvc {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def git(project: Path, *args: str) -> str:
+    command = ["git", "-c", "user.name=qrobust", "-c", "user.email=qrobust@localhost", *args]
+    return subprocess.run(command, cwd=project, check=True, capture_output=True, text=True).stdout
+
+
+TIMINGS = "reports/timing/"
+
+
+def locked_outs(project: Path, stages: tuple[str, ...] | None = None, *, timings: bool = True) -> dict[str, str]:
+    """Each cached output's hash in ``project``'s dvc.lock: of ``stages`` or all; wall-clock timings optional."""
+    lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
+    return {
+        o["path"]: o["md5"]
+        for name, stage in lock.items()
+        if stages is None or name in stages
+        for o in stage["outs"]
+        if timings or not o["path"].startswith(TIMINGS)
+    }
+
+
+@pytest.fixture(scope="session")
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The smoke study reproduced once per test session, in a temporary copy of the project."""
+    project = materialize(ROOT, "smoke", tmp_path_factory.mktemp("e2e") / "smoke")
+    dvc(project, "repro")
+    return project

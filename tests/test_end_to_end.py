@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 
@@ -15,26 +18,10 @@ from qrobust.findings import CLAIMS, Verdict
 from qrobust.io import load_json
 from qrobust.results import ThreatModel, read_results
 from qrobust.study import materialize
-from tests.conftest import ROOT
+from tests.conftest import ROOT, dvc, git, locked_outs
 from tests.test_quantizers import LOGIT_TOLERANCE
 
 pytestmark = pytest.mark.slow
-
-
-def dvc(project: Path, *args: str) -> str:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    result = subprocess.run(
-        [str(Path(sys.executable).parent / "dvc"), *args], cwd=project, env=env, capture_output=True, text=True
-    )
-    assert result.returncode == 0, f"dvc {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
-    return result.stdout
-
-
-@pytest.fixture(scope="module")
-def smoke(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    project = materialize(ROOT, "smoke", tmp_path_factory.mktemp("e2e") / "smoke")
-    dvc(project, "repro")
-    return project
 
 
 def test_results_are_complete_and_sane(smoke: Path) -> None:
@@ -143,12 +130,23 @@ def test_second_repro_runs_nothing(smoke: Path) -> None:
     assert "Data and pipelines are up to date" in dvc(smoke, "status")
 
 
+def test_a_hand_edited_model_is_named_by_dvc_and_restored_by_checkout(smoke: Path) -> None:
+    """The README's bad-input row no stage can see: the file is valid ONNX, only its hash is wrong."""
+    model = smoke / "models" / "float" / "lenet-standard" / "model.onnx"
+    original = model.read_bytes()
+    model.write_bytes(original + b"\0")
+    status = dvc(smoke, "status")
+    assert "train@lenet-standard" in status and "modified:" in status and "models/float/lenet-standard" in status
+    dvc(smoke, "checkout", "--force", "models/float/lenet-standard")
+    assert model.read_bytes() == original
+    assert "train@lenet-standard" not in dvc(smoke, "status")
+
+
 def test_a_report_change_in_a_temporary_experiment_runs_only_the_report(smoke: Path) -> None:
     """`dvc exp run --temp` (how the queue runs a sweep) starts from a clean checkout of the commit:
     every output, timings and metrics included, must come back from the cache, not be re-made."""
-    git = ["git", "-c", "user.name=qrobust", "-c", "user.email=qrobust@localhost"]
-    subprocess.run([*git, "add", "dvc.lock"], cwd=smoke, check=True)
-    subprocess.run([*git, "commit", "-qm", "smoke study run"], cwd=smoke, check=True)
+    git(smoke, "add", "dvc.lock")
+    git(smoke, "commit", "-qm", "smoke study run")
     out = dvc(smoke, "exp", "run", "--temp", "-n", "lenient", "-S", "report.min_float_accuracy=0.45")
     ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
     assert ran == {"report"}, out
@@ -156,18 +154,49 @@ def test_a_report_change_in_a_temporary_experiment_runs_only_the_report(smoke: P
     assert "lenient" in json.dumps(shown)
 
 
-def _cached_outs(project: Path, stages: tuple[str, ...]) -> dict[str, str]:
-    lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
-    return {o["path"]: o["md5"] for s in stages for o in lock[s]["outs"] if not o["path"].startswith("reports/timing")}
+def stage_script(session: int) -> psutil.Process | None:
+    """The stage script DVC started in process group ``session``, once it runs."""
+    children = psutil.Process(session).children(recursive=True)
+    return next((p for p in children if any(a.startswith("stages/") for a in p.cmdline())), None)
 
 
-def test_forced_rerun_gives_identical_artefacts(smoke: Path) -> None:
-    # Training's determinism is unit-tested (test_training_is_deterministic_and_learns); here the stages
-    # whose bytes depend on more than torch: the split, INC's export, and an attack through twins.
-    stages = ("prepare", "quantize@lenet-standard-inc_int8", "attack@linf_pgd")
-    before = _cached_outs(smoke, stages)
+def kill_midway(project: Path, stage: str, after_s: float) -> None:
+    """Force ``stage`` to re-run and SIGKILL DVC, the shell and the script together ``after_s`` seconds
+    into the script, as a power cut or the OOM killer would: no handler, no cleanup."""
+    dvc_bin = Path(sys.executable).parent / "dvc"
+    env = {**os.environ, "PATH": f"{dvc_bin.parent}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.Popen(
+        [str(dvc_bin), "repro", "--force", "--single-item", stage],
+        cwd=project,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while (script := stage_script(proc.pid)) is None:
+        assert proc.poll() is None and time.monotonic() < deadline, f"{stage} never started"
+        time.sleep(0.05)
+    while time.monotonic() - script.create_time() < after_s:
+        time.sleep(0.05)
+    assert proc.poll() is None, f"{stage} finished within {after_s} s, before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def test_a_stage_killed_midway_leaves_nothing_recorded_and_the_rerun_is_identical(smoke: Path) -> None:
+    # Training's determinism is unit-tested too; here the stages whose bytes depend on more than torch
+    # (the split, INC's export, an attack through twins), and training, an attack and evaluate killed.
+    killed = ("train@lenet-standard", "attack@linf_pgd", "evaluate")
+    stages = ("prepare", "quantize@lenet-standard-inc_int8", *killed)
+    lock, before = (smoke / "dvc.lock").read_bytes(), locked_outs(smoke, stages, timings=False)
+    for stage in killed:
+        kill_midway(smoke, stage, after_s=4.0)
+        assert (smoke / "dvc.lock").read_bytes() == lock, f"killing {stage} changed dvc.lock"
+        assert stage in json.loads(dvc(smoke, "status", "--json")), f"{stage}'s partial outputs pass as done"
+        dvc(smoke, "checkout", stage)  # the recorded outputs come back from the cache
     dvc(smoke, "repro", "--force", "--single-item", *stages)
-    assert _cached_outs(smoke, stages) == before
+    assert locked_outs(smoke, stages, timings=False) == before
     # Only wall-clock timings differ, and only the report reads them.
     assert set(json.loads(dvc(smoke, "status", "--json"))) <= {"report"}
 

@@ -233,8 +233,7 @@ def test_report_renders_tables_figures_and_plot_data() -> None:
     )
     assert (
         "| toy-m.q | 0.900 [0.800, 0.950] | 100.0% | 20.0% / 10.0% | 25.0% / 50.0% | 5.0% / 0.0% | 0.400 / 0.200 | 75.0% of 8 | "
-        "40 (20 moved) at eps 0.5 |"
-        in markdown
+        "40 (20 moved) at eps 0.5 |" in markdown
     )
     assert "| toy-m.q | q | 88.0% (n=40) | +2.00 |" in markdown
     assert "| toy-m.q | onnxruntime | 8 / 8 | 100.0% | 8.0 | 1 KiB (0.50x) |" in markdown

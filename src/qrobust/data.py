@@ -45,6 +45,7 @@ class DatasetSpec:
 
     channels: int
     size: int
+    test_samples: int  # the published test split's size, so params are checked before any file is read
     classes: tuple[str, ...]
     mean: tuple[float, ...]
     std: tuple[float, ...]
@@ -62,7 +63,7 @@ FASHION_MNIST_SHA256 = {
     "t10k-labels-idx1-ubyte.gz": "8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05",
 }
 FASHION_MNIST_HINT = (
-    "install it with `sudo apt-get install dataset-fashion-mnist` (or run `make setup`), "
+    "(re)install it with `sudo apt-get install --reinstall dataset-fashion-mnist`, "
     "or point data.root in params.yaml at a folder holding the four IDX .gz files"
 )
 
@@ -79,7 +80,7 @@ def verify_files(root: Path, digests: dict[str, str], hint: str) -> dict[str, st
         if actual != expected:
             raise DataError(
                 f"checksum mismatch for {path}: expected sha256 {expected}, got {actual}; "
-                "the file is corrupt or not the pinned release, so nothing was written"
+                f"the file is corrupt or not the pinned release, so nothing was written: restore it ({hint})"
             )
     return dict(sorted(digests.items()))
 
@@ -157,12 +158,13 @@ FASHION_CLASSES = (
 DIGITS = tuple(str(d) for d in range(10))
 
 DATASETS.register("fashion_mnist")(
-    DatasetSpec(1, 28, FASHION_CLASSES, (0.2860,), (0.3530,), _load_fashion_mnist, FASHION_MNIST_HINT)
+    DatasetSpec(1, 28, 10_000, FASHION_CLASSES, (0.2860,), (0.3530,), _load_fashion_mnist, FASHION_MNIST_HINT)
 )
 DATASETS.register("mnist")(
     DatasetSpec(
         1,
         28,
+        10_000,
         DIGITS,
         (0.1307,),
         (0.3081,),
@@ -174,6 +176,7 @@ DATASETS.register("cifar10")(
     DatasetSpec(
         3,
         32,
+        10_000,
         ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
         (0.4914, 0.4822, 0.4465),
         (0.2470, 0.2435, 0.2616),
@@ -185,6 +188,7 @@ DATASETS.register("svhn")(
     DatasetSpec(
         3,
         32,
+        26_032,
         DIGITS,
         (0.4377, 0.4438, 0.4728),
         (0.1980, 0.2010, 0.1970),

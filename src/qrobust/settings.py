@@ -53,8 +53,8 @@ class PrepareSettings:
             params, "data", {"dataset", "root", "download", "calib_size", "train_size", "test_size", "eval_size"}
         )
         dataset = c.require(s, "dataset", "data")
-        DATASETS.get(dataset, key="data.dataset")
-        return cls(
+        spec = DATASETS.get(dataset, key="data.dataset")
+        settings = cls(
             dataset=dataset,
             root=Path(str(c.require(s, "root", "data"))),
             download=c.boolean(s.get("download", False), "data.download"),
@@ -64,6 +64,19 @@ class PrepareSettings:
             eval_size=c.positive_int(c.require(s, "eval_size", "data"), "data.eval_size"),
             seed=_seed(params),
         )
+        if settings.test_size > spec.test_samples:
+            raise ConfigError(
+                f"data.test_size: {settings.test_size} exceeds the {spec.test_samples} images of {dataset}'s "
+                "test split; lower it, or set 0 to keep them all"
+            )
+        kept = settings.test_size or spec.test_samples
+        if settings.eval_size > kept:
+            raise ConfigError(
+                f"data.eval_size: {settings.eval_size} exceeds the {kept} test images kept "
+                f"(data.test_size: {settings.test_size}); the evaluation subset is drawn from them, "
+                f"so set it to at most {kept}"
+            )
+        return settings
 
 
 @dataclass(frozen=True)
@@ -485,9 +498,13 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     path = args[0] if args else "params.yaml"
     try:
-        validate(c.load_params(path))
+        params = c.load_params(path)  # its errors name the file
+        try:
+            validate(params)
+        except ConfigError as error:
+            raise ConfigError(f"{path}: {error}") from None
     except ConfigError as error:
-        print(f"{path}: {error}", file=sys.stderr)
+        print(error, file=sys.stderr)
         return 2
     print(f"{path}: ok")
     return 0

@@ -1,0 +1,91 @@
+"""Sharing a study between machines through DVC's own machinery, with local stand-ins for the servers:
+a bare git repository for the git host and a local-directory DVC remote for S3 or SSH.
+
+Every clone lives in a folder of its own name, so these tests also show that no artefact depends on
+where the project was checked out."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import dvc, git, locked_outs
+
+pytestmark = pytest.mark.slow
+
+
+def ran(output: str) -> set[str]:
+    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}
+
+
+@pytest.fixture(scope="module")
+def servers(smoke: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The smoke study committed and pushed: its git history to a bare repo, its artefacts and run-cache
+    to a DVC remote whose address is committed in .dvc/config, as a team's project would have it."""
+    base = tmp_path_factory.mktemp("servers")
+    git(base, "init", "-q", "--bare", "project.git")
+    dvc(smoke, "repro")  # earlier tests may have left the report behind a forced re-run's timings
+    dvc(smoke, "remote", "add", "--default", "--force", "store", str(base / "dvc-store"))
+    git(smoke, "add", "-A")
+    git(smoke, "commit", "-q", "--allow-empty", "-m", "smoke study with a remote")
+    git(smoke, "remote", "add", "origin", str(base / "project.git"))
+    git(smoke, "push", "-q", "origin", "HEAD:main")
+    dvc(smoke, "push", "--run-cache")
+    return base
+
+
+def clone(servers: Path, folder: Path) -> Path:
+    git(folder.parent, "clone", "-q", "--branch", "main", str(servers / "project.git"), folder.name)
+    return folder
+
+
+def test_pull_restores_every_artefact_and_repro_runs_nothing(smoke: Path, servers: Path, tmp_path: Path) -> None:
+    other = clone(servers, tmp_path / "elsewhere")
+    dvc(other, "pull")
+    assert "Data and pipelines are up to date" in dvc(other, "status")
+    assert ran(dvc(other, "repro")) == set()
+    for name in ("report.md", "index.html", "metrics.json", "findings.json"):
+        assert (other / "reports" / name).read_bytes() == (smoke / "reports" / name).read_bytes(), name
+
+
+def test_run_cache_lets_a_second_clone_skip_stages_another_machine_ran(servers: Path, tmp_path: Path) -> None:
+    """Without a dvc.lock, a clone knows nothing of the first machine's runs but what the run-cache holds:
+    each stage's deps, params and command hashed, with its outputs."""
+    other = clone(servers, tmp_path / "second-machine")
+    committed = locked_outs(other)
+    (other / "dvc.lock").unlink()
+    dvc(other, "pull", "--run-cache")
+    out = dvc(other, "repro")
+    assert ran(out) == set(), out
+    assert "is cached - skipping run" in out
+    assert locked_outs(other) == committed
+
+
+def test_an_experiment_pushed_from_one_clone_is_shown_applied_and_pulled_in_another(
+    smoke: Path, servers: Path, tmp_path: Path
+) -> None:
+    out = dvc(smoke, "exp", "run", "--temp", "-n", "shared-lenient", "-S", "report.min_float_accuracy=0.4")
+    assert ran(out) == {"report"}, out
+    dvc(smoke, "exp", "push", "origin", "shared-lenient")
+    other = clone(servers, tmp_path / "teammate")
+    dvc(other, "exp", "pull", "origin", "shared-lenient")
+    assert "shared-lenient" in json.dumps(json.loads(dvc(other, "exp", "show", "--json")))
+    dvc(other, "exp", "apply", "shared-lenient")
+    dvc(other, "pull")
+    assert yaml.safe_load((other / "params.yaml").read_text())["report"]["min_float_accuracy"] == 0.4
+    assert "Data and pipelines are up to date" in dvc(other, "status")
+    # The experiment's report, made on the first machine with the lower floor, is the one the teammate has.
+    assert "test accuracy >= 40.0%" in (other / "reports" / "report.md").read_text()
+
+
+def test_two_clones_in_different_folders_reproduce_the_same_bytes(smoke: Path, servers: Path, tmp_path: Path) -> None:
+    """The stages whose bytes once carried the checkout's path (ONNX export, INC's programs) and the data and
+    attack behind them, run from scratch in another folder: every output hash equals the first clone's."""
+    other = clone(servers, tmp_path / "a" / "much" / "longer" / "checkout path")
+    lock = yaml.safe_load((other / "dvc.lock").read_text())["stages"]
+    stages = ("prepare", "train@lenet-standard", *(s for s in lock if s.startswith("quantize@")), "attack@fgsm")
+    dvc(other, "repro", "--force", "--single-item", *stages)
+    assert locked_outs(other, stages, timings=False) == locked_outs(smoke, stages, timings=False)
