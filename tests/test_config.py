@@ -74,6 +74,14 @@ def test_quantizer_option_validated(params: dict) -> None:
         validate(params)
 
 
+def test_study_merge_removes_a_key_set_to_null(params: dict) -> None:
+    merged = merge(params, {"attack": {"attacks": {"bim": None}}, "defend": {"defenses": {"jpeg": None}}})
+    assert "bim" not in merged["attack"]["attacks"] and "linf_pgd" in merged["attack"]["attacks"]
+    assert "jpeg" not in merged["defend"]["defenses"] and "bim" in params["attack"]["attacks"]
+    with pytest.raises(ConfigError, match="attack.attacks.bimm: not a key"):
+        merge(params, {"attack": {"attacks": {"bimm": None}}})
+
+
 def test_study_merge_refuses_unknown_keys(params: dict) -> None:
     assert merge(params, {"train": {"epochs": 1}})["train"]["epochs"] == 1
     with pytest.raises(ConfigError, match="train.epochz"):

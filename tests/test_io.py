@@ -65,3 +65,17 @@ def test_a_damaged_prepared_split_is_a_clear_error_naming_file_and_fix(tmp_path,
     with pytest.raises(DataError, match="dvc checkout") as raised:
         load_split(path)
     assert message in str(raised.value) and str(path) in str(raised.value)
+
+
+def test_a_killed_writes_leftover_is_hidden_from_dvc_and_removed_by_the_next_write(tmp_path) -> None:
+    from qrobust.io import PARTIAL, atomic_dir, save_json
+    from tests.conftest import ROOT
+
+    leftovers = [tmp_path / f".out{PARTIAL}abc123", tmp_path / f".m.json{PARTIAL}def456"]
+    leftovers[0].mkdir()
+    leftovers[1].write_text("half")
+    with atomic_dir(tmp_path / "out") as out:
+        save_json(out / "a.json", {"a": 1})
+    save_json(tmp_path / "m.json", {"b": 2})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "out"]
+    assert f".*{PARTIAL}*" in (ROOT / ".dvcignore").read_text().splitlines()

@@ -28,12 +28,27 @@ from qrobust.errors import DataError
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
+# Every temporary file or folder is named ``.<target>.partial-<random>``: `.dvcignore` hides the pattern
+# from DVC, so what a killed stage leaves behind never enters a hash (evaluate reads all of
+# data/adversarial), and the next write of the same target removes it.
+PARTIAL = ".partial-"
+
+
+def _partial(target: Path) -> str:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in target.parent.glob(f".{target.name}{PARTIAL}*"):
+        if stale.is_dir():
+            shutil.rmtree(stale)
+        else:
+            stale.unlink()
+    return f".{target.name}{PARTIAL}"
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temporary path next to ``target``; rename it onto ``target`` only on success."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_partial(target), dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -48,8 +63,7 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
 def atomic_dir(target: str | Path) -> Iterator[Path]:
     """Yield a temporary directory that replaces ``target`` whole, only on success."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=_partial(target), dir=target.parent))
     try:
         yield tmp
         os.chmod(tmp, 0o755)

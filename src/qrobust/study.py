@@ -31,13 +31,18 @@ MARKER = Path(".git", "qrobust-study")
 
 
 def merge(base: Mapping[str, Any], overrides: Mapping[str, Any], where: str = "") -> dict[str, Any]:
-    """Deep-merge ``overrides`` into ``base``; a key ``base`` lacks is a typo, so it fails."""
+    """Deep-merge ``overrides`` into ``base``; a key ``base`` lacks is a typo, so it fails.
+
+    As in a JSON Merge Patch (RFC 7396), a key set to null removes it: how a study drops an attack or a
+    defense, whose sections are mappings."""
     merged = dict(base)
     for key, value in overrides.items():
         path = f"{where}.{key}" if where else str(key)
         if key not in base:
             raise ConfigError(f"{path}: not a key of params.yaml; allowed here: {sorted(base)}")
-        if isinstance(value, Mapping) and isinstance(base[key], Mapping):
+        if value is None:
+            del merged[key]
+        elif isinstance(value, Mapping) and isinstance(base[key], Mapping):
             merged[key] = merge(base[key], value, path)
         else:
             merged[key] = value  # lists replace whole
