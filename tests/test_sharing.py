@@ -27,7 +27,7 @@ def servers(smoke: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     to a DVC remote whose address is committed in .dvc/config, as a team's project would have it."""
     base = tmp_path_factory.mktemp("servers")
     git(base, "init", "-q", "--bare", "project.git")
-    dvc(smoke, "repro")  # earlier tests may have left the report behind a forced re-run's timings
+    assert ran(dvc(smoke, "repro")) == set()  # earlier tests leave the project as they found it
     dvc(smoke, "remote", "add", "--default", "--force", "store", str(base / "dvc-store"))
     git(smoke, "add", "-A")
     git(smoke, "commit", "-q", "--allow-empty", "-m", "smoke study with a remote")
@@ -38,6 +38,7 @@ def servers(smoke: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def clone(servers: Path, folder: Path) -> Path:
+    folder.parent.mkdir(parents=True, exist_ok=True)
     git(folder.parent, "clone", "-q", "--branch", "main", str(servers / "project.git"), folder.name)
     return folder
 
@@ -57,7 +58,7 @@ def test_run_cache_lets_a_second_clone_skip_stages_another_machine_ran(servers: 
     other = clone(servers, tmp_path / "second-machine")
     committed = locked_outs(other)
     (other / "dvc.lock").unlink()
-    dvc(other, "pull", "--run-cache")
+    dvc(other, "pull", "--run-cache", "--allow-missing")  # no lock names an output to pull, only the runs
     out = dvc(other, "repro")
     assert ran(out) == set(), out
     assert "is cached - skipping run" in out
@@ -67,6 +68,8 @@ def test_run_cache_lets_a_second_clone_skip_stages_another_machine_ran(servers: 
 def test_an_experiment_pushed_from_one_clone_is_shown_applied_and_pulled_in_another(
     smoke: Path, servers: Path, tmp_path: Path
 ) -> None:
+    """`dvc exp run --temp` (how the queue runs a sweep) starts from a clean checkout of the commit: every
+    output, timings and metrics included, comes back from the cache, so a report change runs only the report."""
     out = dvc(smoke, "exp", "run", "--temp", "-n", "shared-lenient", "-S", "report.min_float_accuracy=0.4")
     assert ran(out) == {"report"}, out
     dvc(smoke, "exp", "push", "origin", "shared-lenient")
@@ -82,10 +85,10 @@ def test_an_experiment_pushed_from_one_clone_is_shown_applied_and_pulled_in_anot
 
 
 def test_two_clones_in_different_folders_reproduce_the_same_bytes(smoke: Path, servers: Path, tmp_path: Path) -> None:
-    """The stages whose bytes once carried the checkout's path (ONNX export, INC's programs) and the data and
-    attack behind them, run from scratch in another folder: every output hash equals the first clone's."""
+    """The stages whose bytes once carried the checkout's path (ONNX export, INC's programs) and the data
+    behind them, run from scratch in another folder: every output hash equals the first clone's."""
     other = clone(servers, tmp_path / "a" / "much" / "longer" / "checkout path")
-    lock = yaml.safe_load((other / "dvc.lock").read_text())["stages"]
-    stages = ("prepare", "train@lenet-standard", *(s for s in lock if s.startswith("quantize@")), "attack@fgsm")
+    # ONNX Runtime's QDQ model and INC's exported program; the 4-bit variants share their writers.
+    stages = ("prepare", "train@lenet-standard", "quantize@lenet-standard-ort_int8", "quantize@lenet-standard-inc_int8")
     dvc(other, "repro", "--force", "--single-item", *stages)
     assert locked_outs(other, stages, timings=False) == locked_outs(smoke, stages, timings=False)
