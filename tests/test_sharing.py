@@ -23,7 +23,7 @@ def ran(output: str) -> set[str]:
 
 @pytest.fixture(scope="module")
 def servers(smoke: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The smoke study committed and pushed: its git history to a bare repo, its artefacts and run-cache
+    """The smoke study committed and pushed: its git history to a bare repo, its artefacts
     to a DVC remote whose address is committed in .dvc/config, as a team's project would have it."""
     base = tmp_path_factory.mktemp("servers")
     git(base, "init", "-q", "--bare", "project.git")
@@ -33,7 +33,7 @@ def servers(smoke: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     git(smoke, "commit", "-q", "--allow-empty", "-m", "smoke study with a remote")
     git(smoke, "remote", "add", "origin", str(base / "project.git"))
     git(smoke, "push", "-q", "origin", "HEAD:main")
-    dvc(smoke, "push", "--run-cache")
+    dvc(smoke, "push")
     return base
 
 
@@ -50,19 +50,6 @@ def test_pull_restores_every_artefact_and_repro_runs_nothing(smoke: Path, server
     assert ran(dvc(other, "repro")) == set()
     for name in ("report.md", "index.html", "metrics.json", "findings.json"):
         assert (other / "reports" / name).read_bytes() == (smoke / "reports" / name).read_bytes(), name
-
-
-def test_run_cache_lets_a_second_clone_skip_stages_another_machine_ran(servers: Path, tmp_path: Path) -> None:
-    """Without a dvc.lock, a clone knows nothing of the first machine's runs but what the run-cache holds:
-    each stage's deps, params and command hashed, with its outputs."""
-    other = clone(servers, tmp_path / "second-machine")
-    committed = locked_outs(other)
-    (other / "dvc.lock").unlink()
-    dvc(other, "pull", "--run-cache", "--allow-missing")  # no lock names an output to pull, only the runs
-    out = dvc(other, "repro")
-    assert ran(out) == set(), out
-    assert "is cached - skipping run" in out
-    assert locked_outs(other) == committed
 
 
 def test_an_experiment_pushed_from_one_clone_is_shown_applied_and_pulled_in_another(
