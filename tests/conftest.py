@@ -61,12 +61,17 @@ def accuracy(predictions: np.ndarray, labels: np.ndarray) -> float:
     return float((predictions == labels).mean())
 
 
+DVC = str(Path(sys.executable).parent / "dvc")
+
+
+def venv_env() -> dict[str, str]:
+    """The environment with the venv's bin first on PATH: DVC's stages call `python`."""
+    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
+
 def dvc(project: Path, *args: str) -> str:
-    """Run the venv's dvc in ``project`` (its stages call the venv's python) and return its stdout."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    result = subprocess.run(
-        [str(Path(sys.executable).parent / "dvc"), *args], cwd=project, env=env, capture_output=True, text=True
-    )
+    """Run the venv's dvc in ``project`` and return its stdout; a failure shows both streams."""
+    result = subprocess.run([DVC, *args], cwd=project, env=venv_env(), capture_output=True, text=True)
     assert result.returncode == 0, f"dvc {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
     return result.stdout
 

@@ -18,10 +18,9 @@ import yaml
 
 from qrobust.data import FASHION_MNIST_SHA256
 from qrobust.io import save_npz
-from qrobust.settings import load_study
 from tests.conftest import ROOT
+from tests.test_data import FASHION_ROOT
 
-FASHION_ROOT = load_study(str(ROOT / "params.yaml")).prepare.root
 README_ROWS = re.compile(r"^\| ([^|]+?) \|", re.MULTILINE)
 
 

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from qrobust.findings import CLAIMS, Verdict
 from qrobust.io import PARTIAL, load_json
 from qrobust.results import ThreatModel, read_results
 from qrobust.study import materialize
-from tests.conftest import ROOT, dvc, locked_outs
+from tests.conftest import DVC, ROOT, dvc, locked_outs, venv_env
 from tests.test_quantizers import LOGIT_TOLERANCE
 
 pytestmark = pytest.mark.slow
@@ -151,12 +150,10 @@ def stage_script(session: int) -> psutil.Process | None:
 def kill_midway(project: Path, stage: str, after_s: float) -> None:
     """Force ``stage`` to re-run and SIGKILL DVC, the shell and the script together ``after_s`` seconds
     into the script, as a power cut or the OOM killer would: no handler, no cleanup."""
-    dvc_bin = Path(sys.executable).parent / "dvc"
-    env = {**os.environ, "PATH": f"{dvc_bin.parent}{os.pathsep}{os.environ['PATH']}"}
     proc = subprocess.Popen(
-        [str(dvc_bin), "repro", "--force", "--single-item", stage],
+        [DVC, "repro", "--force", "--single-item", stage],
         cwd=project,
-        env=env,
+        env=venv_env(),
         start_new_session=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -236,10 +233,7 @@ def test_unknown_architecture_fails_before_any_compute(smoke: Path, tmp_path: Pa
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["train"]["archs"] = ["lenet", "resnet50"]
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    result = subprocess.run(
-        [str(Path(sys.executable).parent / "dvc"), "repro"], cwd=project, env=env, capture_output=True, text=True
-    )
+    result = subprocess.run([DVC, "repro"], cwd=project, env=venv_env(), capture_output=True, text=True)
     assert result.returncode != 0
     assert "'resnet50'" in result.stdout + result.stderr and "dscnn, lenet, resnet8" in result.stdout + result.stderr
     assert not (project / "data" / "prepared").exists()

@@ -498,13 +498,14 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     path = args[0] if args else "params.yaml"
     try:
-        params = c.load_params(path)  # its errors name the file
-        try:
-            validate(params)
-        except ConfigError as error:
-            raise ConfigError(f"{path}: {error}") from None
-    except ConfigError as error:
+        params = c.load_params(path)
+    except ConfigError as error:  # its message names the file
         print(error, file=sys.stderr)
+        return 2
+    try:
+        validate(params)
+    except ConfigError as error:
+        print(f"{path}: {error}", file=sys.stderr)
         return 2
     print(f"{path}: ok")
     return 0
