@@ -18,7 +18,7 @@ from qrobust.settings import load_study
 def main() -> None:
     settings = load_study().prepare
     spec = DATASETS.get(settings.dataset)
-    raw = spec.load(settings.root, settings.download)
+    raw = spec.load(settings.root, download=settings.download, sha256=settings.sha256)
     prepared = split_dataset(
         raw,
         calib_size=settings.calib_size,

@@ -3,6 +3,7 @@ import copy
 import pytest
 
 from qrobust.config import load_params
+from qrobust.data import FASHION_MNIST_SHA256
 from qrobust.errors import ConfigError
 from qrobust.models import ARCHITECTURES
 from qrobust.settings import AttackSettings, TrainSettings, validate
@@ -145,6 +146,9 @@ def test_report_and_defend_refer_only_to_attacks_that_run(params: dict) -> None:
         ("quantizer", lambda p: p["quantize"]["options"]["ort_int8"].update(per_channel="no"), r"ort_int8.per_channel: expected true or false, got 'no'"),
         ("recipe", lambda p: p["train"]["recipe_options"]["adversarial"].update(steps=1.5), r"adversarial.steps: expected a positive integer, got 1.5"),
         ("recipe", lambda p: p["train"]["recipe_options"]["trades"].update(epsilon=3.0), r"trades.epsilon: expected a number in \(0.0, 1.0\], got 3.0"),
+        ("data", lambda p: p["data"].update(sha256=["ab"]), r"data.sha256: expected a mapping of file -> SHA-256, got \['ab'\]"),
+        ("data", lambda p: p["data"].update(sha256={"train-images-idx3-ubyte.gz": "0" * 64}), r"data.sha256: pins \['train-images-idx3-ubyte.gz'\]; expected a digest for each of \['t10k-images-idx3-ubyte.gz', .*or \{\} for the published"),
+        ("data", lambda p: p["data"].update(sha256={name: "AB" for name in FASHION_MNIST_SHA256}), r"data.sha256.t10k-images-idx3-ubyte.gz: expected 64 lowercase hex digits \(sha256sum\), got 'AB'"),
     ],
 )  # fmt: skip
 def test_check_rejects_bad_hyper_parameter_values(params: dict, tmp_path, family: str, change, expected: str) -> None:

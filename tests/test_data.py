@@ -1,12 +1,24 @@
+import dataclasses
 import gzip
+import pickle
 
 import numpy as np
 import pytest
 
-from qrobust.data import FASHION_MNIST_SHA256, RawDataset, Split, read_idx, split_dataset, verify_files
+from qrobust.data import (
+    CIFAR10_FOLDER,
+    DATASETS,
+    FASHION_MNIST_SHA256,
+    RawDataset,
+    Split,
+    read_idx,
+    split_dataset,
+    verify_files,
+)
 from qrobust.errors import DataError
 from qrobust.settings import load_study
 from tests.conftest import ROOT
+from tests.formats import learnable_images, write_release
 
 FASHION_ROOT = load_study(str(ROOT / "params.yaml")).prepare.root
 
@@ -96,3 +108,56 @@ def test_split_is_seeded_and_calibration_comes_from_training_data() -> None:
     assert np.array_equal(a.eval.y, a.test.y[a.eval_index])
     c = split_dataset(raw, calib_size=30, train_size=0, test_size=0, eval_size=20, seed=2)
     assert not np.array_equal(a.calib.x, c.calib.x)
+
+
+@pytest.mark.parametrize("name", DATASETS.names())
+def test_every_format_reads_back_the_images_written_in_it(tmp_path, name: str) -> None:
+    pins = write_release(name, tmp_path, train=50, test=20)
+    spec = DATASETS.get(name)
+    raw = spec.load(tmp_path, sha256=pins)
+    x_train, y_train = learnable_images(50, spec.channels, spec.size, 0)
+    x_test, y_test = learnable_images(20, spec.channels, spec.size, 1)
+    assert np.array_equal(raw.train.x, x_train) and np.array_equal(raw.train.y, y_train)
+    assert np.array_equal(raw.test.x, x_test) and np.array_equal(raw.test.y, y_test)
+    assert raw.sources == pins
+
+
+@pytest.mark.parametrize("name", DATASETS.names())
+def test_files_that_are_not_the_release_are_refused_before_parsing(tmp_path, name: str) -> None:
+    """Without one's own pins, the release's digests apply: the tests' small files do not match them."""
+    write_release(name, tmp_path, train=10, test=10)
+    with pytest.raises(DataError, match="checksum mismatch for .* nothing was written"):
+        DATASETS.get(name).load(tmp_path)
+
+
+def test_a_cifar_batch_is_never_unpickled_before_its_digest_matches(tmp_path) -> None:
+    """A pickle runs code as it loads: a tampered batch must be refused by its digest, not by the parser."""
+    pins = write_release("cifar10", tmp_path, train=10, test=10)
+    witness = tmp_path / "code-ran"
+    (tmp_path / CIFAR10_FOLDER / "test_batch").write_bytes(pickle.dumps(Touch(str(witness)), protocol=2))
+    with pytest.raises(DataError, match="checksum mismatch for .*test_batch"):
+        DATASETS.get("cifar10").load(tmp_path, sha256=pins)
+    assert not witness.exists()
+
+
+class Touch:
+    """Unpickling this creates a file: the harmless stand-in for a malicious payload."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_images_of_the_wrong_shape_are_refused(tmp_path) -> None:
+    pins = write_release("mnist", tmp_path, train=10, test=10)
+    with pytest.raises(DataError, match=r"train images are \(1, 28, 28\), expected \(3, 32, 32\)"):
+        dataclasses.replace(
+            DATASETS.get("cifar10"), release=DATASETS.get("mnist").release, parse=DATASETS.get("mnist").parse
+        ).load(tmp_path, sha256=pins)
+
+
+def test_offline_only_dataset_refuses_download() -> None:
+    with pytest.raises(DataError, match="data.download: this dataset is read offline only"):
+        DATASETS.get("fashion_mnist").load(FASHION_ROOT, download=True)

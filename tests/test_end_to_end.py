@@ -24,6 +24,11 @@ pytestmark = pytest.mark.slow
 
 
 def test_results_are_complete_and_sane(smoke: Path) -> None:
+    check_results(smoke)
+
+
+def check_results(smoke: Path) -> None:
+    """Every model is attacked every way, and the strongest PGD lowers every float model's accuracy."""
     params = yaml.safe_load((smoke / "params.yaml").read_text())
     rows = read_results(smoke / "reports" / "results.csv")
     models = [f"{a}-{r}" for a in params["train"]["archs"] for r in params["train"]["recipes"]]
@@ -55,6 +60,10 @@ MAX_DROP_POINTS = {8: 1.5, 4: 6.0}
 
 
 def test_every_quantizer_keeps_accuracy_and_a_faithful_twin(smoke: Path) -> None:
+    check_quantizers(smoke)
+
+
+def check_quantizers(smoke: Path) -> None:
     params = yaml.safe_load((smoke / "params.yaml").read_text())
     for arch in params["train"]["archs"]:
         for quantizer in params["quantize"]["quantizers"]:

@@ -23,7 +23,7 @@ def ran(output: str) -> set[str]:
 
 @pytest.fixture(scope="module")
 def servers(smoke: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The smoke study committed and pushed: its git history to a bare repo, its artefacts
+    """The smoke study committed and pushed: its git history to a bare repo, its artefacts and run-cache
     to a DVC remote whose address is committed in .dvc/config, as a team's project would have it."""
     base = tmp_path_factory.mktemp("servers")
     git(base, "init", "-q", "--bare", "project.git")
@@ -33,7 +33,7 @@ def servers(smoke: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     git(smoke, "commit", "-q", "--allow-empty", "-m", "smoke study with a remote")
     git(smoke, "remote", "add", "origin", str(base / "project.git"))
     git(smoke, "push", "-q", "origin", "HEAD:main")
-    dvc(smoke, "push")
+    dvc(smoke, "push", "--run-cache")
     return base
 
 
@@ -50,6 +50,20 @@ def test_pull_restores_every_artefact_and_repro_runs_nothing(smoke: Path, server
     assert ran(dvc(other, "repro")) == set()
     for name in ("report.md", "index.html", "metrics.json", "findings.json"):
         assert (other / "reports" / name).read_bytes() == (smoke / "reports" / name).read_bytes(), name
+
+
+def test_run_cache_lets_a_second_clone_skip_stages_another_machine_ran(servers: Path, tmp_path: Path) -> None:
+    """Without a dvc.lock a clone knows nothing of the first machine's runs but what the run-cache holds: each
+    stage's command, deps and params hashed, with its outputs. `dvc pull --run-cache` fetches only those
+    records, not the outputs they name (DVC 3.67); `dvc repro --pull` fetches both, stage by stage."""
+    other = clone(servers, tmp_path / "second-machine")
+    committed = locked_outs(other)
+    stages = yaml.safe_load((other / "dvc.lock").read_text())["stages"]
+    (other / "dvc.lock").unlink()
+    out = dvc(other, "repro", "--pull")
+    assert ran(out) == set(), out
+    assert out.count("is cached - skipping run") == len(stages), out
+    assert locked_outs(other) == committed
 
 
 def test_an_experiment_pushed_from_one_clone_is_shown_applied_and_pulled_in_another(

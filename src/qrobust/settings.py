@@ -8,6 +8,7 @@ milliseconds naming the key, the value and what is allowed.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 
 from qrobust import config as c
 from qrobust.attacks import ATTACKS, Kind, Norm
-from qrobust.data import DATASETS
+from qrobust.data import DATASETS, DatasetSpec
 from qrobust.defenses import create_defense
 from qrobust.errors import ConfigError
 from qrobust.model_id import ModelId, with_quantized
@@ -36,11 +37,27 @@ def _seed(params: Mapping[str, Any]) -> int:
     return c.non_negative_int(c.require(params, "seed", "params"), "seed")
 
 
+def _pins(value: Any, spec: DatasetSpec) -> dict[str, str]:
+    """data.sha256: one's own digest for every file the dataset's parser reads, or none at all."""
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"data.sha256: expected a mapping of file -> SHA-256, got {value!r}")
+    if value and set(value) != set(spec.release):
+        raise ConfigError(
+            f"data.sha256: pins {sorted(value)}; expected a digest for each of {sorted(spec.release)} "
+            "(paths relative to data.root), or {} for the published release's"
+        )
+    for name, digest in sorted(value.items()):
+        if not (isinstance(digest, str) and re.fullmatch(r"[0-9a-f]{64}", digest)):
+            raise ConfigError(f"data.sha256.{name}: expected 64 lowercase hex digits (sha256sum), got {digest!r}")
+    return dict(value)
+
+
 @dataclass(frozen=True)
 class PrepareSettings:
     dataset: str
     root: Path
     download: bool
+    sha256: dict[str, str]  # empty: the published release's pins
     calib_size: int
     train_size: int
     test_size: int
@@ -50,7 +67,9 @@ class PrepareSettings:
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> PrepareSettings:
         s = c.section(
-            params, "data", {"dataset", "root", "download", "calib_size", "train_size", "test_size", "eval_size"}
+            params,
+            "data",
+            {"dataset", "root", "download", "sha256", "calib_size", "train_size", "test_size", "eval_size"},
         )
         dataset = c.require(s, "dataset", "data")
         spec = DATASETS.get(dataset, key="data.dataset")
@@ -58,6 +77,7 @@ class PrepareSettings:
             dataset=dataset,
             root=Path(str(c.require(s, "root", "data"))),
             download=c.boolean(s.get("download", False), "data.download"),
+            sha256=_pins(s.get("sha256") or {}, spec),
             calib_size=c.positive_int(c.require(s, "calib_size", "data"), "data.calib_size"),
             train_size=c.non_negative_int(s.get("train_size", 0), "data.train_size"),
             test_size=c.non_negative_int(s.get("test_size", 0), "data.test_size"),
