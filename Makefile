@@ -8,6 +8,8 @@ STAMP := $(VENV)/.installed
 DATASET_DIR := /usr/share/datasets/fashion-mnist
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
+# One pytest worker per core (pytest-xdist); the tests that share the smoke study run on one of them.
+PYTEST_WORKERS ?= auto
 
 # Stage commands call `python`; DVC must find the venv's.
 export PATH := $(BIN):$(PATH)
@@ -38,10 +40,10 @@ smoke: setup
 	cd build/smoke && $(BIN)/dvc repro
 
 test: setup
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 test-fast: setup
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not slow" $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check src stages tests benchmarks

@@ -14,7 +14,7 @@ import yaml
 
 from tests.conftest import dvc, git, locked_outs
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("smoke")]  # one worker builds and uses the smoke study
 
 
 def ran(output: str) -> set[str]:

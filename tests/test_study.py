@@ -43,6 +43,7 @@ def test_fills_an_empty_folder_and_replaces_only_its_own_study(tmp_path: Path) -
     dest.mkdir()
     materialize(ROOT, "smoke", dest)
     assert (dest / MARKER).is_file() and (dest / "dvc.yaml").is_file()
+    assert not (dest / "dvc.lock").exists()  # the default study's record says nothing of this one's runs
     (dest / "stale.txt").write_text("from the last run")
     materialize(ROOT, "smoke", dest)  # a study folder it made: replaced whole
     assert not (dest / "stale.txt").exists() and (dest / "params.yaml").read_text().startswith("# smoke study")

@@ -93,6 +93,8 @@ def materialize(root: Path, name: str, dest: Path) -> Path:
     if (dest / MARKER).is_file():
         shutil.rmtree(dest)  # a study this command made: nothing else lives there
     for rel in project_files(root):
+        if rel == "dvc.lock" and name != "default":
+            continue  # the default study's record: another study's stages run with other params and outputs
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(root / rel, target)
