@@ -8,7 +8,8 @@ STAMP := $(VENV)/.installed
 DATASET_DIR := /usr/share/datasets/fashion-mnist
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
-# One pytest worker per core (pytest-xdist); the tests that share the smoke study run on one of them.
+# One pytest worker per core (pytest-xdist); the tests that share the smoke study run on one of them
+# (tests/conftest.py schedules them).
 PYTEST_WORKERS ?= auto
 
 # Stage commands call `python`; DVC must find the venv's.
@@ -40,10 +41,10 @@ smoke: setup
 	cd build/smoke && $(BIN)/dvc repro
 
 test: setup
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 test-fast: setup
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -m "not slow" $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check src stages tests benchmarks

@@ -102,3 +102,31 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> Path:
     project = materialize(ROOT, "smoke", tmp_path_factory.mktemp("e2e") / "smoke")
     dvc(project, "repro")
     return project
+
+
+# `make test` runs on every core (pytest-xdist). The modules that share the smoke study go to one worker as
+# one unit, first, so the study is built once and its long tail overlaps everything else. This is done with
+# xdist's scheduler hook because its own `--dist loadgroup` renames items through an attribute pytest 9 no
+# longer reads, so its groups are silently split.
+# Sharing runs first: it pushes the run-cache, whose newest record of a stage is the one a clone restores, and
+# the end-to-end tests re-run stages (kill, edits) whose timing outputs then differ from the pushed lock's.
+SMOKE_MODULES = ("tests/test_sharing.py", "tests/test_end_to_end.py")
+ORDER = (*SMOKE_MODULES, "tests/test_formats_end_to_end.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        module = item.nodeid.split("::")[0]
+        return ORDER.index(module) if module in ORDER else len(ORDER)
+
+    items.sort(key=rank)  # stable: each module keeps its own order
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SmokeTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "smoke" if nodeid.split("::")[0] in SMOKE_MODULES else nodeid
+
+    return SmokeTogether(config, log)

@@ -20,7 +20,7 @@ from qrobust.study import materialize
 from tests.conftest import DVC, ROOT, dvc, locked_outs, venv_env
 from tests.test_quantizers import LOGIT_TOLERANCE
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("smoke")]  # one worker builds and uses the smoke study
+pytestmark = pytest.mark.slow
 
 
 def test_results_are_complete_and_sane(smoke: Path) -> None:

@@ -14,7 +14,7 @@ import yaml
 
 from tests.conftest import dvc, git, locked_outs
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("smoke")]  # one worker builds and uses the smoke study
+pytestmark = pytest.mark.slow
 
 
 def ran(output: str) -> set[str]:
@@ -27,7 +27,7 @@ def servers(smoke: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     to a DVC remote whose address is committed in .dvc/config, as a team's project would have it."""
     base = tmp_path_factory.mktemp("servers")
     git(base, "init", "-q", "--bare", "project.git")
-    assert ran(dvc(smoke, "repro")) == set()  # earlier tests leave the project as they found it
+    assert ran(dvc(smoke, "repro")) == set()  # the project as the smoke study left it
     dvc(smoke, "remote", "add", "--default", "--force", "store", str(base / "dvc-store"))
     git(smoke, "add", "-A")
     git(smoke, "commit", "-q", "--allow-empty", "-m", "smoke study with a remote")
