@@ -27,7 +27,7 @@ def learnable_images(n: int, channels: int, size: int, seed: int) -> tuple[np.nd
     return x, y.astype(np.int64)
 
 
-def _idx(path: Path, array: np.ndarray) -> None:
+def write_idx(path: Path, array: np.ndarray) -> None:
     header = b"\x00\x00\x08" + bytes([array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
     with path.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as handle:
         handle.write(header + array.astype(np.uint8).tobytes())
@@ -55,8 +55,8 @@ def write_release(name: str, root: Path, train: int, test: int, seed: int = 0) -
     if name in ("fashion_mnist", "mnist"):
         by_name = {path.name: path for path in files}
         for prefix, x, y in (("train", x_train, y_train), ("t10k", x_test, y_test)):
-            _idx(by_name[f"{prefix}-images-idx3-ubyte.gz"], x[:, 0])
-            _idx(by_name[f"{prefix}-labels-idx1-ubyte.gz"], y)
+            write_idx(by_name[f"{prefix}-images-idx3-ubyte.gz"], x[:, 0])
+            write_idx(by_name[f"{prefix}-labels-idx1-ubyte.gz"], y)
     elif name == "cifar10":
         for path, part in zip(files[:5], np.array_split(np.arange(train), 5), strict=True):
             _cifar_batch(path, x_train[part], y_train[part])

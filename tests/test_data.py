@@ -18,15 +18,9 @@ from qrobust.data import (
 from qrobust.errors import DataError
 from qrobust.settings import load_study
 from tests.conftest import ROOT
-from tests.formats import learnable_images, write_release
+from tests.formats import learnable_images, write_idx, write_release
 
 FASHION_ROOT = load_study(str(ROOT / "params.yaml")).prepare.root
-
-
-def write_idx(path, array: np.ndarray) -> None:
-    header = b"\x00\x00\x08" + bytes([array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
-    with gzip.open(path, "wb") as handle:
-        handle.write(header + array.astype(np.uint8).tobytes())
 
 
 def test_read_idx_roundtrip(tmp_path) -> None:

@@ -10,7 +10,6 @@ release's, or the user's own (``data.sha256``) for a copy of their own. Images a
 from __future__ import annotations
 
 import gzip
-import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from qrobust.errors import DataError
-from qrobust.io import load_npz, sha256_file
+from qrobust.io import file_digest, load_npz, sha256_file
 from qrobust.registry import Registry
 
 
@@ -87,6 +86,7 @@ def verify_files(root: Path, digests: Mapping[str, str], hint: str, *, algorithm
     """Check every file against its pinned digest before any is read; return each file's SHA-256."""
     if not root.is_dir():
         raise DataError(f"dataset folder {root} does not exist: {hint}")
+    sources = {}
     for name, expected in sorted(digests.items()):
         path = root / name
         if not path.is_file():
@@ -97,14 +97,8 @@ def verify_files(root: Path, digests: Mapping[str, str], hint: str, *, algorithm
                 f"checksum mismatch for {path}: expected {algorithm} {expected}, got {actual}; "
                 f"the file is corrupt or not the pinned release, so nothing was written: restore it ({hint})"
             )
-    return {name: sha256_file(root / name) for name in sorted(digests)}
-
-
-def file_digest(path: Path, algorithm: str) -> str:
-    if algorithm == "sha256":
-        return sha256_file(path)
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, algorithm).hexdigest()
+        sources[name] = actual if algorithm == "sha256" else sha256_file(path)
+    return sources
 
 
 def read_idx(path: Path) -> np.ndarray:

@@ -139,9 +139,10 @@ def write_bytes(path: str | Path, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
+def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, algorithm).hexdigest()
+
+
+def sha256_file(path: str | Path) -> str:
+    return file_digest(path, "sha256")
