@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -131,6 +133,29 @@ def test_loss_trace_through_a_hard_step_plateaus_at_once() -> None:
     ste = nn.Sequential(FakeQuant(GradMode.STE), nn.Flatten(), head)
     losses, fooled = loss_trace(ste, exact, x, y, epsilon=0.3, steps=8)
     assert losses[-1].mean() > losses[0].mean()
+
+
+def test_loss_trace_scores_the_same_whether_or_not_the_scored_model_is_the_attacked_one() -> None:
+    """One forward pass serves the gradient and the score when the attacker differentiates the scored
+    model itself: the trace equals scoring a separate copy after every step."""
+    x, y = data(32)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    shared = loss_trace(model, model, x, y, epsilon=0.2, steps=6)
+    separate = loss_trace(model, copy.deepcopy(model), x, y, epsilon=0.2, steps=6)
+    assert np.array_equal(shared[0], separate[0]) and np.array_equal(shared[1], separate[1])
+    assert shared[0].shape == (7, 32) and (shared[0][-1] > shared[0][0]).mean() > 0.9
+
+
+def test_loss_trace_stops_computing_once_no_sample_can_move() -> None:
+    """A model with no input gradient: the first step moves nothing, so every later step repeats it; the
+    trace records it without running the model again."""
+    x, y = data(8)
+    calls = []
+    exact = nn.Sequential(FakeQuant(GradMode.EXACT), nn.Flatten(), linear([[1.0, -1.0, 1.0, -1.0], [0.0] * 4]))
+    exact.register_forward_hook(lambda *_: calls.append(1))
+    losses, _ = loss_trace(exact, exact, x, y, epsilon=0.1, steps=10)
+    assert losses.shape == (11, 8) and (losses == losses[0]).all() and len(calls) == 1
 
 
 def test_layer_conditioning_of_an_orthogonal_and_a_scaled_layer() -> None:

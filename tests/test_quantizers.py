@@ -1,3 +1,4 @@
+import shutil
 import subprocess
 import sys
 
@@ -52,6 +53,24 @@ def test_artefact_reloads_in_a_fresh_process(artefact, tiny_data, tmp_path) -> N
         [sys.executable, "-c", code, str(folder), str(tmp_path / "x.npy"), str(tmp_path / "out.npy")], check=True
     )
     assert np.array_equal(np.load(tmp_path / "out.npy"), load_runtime(folder).logits(x))
+
+
+def test_runtime_and_twins_of_one_file_leave_each_other_alone(artefact, tiny_data, tmp_path) -> None:
+    """A stage opens the runtime and both twins of one artefact (a torch.export program is unpacked once
+    per process and file version): building the twins changes nothing the runtime computes, and a file
+    rewritten since is read again, not served from memory."""
+    *_, folder = artefact
+    x = tiny_data["test"][0]
+    before = load_runtime(folder).logits(x)
+    twins = [load_twin(folder, mode) for mode in GradMode]
+    assert np.array_equal(load_runtime(folder).logits(x), before) and len(twins) == 2
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy)
+    load_runtime(copy)
+    for name in BACKENDS.get(load_json(copy / ARTEFACT)["backend"]).files:
+        (copy / name).write_bytes(b"not a model")
+    with pytest.raises(Exception):  # noqa: B017  (each backend's own reader raises its own error)
+        load_runtime(copy)
 
 
 # The largest |logit difference| a twin may show against its deployed runtime: a value on a rounding

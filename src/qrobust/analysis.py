@@ -32,7 +32,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from qrobust.runtime import batched
-from qrobust.training import orthogonality_gap
+from qrobust.training import orthogonality_gap, predict_logits
 from qrobust.twins import record_activation_levels
 
 Predict = Callable[[np.ndarray], np.ndarray]
@@ -71,12 +71,16 @@ def same_size_noise(x: np.ndarray, x_adv: np.ndarray, seed: int) -> np.ndarray:
     return np.clip(x + (noise * scale[:, None]).reshape(x.shape), 0.0, 1.0).astype(np.float32)
 
 
-def activation_levels(twin: nn.Module, x: np.ndarray) -> list[np.ndarray]:
-    """The integer level of every quantized activation value of ``twin`` on ``x``, one (N, ...) array
-    per quantized activation, in graph order."""
+def twin_pass(twin: nn.Module, x: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """One forward pass of ``twin`` on ``x``: its logits, and the integer level of every quantized
+    activation value, one (N, ...) array per quantized activation, in graph order."""
     with torch.no_grad(), record_activation_levels() as levels:
-        twin(torch.from_numpy(np.ascontiguousarray(x)))
-    return [level.numpy() for level in levels]
+        out = twin(torch.from_numpy(np.ascontiguousarray(x)))
+    return out.numpy(), [level.numpy() for level in levels]
+
+
+def activation_levels(twin: nn.Module, x: np.ndarray) -> list[np.ndarray]:
+    return twin_pass(twin, x)[1]
 
 
 def bin_shift(twin: nn.Module, x: np.ndarray, x_other: np.ndarray) -> list[float]:
@@ -110,9 +114,10 @@ def layer_outputs(model: nn.Module, x: np.ndarray) -> dict[str, np.ndarray]:
 
 def sample_change(clean: np.ndarray, other: np.ndarray) -> np.ndarray:
     """Per sample, ||f(x') - f(x)|| / ||f(x)||; nan where the clean output is all zeros."""
-    a, b = clean.reshape(len(clean), -1).astype(np.float64), other.reshape(len(other), -1).astype(np.float64)
-    norm = np.linalg.norm(a, axis=1)
-    return np.divide(np.linalg.norm(b - a, axis=1), norm, out=np.full(len(a), np.nan), where=norm > 0)
+    a, b = clean.reshape(len(clean), -1), other.reshape(len(other), -1)
+    norm = np.linalg.norm(a, axis=1).astype(np.float64)  # pairwise sums: float32 keeps ~7 digits here
+    change = np.linalg.norm(b - a, axis=1).astype(np.float64)
+    return np.divide(change, norm, out=np.full(len(a), np.nan), where=norm > 0)
 
 
 def relative_change(clean: Sequence[np.ndarray], other: Sequence[np.ndarray]) -> list[float]:
@@ -126,14 +131,6 @@ def relative_change(clean: Sequence[np.ndarray], other: Sequence[np.ndarray]) ->
     return ratios
 
 
-def logits(model: nn.Module, x: np.ndarray, batch_size: int = 250) -> np.ndarray:
-    def run(index: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return model(torch.from_numpy(np.ascontiguousarray(x[index]))).numpy()
-
-    return batched(run, np.arange(len(x)), batch_size)
-
-
 def loss_trace(
     view: nn.Module, scored: nn.Module, x: np.ndarray, y: np.ndarray, epsilon: float, steps: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -143,24 +140,31 @@ def loss_trace(
     the final point fools ``scored``.
 
     Written by hand: Foolbox's attacks return only their final points, and this indicator needs every step.
+    When ``scored`` is ``view`` one forward pass per step serves both the score and the gradient.
     """
     xt, yt = torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y)
     step = 2.5 * epsilon / steps
     adv = xt.clone()
-
-    def score(point: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    losses, fooled = [], np.zeros(len(x), dtype=bool)
+    for k in range(steps + 1):
+        climb = k < steps
+        probe = adv.clone().requires_grad_(climb)
+        with torch.set_grad_enabled(climb):
+            out = view(probe)
         with torch.no_grad():
-            out = scored(point).double()  # float32 rounds a confident sample's loss to exactly 0
-            return F.cross_entropy(out, yt, reduction="none").numpy(), (out.argmax(1) != yt).numpy()
-
-    losses = [score(adv)[0]]
-    for _ in range(steps):
-        probe = adv.clone().requires_grad_(True)
-        (g,) = torch.autograd.grad(F.cross_entropy(view(probe), yt, reduction="sum"), probe, allow_unused=True)
-        direction = torch.zeros_like(adv) if g is None else g.sign()
-        adv = torch.clamp(torch.min(torch.max(adv + step * direction, xt - epsilon), xt + epsilon), 0.0, 1.0)
-        losses.append(score(adv)[0])
-    return np.stack(losses), score(adv)[1]
+            scored_out = (out if scored is view else scored(adv)).detach().double()
+        # float64: float32 rounds a confident sample's loss to exactly 0
+        losses.append(F.cross_entropy(scored_out, yt, reduction="none").numpy())
+        if not climb:
+            fooled = (scored_out.argmax(1) != yt).numpy()
+            break
+        (g,) = torch.autograd.grad(F.cross_entropy(out, yt, reduction="sum"), probe, allow_unused=True)
+        if g is None or not g.any():  # no sample moves: every later step repeats this one exactly
+            losses.extend([losses[-1]] * (steps - k))
+            fooled = (scored_out.argmax(1) != yt).numpy()
+            break
+        adv = torch.clamp(torch.min(torch.max(adv + step * g.sign(), xt - epsilon), xt + epsilon), 0.0, 1.0)
+    return np.stack(losses), fooled
 
 
 PLATEAU_GAIN = 0.01  # a loss that gains less than this share of its value from the quarter mark has stopped
@@ -233,8 +237,8 @@ def analyse(
     # the perturbation measurements count only the samples it moved.
     moved = [np.abs(x_adv[e] - x).reshape(len(x), -1).max(axis=1) > 0 for e in range(len(epsilons))]
     clean_pred = predict(x)
-    float_logits = logits(model, x)
-    adv_logits = [logits(model, x_adv[e]) for e in range(len(epsilons))]
+    float_logits = predict_logits(model, x)
+    adv_logits = [predict_logits(model, x_adv[e]) for e in range(len(epsilons))]
     float_fooled = [predict(x_adv[e]) != y for e in range(len(epsilons))]
     for e, eps in enumerate(epsilons):
         sel = moved[e]
@@ -260,12 +264,12 @@ def analyse(
         q_clean = q.predict(x)
         both = (clean_pred == y) & (q_clean == y)
         aligned = ste_cos >= np.median(ste_cos)
-        levels_clean = activation_levels(q.exact, x)
+        q_logits, levels_clean = twin_pass(q.exact, x)
         m["quantized_activations"] = len(levels_clean)  # 0 for a weight-only model: nothing shifts bins
-        q_logits = logits(q.exact, x)
         for e, eps in enumerate(epsilons):
             tag = f"eps={eps:g}"
-            fooled = q.predict(x_adv[e]) != y
+            q_adv = q.predict(x_adv[e])
+            fooled = q_adv != y
             # Bernhard et al.: transfer counts samples both models get right; split by gradient agreement.
             m[f"transfer_success/aligned/{tag}"] = _count(fooled[both & aligned])
             m[f"transfer_success/misaligned/{tag}"] = _count(fooled[both & ~aligned])
@@ -274,7 +278,8 @@ def analyse(
             # Lin et al.: the same input perturbation, relatively larger at the quantized model's output?
             sel = moved[e]
             r_float = sample_change(float_logits[sel], adv_logits[e][sel])
-            r_quant = sample_change(q_logits[sel], logits(q.exact, x_adv[e][sel]))
+            q_adv_logits, levels_adv = twin_pass(q.exact, x_adv[e][sel])
+            r_quant = sample_change(q_logits[sel], q_adv_logits)
             finite = np.isfinite(r_float) & np.isfinite(r_quant)
             m[f"output_change/adversarial/{tag}"] = {
                 "float": quartiles(r_float[finite]),
@@ -282,12 +287,15 @@ def analyse(
             }
             m[f"output_change/quantized_above_float/{tag}"] = _count(r_quant[finite] > r_float[finite])
             per_sample = {}
-            for kind, pert in (("adversarial", x_adv[e]), ("noise", noise[e])):
-                m[f"flip/{kind}/{tag}"] = _count(q_clean[sel] != q.predict(pert[sel]))
+            for kind, pert, q_pert in (
+                ("adversarial", x_adv[e], q_adv[sel]),
+                ("noise", noise[e], q.predict(noise[e][sel])),
+            ):
+                m[f"flip/{kind}/{tag}"] = _count(q_clean[sel] != q_pert)
                 if not levels_clean:
                     continue
                 before = [level[sel] for level in levels_clean]
-                after = activation_levels(q.exact, pert[sel])
+                after = levels_adv if kind == "adversarial" else activation_levels(q.exact, pert[sel])
                 shifts = [(a != b).reshape(int(sel.sum()), -1).mean(axis=1) for a, b in zip(before, after, strict=True)]
                 per_sample[kind] = np.mean(shifts, axis=0)
                 m[f"bin_shift/{kind}/{tag}"] = {f"act{i}": float(s.mean()) for i, s in enumerate(shifts)}

@@ -145,12 +145,21 @@ class OnnxQdq:
         return WeightCensus(tuple(tensors))
 
 
-def _load_pt2e(path: Path) -> nn.Module:
-    # The program's quantize/dequantize ops live in torch's quantized_decomposed library, which a
-    # fresh process registers only on import.
-    import torch.ao.quantization.fx._decomposed  # noqa: F401
+# Programs already unpacked in this process, by file version: unpacking takes seconds, and a stage opens
+# the runtime and both twins of one file. Callers must not modify the module (the twins copy it).
+_PT2E: dict[tuple[str, int, int], nn.Module] = {}
 
-    return torch.export.load(path).module()
+
+def _load_pt2e(path: Path) -> nn.Module:
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    if key not in _PT2E:
+        # The program's quantize/dequantize ops live in torch's quantized_decomposed library, which a
+        # fresh process registers only on import.
+        import torch.ao.quantization.fx._decomposed  # noqa: F401
+
+        _PT2E[key] = torch.export.load(path).module()
+    return _PT2E[key]
 
 
 @BACKENDS.register("inc_pt2e")

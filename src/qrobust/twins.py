@@ -61,8 +61,8 @@ def quantize_levels(scaled: torch.Tensor, zero_point: Any, qmin: int, qmax: int,
     levels = torch.clamp(torch.round(scaled) + zero_point, qmin, qmax)  # round half to even, as both do
     if _RECORDED is not None and (not isinstance(zero_point, torch.Tensor) or zero_point.numel() == 1):
         _RECORDED.append((levels - zero_point).detach())
-    if mode is GradMode.EXACT:
-        return levels
+    if mode is GradMode.EXACT or not torch.is_grad_enabled():
+        return levels  # the straight-through term below adds exactly zero to the values
     q = scaled + zero_point
     inside = (q >= qmin - 0.5) & (q <= qmax + 0.5)
     return levels.detach() + (q - q.detach()) * inside
