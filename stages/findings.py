@@ -1,10 +1,11 @@
 """findings: result rows of the attack suite and the defense study, and the analysis of each float model
 -> verdicts on the literature's claims.
 
-Writes ``reports/findings.json`` (DVC metrics: per claim its verdict and how many checks support or
-contradict it; per gradient-masking indicator how many flags it raised) and
-``reports/findings_evidence.json`` (per claim the rule and every check's numbers; every flag with its
-numbers), which the report renders first.
+Writes ``reports/headline.json`` (the study's DVC metrics: per model its clean accuracy and the robust
+accuracy the strongest attack left at the headline budget, per claim its verdict), ``reports/findings.json``
+(per claim its verdict and how many checks support or contradict it; per gradient-masking indicator how many
+flags it raised) and ``reports/findings_evidence.json`` (per claim the rule and every check's numbers; every
+flag with its numbers), which the report renders first.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from qrobust.defenses import DefenseKind, create_defense
 from qrobust.diagnostics import CHECKS, masking_flags
 from qrobust.errors import run_stage
 from qrobust.findings import Scope, judge
+from qrobust.headline import headline_metrics, headlines, study_budget
 from qrobust.io import load_json, save_json
 from qrobust.layout import REPORTS
 from qrobust.results import read_results
@@ -39,7 +41,8 @@ def main() -> None:
         },
         recipes={n: load_json(REPORTS / "defenses" / f"{n}.json")["defense"][n] for n in defend.recipes},
     )
-    rows = read_results(REPORTS / "results.csv")
+    suite = read_results(REPORTS / "results.csv")
+    rows = list(suite)
     for name in [*defend.defenses, *defend.recipes]:
         rows += read_results(REPORTS / "defenses" / f"{name}.csv")
     findings = judge(rows, scope)
@@ -51,6 +54,9 @@ def main() -> None:
     counts = {check: sum(f["check"] == check for f in flags) for check in CHECKS}
     metrics = {"findings": {k: {f: r[f] for f in keep} for k, r in records.items()}, "masking_flags": counts}
     save_json(REPORTS / "findings.json", metrics)
+    norm, epsilon = study_budget(study)
+    verdicts = {k: r["verdict"] for k, r in records.items()}
+    save_json(REPORTS / "headline.json", headline_metrics(headlines(suite, norm, epsilon), norm, epsilon, verdicts))
     for f in findings:
         print(f"{f.source}: {f.claim} -> {f.verdict.value} ({len(f.evidence)} checks)")
 

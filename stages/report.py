@@ -8,6 +8,7 @@ from pathlib import Path
 
 from qrobust.diagnostics import CHECKS
 from qrobust.errors import run_stage
+from qrobust.headline import study_budget
 from qrobust.io import load_json, save_json, write_bytes, write_text
 from qrobust.layout import PREPARED, REPORTS, TIMING, model_dir, timing_path
 from qrobust.model_id import ModelId
@@ -83,6 +84,7 @@ def main() -> None:
             str(m): load_json(REPORTS / "analysis" / f"{m}.json")["analysis"][str(m)] for m in study.train.model_ids()
         },
         provenance=record,
+        headline=study_budget(study),
         summary=[
             f"Dataset {data.dataset}, seed {data.seed}; {len(float_metrics)} float models, {len(quant_metrics)} quantized models; "
             f"{len(attacks)} attacks; every adversarial set scored on every model's deployed runtime (ONNX Runtime session or "

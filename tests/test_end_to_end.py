@@ -17,6 +17,7 @@ from qrobust.findings import CLAIMS, Verdict
 from qrobust.io import PARTIAL, load_json
 from qrobust.results import ThreatModel, read_results
 from qrobust.study import materialize
+from tests.browser import assert_reads_in_the_window
 from tests.conftest import DVC, ROOT, dvc, locked_outs, venv_env
 from tests.test_quantizers import LOGIT_TOLERANCE
 
@@ -84,14 +85,22 @@ def test_report_metrics_and_plots(smoke: Path) -> None:
     assert {p.stem for p in (smoke / "reports" / "plots" / "robust_vs_epsilon").glob("*.csv")} == {
         t.value for t in ThreatModel if t is not ThreatModel.CLEAN
     }
-    metrics = json.loads(dvc(smoke, "metrics", "show", "--json"))
-    assert any("clean_accuracy/" in key for key in json.dumps(metrics).split('"'))
-    # The report opens with the findings; their verdicts are DVC metrics.
-    assert page.index("Findings: the literature") < page.index("Clean accuracy")
+    # The report opens with the findings, then float vs quantized per architecture; the verdicts and the
+    # headline numbers are the study's only DVC metrics: two per model and one per claim.
+    assert page.index("Findings: the literature") < page.index("Float vs quantized") < page.index("Clean accuracy")
     findings = load_json(smoke / "reports" / "findings.json")["findings"]
     assert set(findings) == {c.key for c in CLAIMS}
     assert {f["verdict"] for f in findings.values()} <= {v.value for v in Verdict}
-    assert '"verdict"' in json.dumps(metrics)
+    metrics = json.loads(dvc(smoke, "metrics", "show", "--json"))
+    (files,) = [rev["data"] for rev in metrics.values()]
+    assert list(files) == ["reports/headline.json"]
+    headline = files["reports/headline.json"]["data"]
+    models = read_results(smoke / "reports" / "results.csv")
+    assert set(headline["clean"]) == {r.target for r in models} and set(headline["verdict"]) == set(findings)
+    (robust,) = (key for key in headline if key.startswith("robust_"))
+    assert set(headline[robust]) == set(headline["clean"])
+    # Any other file is shown on request.
+    assert "clean_accuracy/" in dvc(smoke, "metrics", "show", "reports/metrics.json")
     provenance = load_json(smoke / "reports" / "provenance.json")
     assert len(provenance["git"]["commit"]) == 40 and provenance["dataset"]["raw_sha256"]
     assert sum(len(g["stages"]) for g in provenance["stage_machines"]) == len(
@@ -100,6 +109,14 @@ def test_report_metrics_and_plots(smoke: Path) -> None:
     assert "## Provenance" in markdown
     dvc(smoke, "plots", "show", "-o", "plots_out")
     assert (smoke / "plots_out" / "index.html").is_file()
+
+
+def test_the_report_reads_in_a_browser_window(smoke: Path, tmp_path: Path) -> None:
+    """Headless Chromium at 1,400 pixels: every figure decodes and no table is wider than the window."""
+    page = smoke / "reports" / "index.html"
+    figures = page.read_text().count("data:image/png;base64,")
+    assert figures == len(list((smoke / "reports" / "figures").glob("*.png")))
+    assert_reads_in_the_window(page, tmp_path, images=figures)
 
 
 def test_defense_study_scores_every_defense_both_ways(smoke: Path) -> None:

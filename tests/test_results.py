@@ -200,6 +200,7 @@ def test_report_renders_tables_figures_and_plot_data() -> None:
         ),
         min_float_accuracy=0.95,
         max_drop_points=1.5,
+        headline=("linf", 0.5),
         findings={f.key: f.record() for f in judge(rows, FINDINGS_SCOPE)},
         masking=(
             [{"model": "toy-m.q", "threat_model": "white_qnn_exact", "check": "zero_gradients", "detail": "all zero"}],
@@ -229,8 +230,11 @@ def test_report_renders_tables_figures_and_plot_data() -> None:
     # toy-m.q is never right, so no sample can transfer: no check, and the verdict says so.
     assert (
         "| Attacks transfer poorly from float to quantized models. | Bernhard et al. 2019 | inconclusive | 0 / 0 / 0 | "
-        "no check separates |" in markdown
+        "per pair and epsilon:" in markdown
     )
+    assert "| Attacks transfer poorly from float to quantized models. | inconclusive | no check separates |" in markdown
+    # Then float vs quantized per architecture: clean, and the strongest attack at the headline budget.
+    assert report.sections[1].title.startswith("Float vs quantized") and "| toy | clean 100.0%; robust" in markdown
     assert (
         "| toy-m.q | 0.900 [0.800, 0.950] | 100.0% | 20.0% / 10.0% | 25.0% / 50.0% | 5.0% / 0.0% | 0.400 / 0.200 | 75.0% of 8 | "
         "40 (20 moved) at eps 0.5 |" in markdown

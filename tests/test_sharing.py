@@ -7,14 +7,21 @@ where the project was checked out."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.conftest import dvc, git, locked_outs
+from tests.browser import assert_reads_in_the_window
+from tests.conftest import dvc, git, locked_outs, venv_env
 
 pytestmark = pytest.mark.slow
+
+
+def params(project: Path) -> dict:
+    return yaml.safe_load((project / "params.yaml").read_text())
 
 
 def ran(output: str) -> set[str]:
@@ -77,6 +84,17 @@ def test_an_experiment_pushed_from_one_clone_is_shown_applied_and_pulled_in_anot
     other = clone(servers, tmp_path / "teammate")
     dvc(other, "exp", "pull", "origin", "shared-lenient")
     assert "shared-lenient" in json.dumps(json.loads(dvc(other, "exp", "show", "--json")))
+    # The two revisions compare on one page, read through DVC (the teammate's clone fetches main's outputs
+    # from the remote): a report-only change moves no result.
+    compare = subprocess.run(
+        [sys.executable, "-m", "qrobust.compare", "main", "shared-lenient", "--out", str(tmp_path / "compare")],
+        cwd=other, env=venv_env(), capture_output=True, text=True,
+    )  # fmt: skip
+    assert compare.returncode == 0, compare.stderr
+    assert "0 result rows differ beyond their sampling noise; 0 verdicts changed" in compare.stdout, compare.stdout
+    assert_reads_in_the_window(
+        tmp_path / "compare" / "index.html", tmp_path, images=len(params(other)["report"]["curves"])
+    )
     dvc(other, "exp", "apply", "shared-lenient")
     dvc(other, "pull")
     assert yaml.safe_load((other / "params.yaml").read_text())["report"]["min_float_accuracy"] == 0.4

@@ -11,11 +11,13 @@ import html
 import io
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from qrobust.findings import AGGREGATE_RULE
+from qrobust.headline import HEADLINE_RULE, Headline, headlines
 from qrobust.model_id import ModelId
 from qrobust.results import Result, ThreatModel
 
@@ -161,33 +163,70 @@ def _precision_order(name: str) -> tuple[str, bool, str]:
     return (str(model.parent), model.quantizer is not None, name)
 
 
-def attack_table(rows: Sequence[Result], attacks: Mapping[str, Sequence[float]]) -> Table:
-    """Every attack on every model it was made on, at the middle of its epsilon grid."""
+def attack_tables(rows: Sequence[Result], attacks: Mapping[str, Sequence[float]]) -> list[Table]:
+    """Every attack on every model it was made on, at the middle of its epsilon grid: one table per
+    architecture (its float model and quantized models as columns), so none is wider than the page."""
     own = [r for r in rows if _own(r) and r.defense == "none"]
-    models = sorted({r.target for r in own}, key=_precision_order)
     index = {(r.attack, r.threat_model, r.epsilon, r.target): r for r in own}
-    lines = []
-    for attack, grid in attacks.items():
-        eps = grid[len(grid) // 2]
-        for threat in sorted({r.threat_model for r in own if r.attack == attack}):
-            cells = [index.get((attack, threat, eps, m)) for m in models]
-            queries = [c.queries_per_sample for c in cells if c is not None and not math.isnan(c.queries_per_sample)]
-            lines.append(
-                (
-                    attack,
-                    threat,
-                    f"{eps:g} ({next(c for c in cells if c is not None).norm})",
-                    f"{sum(queries) / len(queries):.0f}" if queries else "",
-                    *("" if c is None else f"{pct(c.robust_accuracy)} (n={c.n})" for c in cells),
+    tables = []
+    for arch in sorted({r.target_arch for r in own}):
+        models = sorted({r.target for r in own if r.target_arch == arch}, key=_precision_order)
+        lines = []
+        for attack, grid in attacks.items():
+            eps = grid[len(grid) // 2]
+            for threat in sorted({r.threat_model for r in own if r.attack == attack and r.target_arch == arch}):
+                cells = [index.get((attack, threat, eps, m)) for m in models]
+                found = [c for c in cells if c is not None]
+                if not found:
+                    continue
+                queries = [c.queries_per_sample for c in found if not math.isnan(c.queries_per_sample)]
+                lines.append(
+                    (
+                        attack,
+                        threat,
+                        f"{eps:g} ({found[0].norm})",
+                        f"{sum(queries) / len(queries):.0f}" if queries else "",
+                        *("" if c is None else f"{pct(c.robust_accuracy)} (n={c.n})" for c in cells),
+                    )
                 )
+        tables.append(
+            Table(
+                f"Every attack on {arch}: robust accuracy at the middle of its epsilon grid",
+                ("attack", "threat model", "epsilon (norm)", "queries / sample (whole grid)", *models),
+                tuple(lines),
+                "White-box attacks on quantized models go through the twin (exact: rounding as deployed; ste: "
+                "straight-through); black-box attacks query the deployed runtime. Every number is the deployed "
+                "runtime's accuracy on the adversarial examples; an empty cell means the attack is not made on that "
+                "model under that threat model.",
             )
+        )
+    return tables
+
+
+def headline_table(rows: Sequence[Result], norm: str, epsilon: float) -> Table:
+    """Float vs each quantized model, per architecture: clean accuracy and the strongest attack's robust
+    accuracy at the headline budget (``qrobust.headline``), with which attack and threat model it was."""
+    found = {h.model: h for h in headlines(rows, norm, epsilon)}
+    models = sorted(found, key=_precision_order)
+    precisions = sorted({ModelId.parse(m).precision for m in models}, key=lambda p: (p != "float", p))
+    by_cell = {(ModelId.parse(m).arch, ModelId.parse(m).precision): found[m] for m in models}
+
+    def cell(h: Headline | None) -> str:
+        if h is None:
+            return ""
+        text = f"clean {pct(h.clean.robust_accuracy)}; "
+        if h.strongest is None:
+            return text + "no attack at this budget"
+        s = h.strongest
+        return text + f"robust {with_ci(s)} n={s.n}, by {s.attack} ({s.threat_model})"
+
+    archs = sorted({ModelId.parse(m).arch for m in models})
     return Table(
-        "Every attack on the models it was made on: robust accuracy at the middle of its epsilon grid",
-        ("attack", "threat model", "epsilon (norm)", "queries / sample (whole grid)", *models),
-        tuple(lines),
-        "White-box attacks on quantized models go through the twin (exact: rounding as deployed; ste: straight-through); "
-        "black-box attacks query the deployed runtime. Every number is the deployed runtime's accuracy on the adversarial "
-        "examples; an empty cell means the attack is not made on that model under that threat model.",
+        f"Float vs quantized: clean and worst-case robust accuracy at {norm} epsilon {epsilon:g}",
+        ("architecture", *precisions),
+        tuple((arch, *(cell(by_cell.get((arch, p))) for p in precisions)) for arch in archs),
+        f"Robust accuracy here is {HEADLINE_RULE}. These are the numbers reports/headline.json gives DVC "
+        "(dvc exp show, dvc metrics diff).",
     )
 
 
@@ -330,7 +369,9 @@ def robustness_figure(rows: Sequence[Result], threat: ThreatModel, attack: str) 
         f"robust_vs_epsilon_{threat.value}",
         f"Robust accuracy vs epsilon, {threat.value}: {attack} (float: its own {reference} curve)",
         _png(fig),
-        f"{THREAT_NOTES[threat]} Shaded bands are 95% Wilson intervals.",
+        "Read: a quantized curve above the float one, bands apart, is robustness the quantized model gained at "
+        f"that epsilon (curves that cross: Gorsline et al. 2021). {THREAT_NOTES[threat]} Shaded bands are 95% "
+        "Wilson intervals.",
     )
 
 
@@ -370,6 +411,8 @@ def transfer_figure(rows: Sequence[Result], attack: str, epsilon: float, source_
         heat_map_name(attack, epsilon, source_threat),
         f"Transfer heat map: {attack} at epsilon {epsilon:g}, sets made {source_threat}",
         _png(fig),
+        "Read: each cell is the target's robust accuracy (%) on the source's adversarial examples; the diagonal is "
+        "each model attacked itself, and a row much darker off the diagonal than on it transfers well.",
     )
 
 
@@ -397,8 +440,13 @@ def _png(fig: Any) -> bytes:
     return buffer.getvalue()
 
 
+def _anchor(index: int) -> str:
+    return f"s{index + 1}"
+
+
 def render_markdown(report: Report) -> str:
     out = [f"# {report.title}", "", *report.summary, ""]
+    out += [f"{i + 1}. {part.title}" for i, part in enumerate(report.sections)] + [""]
     for part in report.sections:
         if isinstance(part, Table):
             out += [f"## {part.title}", "", "| " + " | ".join(part.headers) + " |", "|" + "---|" * len(part.headers)]
@@ -409,29 +457,46 @@ def render_markdown(report: Report) -> str:
     return "\n".join(out)
 
 
+STYLE = (
+    "body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
+    "nav ol{columns:2;font-size:.85em;margin:.5em 0 1.5em}"
+    "table{border-collapse:collapse;margin:.5em 0;font-size:.85em;max-width:100%}"
+    "td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top;overflow-wrap:break-word}"
+    "td.n{text-align:right;white-space:nowrap}th{background:#f3f3f3}img{max-width:100%}"
+    ".note{color:#666;font-size:.85em}.holds{color:#176b2c;font-weight:600}.fails{color:#a01818;font-weight:600}"
+)
+VERDICT_CLASS = {"holds": "holds", "does not hold": "fails"}
+
+
+def _cell(text: str) -> str:
+    """A table cell: numbers (a rate, a count, a size) right-aligned on one line, verdicts coloured."""
+    if text in VERDICT_CLASS:
+        return f'<td class="{VERDICT_CLASS[text]}">{html.escape(text)}</td>'
+    numeric = len(text) < 40 and re.match(r"^[-+]?(\d|n/a)", text) is not None
+    return f'<td class="n">{html.escape(text)}</td>' if numeric else f"<td>{html.escape(text)}</td>"
+
+
 def render_html(report: Report) -> str:
+    """One self-contained page: the title, the summary, a numbered contents list linking every section,
+    then the sections in order (figures embedded as PNG data)."""
     esc = html.escape
     body = [f"<h1>{esc(report.title)}</h1>", *(f"<p>{esc(line)}</p>" for line in report.summary if line)]
-    for part in report.sections:
-        body.append(f"<h2>{esc(part.title)}</h2>")
+    items = "".join(f'<li><a href="#{_anchor(i)}">{esc(p.title)}</a></li>' for i, p in enumerate(report.sections))
+    body.append(f"<nav><ol>{items}</ol></nav>")
+    for i, part in enumerate(report.sections):
+        body.append(f'<h2 id="{_anchor(i)}">{esc(part.title)}</h2>')
         if isinstance(part, Table):
             head = "".join(f"<th>{esc(h)}</th>" for h in part.headers)
-            rows = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in part.rows)
+            rows = "".join("<tr>" + "".join(_cell(c) for c in row) + "</tr>" for row in part.rows)
             body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
         else:
             data = base64.b64encode(part.png).decode("ascii")
             body.append(f'<img alt="{esc(part.title)}" src="data:image/png;base64,{data}">')
         if part.note:
             body.append(f'<p class="note">{esc(part.note)}</p>')
-    style = (
-        "body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
-        "table{border-collapse:collapse;margin:.5em 0;font-size:.85em}td,th{border:1px solid #ccc;padding:.3em .6em;text-align:right}"
-        "td:first-child,th:first-child{text-align:left}th{background:#f3f3f3}img{max-width:100%}.note{color:#666;font-size:.85em}"
-        ".holds{color:#176b2c}.fails{color:#a01818}"
-    )
     return (
         f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{esc(report.title)}</title>'
-        f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n"
+        f"<style>{STYLE}</style></head><body>{''.join(body)}</body></html>\n"
     )
 
 
@@ -467,30 +532,40 @@ def signoff_table(
 
 
 def findings_table(findings: Mapping[str, Mapping[str, Any]]) -> Table:
-    """The findings stage's verdicts, one line per claim, with the rule that produced each and the checks
-    that separated (the full list is in reports/findings_evidence.json)."""
+    """The findings stage's verdicts, one line per claim, beside the check counts and the rule of its checks."""
+    lines = tuple(
+        (
+            str(record["claim"]),
+            str(record["source"]),
+            str(record["verdict"]),
+            f"{record['supporting']} / {record['contradicting']} / {record['checks']}",
+            str(record["check_rule"]),
+        )
+        for record in findings.values()
+    )
+    return Table(
+        "Findings: the literature's claims on this run",
+        ("claim", "source", "verdict", "checks supporting / contradicting / all", "check (one per row of the data)"),
+        lines,
+        f"Each verdict is computed from this run's result rows and the analysis stage's counts: a claim {AGGREGATE_RULE}. "
+        "A check separates when the two 95% intervals do not overlap (Wilson for rates, bootstrap for differences of "
+        "medians); the checks that separated are listed in 'Findings: the separating checks', every check in "
+        "reports/findings_evidence.json.",
+    )
+
+
+def findings_evidence_table(findings: Mapping[str, Mapping[str, Any]]) -> Table:
+    """Per claim, the first checks that separated, with their numbers."""
     lines = []
     for record in findings.values():
         decisive = [e for e in record["evidence"] if not e.endswith("-> undecided")]
         shown = "; ".join(decisive[:3]) + (f"; ... {len(decisive) - 3} more" if len(decisive) > 3 else "")
-        lines.append(
-            (
-                str(record["claim"]),
-                str(record["source"]),
-                str(record["verdict"]),
-                f"{record['supporting']} / {record['contradicting']} / {record['checks']}",
-                shown or "no check separates",
-                str(record["check_rule"]),
-            )
-        )
+        lines.append((str(record["claim"]), str(record["verdict"]), shown or "no check separates"))
     return Table(
-        "Findings: the literature's claims on this run",
-        ("claim", "source", "verdict", "checks supporting / contradicting / all", "separating checks", "checks"),
+        "Findings: the separating checks",
+        ("claim", "verdict", "checks that separated (first three)"),
         tuple(lines),
-        "Each verdict is computed from this run's result rows and the analysis stage's counts by its checks (last "
-        f"column) and one rule: a claim {AGGREGATE_RULE}. A check separates "
-        "when the two 95% intervals do not overlap (Wilson for rates, bootstrap for differences of medians). Not judged yet: layer-wise amplification (Lin et al. 2019; measured in the analysis, not yet with "
-        "intervals), train-based defenses' boundary distance and transfer to defended models (Costa & Pinto 2024).",
+        "Each check gives its two rates or its difference with the 95% interval and n, then what it supports.",
     )
 
 
@@ -593,19 +668,24 @@ def build_report(
     masking: tuple[Sequence[Mapping[str, str]], Sequence[str]] | None = None,
     analysis: Mapping[str, Mapping[str, Any]] | None = None,
     provenance: Mapping[str, Any] | None = None,
+    headline: tuple[str, float] | None = None,
     summary: Sequence[str] = (),
 ) -> Report:
-    sections: list[Table | Figure] = [
-        *([findings_table(findings)] if findings else []),
-        clean_table(rows, float_metrics, quant_metrics),
-        quantization_table(float_metrics, quant_metrics),
+    sections: list[Table | Figure] = [*([findings_table(findings)] if findings else [])]
+    if headline is not None:
+        sections.append(headline_table(rows, *headline))
+    sections += [
+        *(robustness_figure(rows, threat, attack) for threat, attack in curves.items()),
         signoff_table(
             float_metrics, quant_metrics, min_float_accuracy=min_float_accuracy, max_drop_points=max_drop_points
         ),
-        attack_table(rows, attacks),
-        *(robustness_figure(rows, threat, attack) for threat, attack in curves.items()),
+        clean_table(rows, float_metrics, quant_metrics),
+        quantization_table(float_metrics, quant_metrics),
+        *attack_tables(rows, attacks),
         boundary_table(rows),
     ]
+    if findings:
+        sections.append(findings_evidence_table(findings))
     if masking is not None:
         sections.append(masking_table(*masking))
     if analysis:

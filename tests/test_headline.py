@@ -1,0 +1,77 @@
+"""The headline metrics on constructed rows whose answer is known."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import yaml
+
+from qrobust.headline import headline_budget, headline_metrics, headlines
+from qrobust.io import dumps_json
+from qrobust.results import ThreatModel
+from tests.test_findings import FLOAT_MODEL, QUANT, row
+
+
+def test_budget_is_the_middle_of_the_grid() -> None:
+    assert headline_budget("linf", (0.01, 0.02, 0.05, 0.1)) == ("linf", 0.02)  # lower middle of an even grid
+    assert headline_budget("l2", (0.5, 1.0, 2.0, math.inf)) == ("l2", 1.0)  # the unbounded output is no budget
+
+
+def test_the_strongest_attack_over_every_threat_model_reaching_the_model_is_the_headline() -> None:
+    rows = [
+        row(0.9, ThreatModel.CLEAN, 0.0, QUANT),
+        row(0.9, ThreatModel.CLEAN, 0.0, FLOAT_MODEL),
+        row(0.6, ThreatModel.WHITE_QNN_EXACT, 0.05, QUANT),  # masked: looks robust
+        row(0.3, ThreatModel.WHITE_QNN_STE, 0.05, QUANT),
+        row(0.2, ThreatModel.TRANSFER, 0.05, QUANT, source=FLOAT_MODEL),  # the float model's sets do best
+        row(0.1, ThreatModel.WHITE_QNN_STE, 0.1, QUANT),  # another budget
+        row(0.0, ThreatModel.WHITE_QNN_STE, 0.05, QUANT, defense="blur"),  # a defended row
+        dataclasses.replace(row(0.05, ThreatModel.WHITE_QNN_STE, 0.05, QUANT), norm="l2"),  # another norm
+        row(0.5, ThreatModel.WHITE_FLOAT, 0.05, FLOAT_MODEL),
+    ]
+    found = {h.model: h for h in headlines(rows, "linf", 0.05)}
+    assert found[str(QUANT)].strongest.threat_model == ThreatModel.TRANSFER.value
+    assert found[str(QUANT)].strongest.robust_accuracy == 0.2
+    assert found[str(FLOAT_MODEL)].strongest.robust_accuracy == 0.5
+    assert headlines(rows, "linf", 0.02)[0].strongest is None  # no attack at that budget
+
+
+def test_ties_go_to_the_first_attack_by_name_whatever_the_row_order() -> None:
+    rows = [
+        row(0.9, ThreatModel.CLEAN, 0.0, QUANT),
+        row(0.3, ThreatModel.WHITE_QNN_STE, 0.05, QUANT, attack="pgd"),
+        row(0.3, ThreatModel.BLACK_RUNTIME, 0.05, QUANT, attack="apgd"),
+    ]
+    assert {headlines(order, "linf", 0.05)[0].strongest.attack for order in (rows, rows[::-1])} == {"apgd"}
+
+
+def test_metrics_file_holds_clean_robust_and_verdicts_and_null_where_no_attack_reached() -> None:
+    rows = [row(0.9, ThreatModel.CLEAN, 0.0, QUANT), row(0.25, ThreatModel.WHITE_QNN_STE, 0.05, QUANT)]
+    rows.append(row(0.8, ThreatModel.CLEAN, 0.0, FLOAT_MODEL))
+    metrics = headline_metrics(headlines(rows, "linf", 0.05), "linf", 0.05, {"claim": "holds"})
+    written = json.loads(dumps_json(metrics))
+    assert written == {
+        "clean": {str(QUANT): 0.9, str(FLOAT_MODEL): 0.8},
+        "robust_linf_0.05": {str(QUANT): 0.25, str(FLOAT_MODEL): None},
+        "verdict": {"claim": "holds"},
+    }
+
+
+def test_the_default_study_gives_dvc_at_most_50_metrics() -> None:
+    """dvc exp show and metrics diff show the declared metrics files only: the headline file, two numbers
+    per model of the study and one verdict per claim."""
+    from qrobust.findings import CLAIMS
+    from qrobust.settings import load_study
+    from tests.conftest import ROOT
+
+    declared = [
+        path
+        for stage in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"].values()
+        for entry in stage.get("metrics", [])
+        for path in (entry if isinstance(entry, dict) else {entry: None})
+    ]
+    assert declared == ["reports/headline.json"]
+    columns = 2 * len(load_study(str(ROOT / "params.yaml")).models()) + len(CLAIMS)
+    assert columns <= 50, columns
