@@ -1,5 +1,5 @@
 # qrobust: `make repro` runs the default study, `make test` runs the test suite.
-# Both start with `make setup`, which is idempotent: a venv with pinned packages, and the dataset.
+# Both start with `make setup`, which is idempotent: a venv with pinned packages, the dataset, Chromium.
 
 PYTHON ?= python3.11
 VENV := .venv
