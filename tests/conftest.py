@@ -64,9 +64,18 @@ def accuracy(predictions: np.ndarray, labels: np.ndarray) -> float:
 DVC = str(Path(sys.executable).parent / "dvc")
 
 
+# Under pytest-xdist every worker runs beside the others: one thread each for torch, OpenMP and ONNX Runtime,
+# in the workers and in the stages they start, instead of every process spinning one thread per core.
+SHARED_CORES = "PYTEST_XDIST_WORKER" in os.environ
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"} if SHARED_CORES else {}
+if SHARED_CORES:
+    torch.set_num_threads(1)
+
+
 def venv_env() -> dict[str, str]:
-    """The environment with the venv's bin first on PATH: DVC's stages call `python`."""
-    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    """The environment with the venv's bin first on PATH (DVC's stages call `python`), and one thread per
+    process when the cores are shared between test workers."""
+    return {**os.environ, **ONE_THREAD, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
 
 
 def dvc(project: Path, *args: str) -> str:
