@@ -234,7 +234,7 @@ def compare(a: Revision, b: Revision) -> Report:
         f"A = {a.name}, B = {b.name}. {sum(d.exceeds for d in head)} of {len(head)} headline numbers and "
         f"{len(rows)} result rows differ beyond their sampling noise; {len(changed)} verdicts changed.",
     ]
-    return Report(f"qrobust comparison: {a.name} vs {b.name}", summary, sections)
+    return Report(f"qrobust comparison: {a.name} vs {b.name}", summary, sections, lead=2)
 
 
 def write_comparison(report: Report, out: Path) -> Path:

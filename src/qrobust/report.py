@@ -45,6 +45,7 @@ class Report:
     title: str
     summary: list[str] = field(default_factory=list)
     sections: list[Table | Figure] = field(default_factory=list)
+    lead: int = 0  # sections shown before the contents list (the answer first)
 
 
 def pct(value: float | None) -> str:
@@ -446,8 +447,10 @@ def _anchor(index: int) -> str:
 
 def render_markdown(report: Report) -> str:
     out = [f"# {report.title}", "", *report.summary, ""]
-    out += [f"{i + 1}. {part.title}" for i, part in enumerate(report.sections)] + [""]
-    for part in report.sections:
+    contents = [f"{i + 1}. {part.title}" for i, part in enumerate(report.sections)] + [""]
+    for i, part in enumerate(report.sections):
+        if i == report.lead:
+            out += contents
         if isinstance(part, Table):
             out += [f"## {part.title}", "", "| " + " | ".join(part.headers) + " |", "|" + "---|" * len(part.headers)]
             out += ["| " + " | ".join(row) + " |" for row in part.rows]
@@ -477,13 +480,14 @@ def _cell(text: str) -> str:
 
 
 def render_html(report: Report) -> str:
-    """One self-contained page: the title, the summary, a numbered contents list linking every section,
-    then the sections in order (figures embedded as PNG data)."""
+    """One self-contained page: the title, the summary, the leading sections (the answer), a numbered
+    contents list linking every section, then the rest in order (figures embedded as PNG data)."""
     esc = html.escape
     body = [f"<h1>{esc(report.title)}</h1>", *(f"<p>{esc(line)}</p>" for line in report.summary if line)]
     items = "".join(f'<li><a href="#{_anchor(i)}">{esc(p.title)}</a></li>' for i, p in enumerate(report.sections))
-    body.append(f"<nav><ol>{items}</ol></nav>")
     for i, part in enumerate(report.sections):
+        if i == report.lead:
+            body.append(f"<nav><h2>Contents</h2><ol>{items}</ol></nav>")
         body.append(f'<h2 id="{_anchor(i)}">{esc(part.title)}</h2>')
         if isinstance(part, Table):
             head = "".join(f"<th>{esc(h)}</th>" for h in part.headers)
@@ -707,7 +711,8 @@ def build_report(
         )
     if provenance is not None:
         sections.append(provenance_table(provenance))
-    return Report("qrobust report", list(summary), sections)
+    lead = int(bool(findings)) + int(headline is not None)
+    return Report("qrobust report", list(summary), sections, lead)
 
 
 def provenance_table(record: Mapping[str, Any]) -> Table:
