@@ -9,11 +9,11 @@ from pathlib import Path
 from qrobust.diagnostics import CHECKS
 from qrobust.errors import run_stage
 from qrobust.headline import study_budget
-from qrobust.io import load_json, save_json, write_bytes, write_text
+from qrobust.io import load_json, save_json, write_text
 from qrobust.layout import PREPARED, REPORTS, TIMING, model_dir, timing_path
 from qrobust.model_id import ModelId
 from qrobust.provenance import provenance
-from qrobust.report import DefenseStudy, Figure, build_report, pct, plot_rows, render_html, render_markdown
+from qrobust.report import DefenseStudy, build_report, pct, plot_rows, write_pages
 from qrobust.results import read_results
 from qrobust.settings import DefendSettings, load_study
 
@@ -92,11 +92,7 @@ def main() -> None:
             "Rates carry 95% Wilson intervals in brackets.",
         ],
     )
-    for part in report.sections:
-        if isinstance(part, Figure):
-            write_bytes(REPORTS / "figures" / f"{part.name}.png", part.png)
-    write_text(REPORTS / "report.md", render_markdown(report))
-    write_text(REPORTS / "index.html", render_html(report))
+    write_pages(report, REPORTS, "report.md")
     for name, records in plot_rows(rows, settings.curves, heat_maps).items():
         if records:
             write_text(REPORTS / "plots" / f"{name}.csv", to_csv(records))

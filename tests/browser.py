@@ -55,16 +55,6 @@ def probe(page: Path, tmp_path: Path) -> dict:
     )
 
 
-def screenshot(page: Path, out: Path, tmp_path: Path, height: int = 1400) -> Path:
-    subprocess.run(
-        [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-         f"--user-data-dir={tmp_path / 'chromium'}", f"--window-size={WINDOW[0]},{height}",
-         f"--screenshot={out}", page.as_uri()],
-        capture_output=True, timeout=120, check=True,
-    )  # fmt: skip
-    return out
-
-
 def assert_reads_in_the_window(page: Path, tmp_path: Path, *, images: int) -> dict:
     """Every image decodes and nothing is wider than the window."""
     seen = probe(page, tmp_path)

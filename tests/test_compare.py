@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from qrobust.compare import Revision, compare, row_differences, two_proportion_p, write_comparison
-from qrobust.report import Figure
+from qrobust.compare import Revision, compare, row_differences, two_proportion_p
+from qrobust.report import Figure, write_pages
 from qrobust.results import ThreatModel
 from tests.browser import assert_reads_in_the_window
 from tests.test_findings import FLOAT_MODEL, QUANT, row
@@ -62,7 +62,7 @@ def test_a_row_in_one_revision_only_is_shown_absent_not_compared() -> None:
 
 def test_the_comparison_page_reads_in_the_window(tmp_path) -> None:
     report = compare(revision("main", 0.6, 0.5, "holds"), revision("exp", 0.4, 0.5, "holds"))
-    page = write_comparison(report, tmp_path / "compare")
+    page = write_pages(report, tmp_path / "compare", "compare.md")
     figures = [p for p in report.sections if isinstance(p, Figure)]
     assert len(figures) == 2 and all((tmp_path / "compare" / "figures" / f"{f.name}.png").is_file() for f in figures)
     assert_reads_in_the_window(page, tmp_path, images=2)

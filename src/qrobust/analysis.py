@@ -145,7 +145,7 @@ def loss_trace(
     xt, yt = torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y)
     step = 2.5 * epsilon / steps
     adv = xt.clone()
-    losses, fooled = [], np.zeros(len(x), dtype=bool)
+    losses = []
     for k in range(steps + 1):
         climb = k < steps
         probe = adv.clone().requires_grad_(climb)
@@ -155,15 +155,16 @@ def loss_trace(
             scored_out = (out if scored is view else scored(adv)).detach().double()
         # float64: float32 rounds a confident sample's loss to exactly 0
         losses.append(F.cross_entropy(scored_out, yt, reduction="none").numpy())
-        if not climb:
-            fooled = (scored_out.argmax(1) != yt).numpy()
-            break
-        (g,) = torch.autograd.grad(F.cross_entropy(out, yt, reduction="sum"), probe, allow_unused=True)
-        if g is None or not g.any():  # no sample moves: every later step repeats this one exactly
+        g = (
+            torch.autograd.grad(F.cross_entropy(out, yt, reduction="sum"), probe, allow_unused=True)[0]
+            if climb
+            else None
+        )
+        if g is None or not g.any():  # the last step, or no sample moves: every later step repeats this one
             losses.extend([losses[-1]] * (steps - k))
-            fooled = (scored_out.argmax(1) != yt).numpy()
             break
         adv = torch.clamp(torch.min(torch.max(adv + step * g.sign(), xt - epsilon), xt + epsilon), 0.0, 1.0)
+    fooled = (scored_out.argmax(1) != yt).numpy()
     return np.stack(losses), fooled
 
 

@@ -25,9 +25,8 @@ import yaml
 
 from qrobust.errors import ConfigError
 from qrobust.headline import HEADLINE_RULE, Headline, headline_budget, headlines
-from qrobust.io import write_bytes, write_text
 from qrobust.model_id import ModelId
-from qrobust.report import Figure, Report, Table, _png, _precision_order, curve_rows, pct, render_html, render_markdown
+from qrobust.report import Curves, Figure, Report, Table, _precision_order, curve_rows, curves_png, pct, write_pages
 from qrobust.results import Result, ThreatModel, read_results
 
 WORKSPACE = "workspace"
@@ -167,34 +166,15 @@ def budget(rev: Revision) -> tuple[str, float]:
 
 def overlay_figure(a: Revision, b: Revision, threat: ThreatModel, attack: str) -> Figure:
     """One panel per architecture: every model's curve in A (solid) and in B (dashed), same colour."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    curves = [(label, curve_rows(rev.rows, threat, attack)) for label, rev in (("A", a), ("B", b))]
-    archs = sorted({r.target_arch for _, rows in curves for r in rows})
-    fig, axes = plt.subplots(1, max(len(archs), 1), figsize=(4.2 * max(len(archs), 1), 3.4), sharey=True, squeeze=False)
-    precisions = sorted(
-        {ModelId.parse(r.target).precision for _, rows in curves for r in rows}, key=lambda p: (p != "float", p)
-    )
-    colours = dict(zip(precisions, ["black", *plt.get_cmap("tab10").colors], strict=False))
-    for ax, arch in zip(axes[0], archs, strict=False):
-        for (name, rows), style in zip(curves, ("-", "--"), strict=True):
-            for target in sorted({r.target for r in rows if r.target_arch == arch}, key=_precision_order):
-                pts = sorted((r.epsilon, r.robust_accuracy) for r in rows if r.target == target)
-                precision = ModelId.parse(target).precision
-                ax.plot(*zip(*pts, strict=True), style, color=colours[precision], marker="o", ms=3,
-                        label=f"{precision} ({name})")  # fmt: skip
-        ax.set(title=arch, xlabel="epsilon", xscale="log", ylim=(0, 1))
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("robust accuracy")
-    axes[0][-1].legend(fontsize=6)
-    fig.tight_layout()
+    series = [
+        Curves(curve_rows(rev.rows, threat, attack), style, f" ({label})")
+        for rev, style, label in ((a, "-", "A"), (b, "--", "B"))
+    ]
+    precisions = {ModelId.parse(r.target).precision for rev in (a, b) for r in rev.rows}
     return Figure(
         f"compare_{threat.value}",
         f"Robust accuracy vs epsilon, {threat.value}: {attack}, {a.name} (solid) vs {b.name} (dashed)",
-        _png(fig),
+        curves_png(series, precisions, bands=False),
         "Read: a dashed curve below its solid one is a model that the second revision leaves less robust there.",
     )
 
@@ -202,8 +182,8 @@ def overlay_figure(a: Revision, b: Revision, threat: ThreatModel, attack: str) -
 def compare(a: Revision, b: Revision) -> Report:
     norm, epsilon = budget(a)
     head = headline_differences(a, b, norm, epsilon)
-    rows = [d for d in row_differences(a.rows, b.rows) if d.exceeds]
-    rows.sort(key=lambda d: -abs(d.points))
+    matched = row_differences(a.rows, b.rows)
+    rows = sorted((d for d in matched if d.exceeds), key=lambda d: -abs(d.points))
     claims = sorted(set(a.verdicts) | set(b.verdicts))
     changed = [(c, a.verdicts.get(c, "absent"), b.verdicts.get(c, "absent")) for c in claims]
     changed = [line for line in changed if line[1] != line[2]]
@@ -225,7 +205,7 @@ def compare(a: Revision, b: Revision) -> Report:
             "Every result row whose difference exceeds its noise",
             ("row", *HEADERS),
             tuple(d.cells() for d in rows[:MAX_ROWS]) or (("(none)", "", "", "", "", ""),),
-            f"{len(rows)} of {len(row_differences(a.rows, b.rows))} matched rows differ beyond their noise"
+            f"{len(rows)} of {len(matched)} matched rows differ beyond their noise"
             + (f"; the {MAX_ROWS} largest are listed." if len(rows) > MAX_ROWS else "."),
         ),
         *(overlay_figure(a, b, threat, attack) for threat, attack in a.curves.items()),
@@ -235,16 +215,6 @@ def compare(a: Revision, b: Revision) -> Report:
         f"{len(rows)} result rows differ beyond their sampling noise; {len(changed)} verdicts changed.",
     ]
     return Report(f"qrobust comparison: {a.name} vs {b.name}", summary, sections, lead=2)
-
-
-def write_comparison(report: Report, out: Path) -> Path:
-    """index.html (figures embedded), compare.md and the figures it links."""
-    for part in report.sections:
-        if isinstance(part, Figure):
-            write_bytes(out / "figures" / f"{part.name}.png", part.png)
-    write_text(out / "compare.md", render_markdown(report))
-    write_text(out / "index.html", render_html(report))
-    return out / "index.html"
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -258,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         report = compare(read_revision(args.repo, args.a), read_revision(args.repo, args.b))
     except ConfigError as exc:
         raise SystemExit(f"compare: {exc}") from None
-    print(f"{report.summary[0]}\nwrote {write_comparison(report, args.out)}")
+    print(f"{report.summary[0]}\nwrote {write_pages(report, args.out, 'compare.md')}")
 
 
 if __name__ == "__main__":

@@ -67,10 +67,6 @@ def headlines(rows: Iterable[Result], norm: str, epsilon: float) -> list[Headlin
     ]
 
 
-def robust_key(norm: str, epsilon: float) -> str:
-    return f"robust_{norm}_{epsilon:g}"
-
-
 def headline_metrics(
     found: Sequence[Headline], norm: str, epsilon: float, verdicts: Mapping[str, str]
 ) -> dict[str, dict[str, float | str]]:
@@ -78,7 +74,7 @@ def headline_metrics(
     where no attack reached the model) and ``verdict.<claim>``."""
     return {
         "clean": {h.model: round(h.clean.robust_accuracy, 4) for h in found},
-        robust_key(norm, epsilon): {
+        f"robust_{norm}_{epsilon:g}": {
             h.model: round(h.strongest.robust_accuracy, 4) if h.strongest else math.nan for h in found
         },
         "verdict": dict(verdicts),

@@ -12,12 +12,14 @@ import io
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from qrobust.findings import AGGREGATE_RULE
 from qrobust.headline import HEADLINE_RULE, Headline, headlines
+from qrobust.io import write_bytes, write_text
 from qrobust.model_id import ModelId
 from qrobust.results import Result, ThreatModel
 
@@ -334,42 +336,61 @@ def curve_rows(rows: Sequence[Result], threat: ThreatModel, attack: str) -> list
     return [r for r in rows if drawn(r)]
 
 
-def robustness_figure(rows: Sequence[Result], threat: ThreatModel, attack: str) -> Figure:
-    """Robust accuracy vs epsilon per architecture: float vs each quantized model (Gorsline et al. 2021)."""
+@dataclass(frozen=True)
+class Curves:
+    """One set of robust-accuracy curves in a figure: its rows, its line style (None: float solid,
+    quantized dashed) and what its legend labels add after the precision."""
+
+    rows: Sequence[Result]
+    style: str | None = None
+    label: str = ""
+
+
+def curves_png(series: Sequence[Curves], precisions: Iterable[str], *, bands: bool) -> bytes:
+    """One panel per architecture, one line per model of each series in its precision's colour (float in
+    black; ``precisions`` fixes the order, so every figure of a page colours alike), with 95% Wilson bands
+    when ``bands``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    curves = curve_rows(rows, threat, attack)
-    archs = sorted({r.target_arch for r in curves})
+    archs = sorted({r.target_arch for s in series for r in s.rows})
     fig, axes = plt.subplots(1, max(len(archs), 1), figsize=(4.2 * max(len(archs), 1), 3.4), sharey=True, squeeze=False)
-    # One colour per precision (float in black), the same in every figure.
-    precisions = sorted({r.target_precision for r in rows}, key=lambda p: (p != "float", p))
-    colours = dict(zip(precisions, ["black", *plt.get_cmap("tab10").colors], strict=False))
-    norm = curves[0].norm if curves else ""
+    ordered = sorted(set(precisions), key=lambda p: (p != "float", p))
+    colours = dict(zip(ordered, ["black", *plt.get_cmap("tab10").colors], strict=False))
+    norm = next((r.norm for s in series for r in s.rows), "")
     for ax, arch in zip(axes[0], archs, strict=False):
-        for target in sorted({r.target for r in curves if r.target_arch == arch}, key=_precision_order):
-            pts = sorted(
-                (r.epsilon, r.robust_accuracy, r.robust_accuracy_low, r.robust_accuracy_high)
-                for r in curves
-                if r.target == target
-            )
-            eps, acc, low, high = zip(*pts, strict=True)
-            precision = ModelId.parse(target).precision
-            colour = colours[precision]
-            ax.plot(eps, acc, "-" if precision == "float" else "--", color=colour, marker="o", ms=3, label=precision)
-            ax.fill_between(eps, low, high, color=colour, alpha=0.08)
+        for s in series:
+            for target in sorted({r.target for r in s.rows if r.target_arch == arch}, key=_precision_order):
+                pts = sorted(
+                    (r.epsilon, r.robust_accuracy, r.robust_accuracy_low, r.robust_accuracy_high)
+                    for r in s.rows
+                    if r.target == target
+                )
+                eps, acc, low, high = zip(*pts, strict=True)
+                precision = ModelId.parse(target).precision
+                colour = colours[precision]
+                style = s.style or ("-" if precision == "float" else "--")
+                ax.plot(eps, acc, style, color=colour, marker="o", ms=3, label=precision + s.label)
+                if bands:
+                    ax.fill_between(eps, low, high, color=colour, alpha=0.08)
         ax.set(title=arch, xlabel=f"epsilon ({norm})", xscale="log", ylim=(0, 1))
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("robust accuracy")
     axes[0][-1].legend(fontsize=7)
     fig.tight_layout()
+    return _png(fig)
+
+
+def robustness_figure(rows: Sequence[Result], threat: ThreatModel, attack: str) -> Figure:
+    """Robust accuracy vs epsilon per architecture: float vs each quantized model (Gorsline et al. 2021)."""
+    png = curves_png([Curves(curve_rows(rows, threat, attack))], {r.target_precision for r in rows}, bands=True)
     reference = "black-box" if threat is ThreatModel.BLACK_RUNTIME else "white-box"
     return Figure(
         f"robust_vs_epsilon_{threat.value}",
         f"Robust accuracy vs epsilon, {threat.value}: {attack} (float: its own {reference} curve)",
-        _png(fig),
+        png,
         "Read: a quantized curve above the float one, bands apart, is robustness the quantized model gained at "
         f"that epsilon (curves that cross: Gorsline et al. 2021). {THREAT_NOTES[threat]} Shaded bands are 95% "
         "Wilson intervals.",
@@ -439,6 +460,17 @@ def _png(fig: Any) -> bytes:
     fig.savefig(buffer, format="png", dpi=110, metadata={"Software": None})
     plt.close(fig)
     return buffer.getvalue()
+
+
+def write_pages(report: Report, out: Path, markdown: str) -> Path:
+    """``index.html`` (figures embedded), the Markdown twin named ``markdown``, and the PNGs it links under
+    ``figures/``; returns the HTML page's path."""
+    for part in report.sections:
+        if isinstance(part, Figure):
+            write_bytes(out / "figures" / f"{part.name}.png", part.png)
+    write_text(out / markdown, render_markdown(report))
+    write_text(out / "index.html", render_html(report))
+    return out / "index.html"
 
 
 def _anchor(index: int) -> str:
