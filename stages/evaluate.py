@@ -1,4 +1,6 @@
-"""evaluate: every adversarial set x every deployed model -> reports/results.csv + metrics.
+"""evaluate: every adversarial set x every deployed model -> reports/results.csv + metrics, and per
+model the per-sample worst case over every set that reached it (rows of results.csv, and in
+reports/worst_case.json which attack broke how many samples).
 
 Targets are the float ONNX models (ONNX Runtime sessions) and every quantized artefact's deployed runtime
 (an ONNX Runtime session or the INC-converted torch module), each opened from its files, with no
@@ -43,8 +45,9 @@ def main() -> None:
                     )
                 sets.append(adv)
 
-    rows = cross_evaluate(targets, sets, x, y)
+    rows, worst = cross_evaluate(targets, sets, x, y)
     write_results(REPORTS / "results.csv", rows)
+    save_json(REPORTS / "worst_case.json", worst.attribution())
     save_json(REPORTS / "metrics.json", {**test_accuracy, **flat_metrics(rows)})
     print(f"{len(rows)} result rows: {len(sets)} adversarial sets x {len(targets)} targets")
 

@@ -35,6 +35,13 @@ FAST: dict[str, dict[str, Any]] = {
     "salt_and_pepper": {"steps": 20},
     "gen_attack": {"steps": 20},
     "square": {"queries": 100},
+    "apgd_ce": {"steps": 10},
+    "apgd_dlr": {"steps": 10},
+    "apgd_t": {"steps": 10, "targets": 2},
+    "l2_apgd_ce": {"steps": 10},
+    "l2_apgd_dlr": {"steps": 10},
+    "l2_apgd_t": {"steps": 10, "targets": 2},
+    "autoattack": {"steps": 10, "targets": 2, "queries": 100},
 }
 
 

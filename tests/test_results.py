@@ -94,9 +94,15 @@ def _comparable(row: Result) -> dict:
 
 def test_cross_evaluation_scores_every_set_on_every_target(tmp_path) -> None:
     targets, sets, x, y = _scene()
-    rows = cross_evaluate(targets, sets, x, y)
-    # clean: 2 targets; sets: (2 + 1 epsilons) x 2 targets
-    assert len(rows) == 2 + 3 * 2
+    rows, worst = cross_evaluate(targets, sets, x, y)
+    # clean: 2 targets; sets: (2 + 1 epsilons) x 2 targets; worst case: 2 epsilons x 2 targets
+    assert len(rows) == 2 + 3 * 2 + 2 * 2
+    for r in (r for r in rows if r.threat_model == "worst_case"):
+        same = [s for s in rows if (s.target, s.epsilon) == (r.target, r.epsilon) and s.threat_model != "worst_case"]
+        clean = next(s for s in rows if s.target == r.target and s.threat_model == "clean")
+        # Robust only where every set left the sample correct: at most each set's count plus what it did not cover.
+        assert r.n_correct <= min(s.n_correct + r.n - s.n for s in same) and r.robust_accuracy <= clean.robust_accuracy
+    assert set(worst.attribution()) == {f"{t}/linf/eps={e:g}" for t in ("toy-m", "toy-m.q") for e in (0.01, 0.5)}
     assert {r.defense for r in rows} == {"none"} and not any(r.adaptive for r in rows)
     index = {(r.source, r.threat_model, r.epsilon, r.target, r.defense): r for r in rows}
     assert index[("toy-m", "clean", 0.0, "toy-m", "none")].robust_accuracy == 1.0
@@ -133,7 +139,7 @@ FINDINGS_SCOPE = Scope("push", (ModelId("toy", "m"),), ("q",), (0.5,), (), (), N
 
 def test_report_renders_tables_figures_and_plot_data() -> None:
     targets, sets, x, y = _scene()
-    rows = cross_evaluate(targets, sets, x, y)
+    rows, _ = cross_evaluate(targets, sets, x, y)
     float_m = [
         {
             "model": "toy-m",
@@ -233,8 +239,11 @@ def test_report_renders_tables_figures_and_plot_data() -> None:
         "per pair and epsilon:" in markdown
     )
     assert "| Attacks transfer poorly from float to quantized models. | inconclusive | no check separates |" in markdown
-    # Then float vs quantized per architecture: clean, and the strongest attack at the headline budget.
-    assert report.sections[1].title.startswith("Float vs quantized") and "| toy | clean 100.0%; robust" in markdown
+    # Then float vs quantized per architecture: clean, and the per-sample worst case at the headline budget.
+    assert (
+        report.sections[1].title.startswith("Float vs quantized")
+        and "| toy | clean 100.0%; worst case 50.0%" in markdown
+    )
     assert (
         "| toy-m.q | 0.900 [0.800, 0.950] | 100.0% | 20.0% / 10.0% | 25.0% / 50.0% | 5.0% / 0.0% | 0.400 / 0.200 | 75.0% of 8 | "
         "40 (20 moved) at eps 0.5 |" in markdown

@@ -67,6 +67,21 @@ def _square(**options: Any) -> Any:
     return LinfSquareAttack(**options)
 
 
+def _apgd(norm: str, **fixed: Any) -> Callable[..., Any]:
+    def factory(**options: Any) -> Any:
+        from qrobust import apgd
+
+        return {"linf": apgd.LinfAPGD, "l2": apgd.L2APGD}[norm](**fixed, **options)
+
+    return factory
+
+
+def _autoattack(**options: Any) -> Any:
+    from qrobust.apgd import LinfAutoAttack
+
+    return LinfAutoAttack(**options)
+
+
 @dataclass(frozen=True)
 class AttackEntry:
     norm: Norm
@@ -146,6 +161,22 @@ _register(
     _foolbox("L2PGD"),
     "Madry et al. 2018",
     defaults={"steps": 20, "rel_stepsize": 0.1, "random_start": True},
+)
+# Auto-PGD (Croce & Hein 2020): step-size schedule and momentum of its own; CE or DLR loss; APGD-T
+# runs the targeted DLR loss towards each of the ``targets`` classes ranked highest after the true one.
+_APGD = {"steps": 100, "restarts": 1, "eot_samples": 1}
+_APGD_T = {"steps": 100, "targets": 9, "eot_samples": 1}
+for _norm, _prefix in ((L, ""), (Norm.L2, "l2_")):
+    _register(f"{_prefix}apgd_ce", _norm, G, _apgd(_norm.value, loss="ce"), "Croce & Hein 2020", defaults=_APGD)
+    _register(f"{_prefix}apgd_dlr", _norm, G, _apgd(_norm.value, loss="dlr"), "Croce & Hein 2020", defaults=_APGD)
+    _register(f"{_prefix}apgd_t", _norm, G, _apgd(_norm.value, loss="dlr"), "Croce & Hein 2020", defaults=_APGD_T)
+_register(
+    "autoattack",
+    L,
+    G,
+    _autoattack,
+    "Croce & Hein 2020 (APGD-CE, APGD-T, Square)",
+    defaults={"steps": 100, "targets": 9, "queries": 5000, "eot_samples": 1},
 )
 _register(
     "mi_fgsm",

@@ -18,6 +18,7 @@ import numpy as np
 from qrobust.io import load_npz
 from qrobust.model_id import ModelId
 from qrobust.results import NORMS, Result, ThreatModel
+from qrobust.worstcase import WorstCase
 
 
 class DeployedSystem(Protocol):
@@ -131,8 +132,9 @@ def set_rows(
 
 def cross_evaluate(
     targets: Sequence[Target], sets: Sequence[AdversarialSet], x: np.ndarray, y: np.ndarray
-) -> list[Result]:
-    """Clean rows (one per target), then one row per (set, epsilon, target), every set on every target."""
+) -> tuple[list[Result], WorstCase]:
+    """Clean rows (one per target), one row per (set, epsilon, target), every set on every target, then
+    per target the per-sample worst case at each (norm, epsilon); and who broke each sample."""
     by_model = {t.model: t for t in targets}
     for adv in sets:
         if adv.source not in by_model:
@@ -141,6 +143,7 @@ def cross_evaluate(
             )
     clean_correct = {t.model: t.runtime.predict(x) == y for t in targets}
     rows = [clean_row(clean_correct[t.model], target=t.model) for t in targets]
+    worst = WorstCase(clean_correct)
     # One runtime call per target over every set: per-call overhead (INC's eager graph) dominates otherwise.
     stack = np.concatenate([adv.x_adv.reshape(-1, *adv.x_adv.shape[2:]) for adv in sets]) if sets else x[:0]
     bounds = np.cumsum([0, *(adv.x_adv.shape[0] * adv.x_adv.shape[1] for adv in sets)])
@@ -154,7 +157,11 @@ def cross_evaluate(
                 attackable = attackable & clean_correct[adv.source][adv.index]
             correct = predicted[lo:hi].reshape(len(adv.epsilons), -1) == labels
             rows += set_rows(adv, correct, attackable, target=t.model)
-    return rows
+            threat = adv.threat_model if t.model == adv.source else ThreatModel.TRANSFER
+            for e, eps in enumerate(adv.epsilons):
+                sizes = {norm: adv.sizes[norm][e] for norm in NORMS}
+                worst.add(t.model, f"{adv.attack}/{threat.value}", adv.norm, eps, adv.index, correct[e], sizes)
+    return rows + worst.rows(), worst
 
 
 def flat_metrics(rows: Sequence[Result]) -> dict[str, float]:

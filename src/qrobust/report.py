@@ -206,10 +206,10 @@ def attack_tables(rows: Sequence[Result], attacks: Mapping[str, Sequence[float]]
     return tables
 
 
-def headline_table(rows: Sequence[Result], norm: str, epsilon: float) -> Table:
-    """Float vs each quantized model, per architecture: clean accuracy and the strongest attack's robust
-    accuracy at the headline budget (``qrobust.headline``), with which attack and threat model it was."""
-    found = {h.model: h for h in headlines(rows, norm, epsilon)}
+def headline_table(rows: Sequence[Result], norm: str, epsilon: float, reference: str | None = None) -> Table:
+    """Float vs each quantized model, per architecture: clean accuracy and the per-sample worst-case robust
+    accuracy at the headline budget (``qrobust.headline``), beside the ``reference`` attack's own figure."""
+    found = {h.model: h for h in headlines(rows, norm, epsilon, reference)}
     models = sorted(found, key=_precision_order)
     precisions = sorted({ModelId.parse(m).precision for m in models}, key=lambda p: (p != "float", p))
     by_cell = {(ModelId.parse(m).arch, ModelId.parse(m).precision): found[m] for m in models}
@@ -221,15 +221,20 @@ def headline_table(rows: Sequence[Result], norm: str, epsilon: float) -> Table:
         if h.strongest is None:
             return text + "no attack at this budget"
         s = h.strongest
-        return text + f"robust {with_ci(s)} n={s.n}, by {s.attack} ({s.threat_model})"
+        text += f"worst case {with_ci(s)} n={s.n}"
+        if s.threat_model != ThreatModel.WORST_CASE.value:
+            text += f", by {s.attack} ({s.threat_model})"
+        r = h.reference
+        return text + ("" if r is None else f"; {r.attack} alone {pct(r.robust_accuracy)} n={r.n}")
 
     archs = sorted({ModelId.parse(m).arch for m in models})
     return Table(
         f"Float vs quantized: clean and worst-case robust accuracy at {norm} epsilon {epsilon:g}",
         ("architecture", *precisions),
         tuple((arch, *(cell(by_cell.get((arch, p))) for p in precisions)) for arch in archs),
-        f"Robust accuracy here is {HEADLINE_RULE}. These are the numbers reports/headline.json gives DVC "
-        "(dvc exp show, dvc metrics diff).",
+        f"Robust accuracy here is {HEADLINE_RULE}; beside it the suite's {reference} on the model itself, on "
+        "its own subset. reports/worst_case.json says which attacks broke how many samples. These are the "
+        "numbers reports/headline.json gives DVC (dvc exp show, dvc metrics diff).",
     )
 
 
@@ -709,7 +714,7 @@ def build_report(
 ) -> Report:
     sections: list[Table | Figure] = [*([findings_table(findings)] if findings else [])]
     if headline is not None:
-        sections.append(headline_table(rows, *headline))
+        sections.append(headline_table(rows, *headline, curves.get(ThreatModel.WHITE_FLOAT)))
     sections += [
         *(robustness_figure(rows, threat, attack) for threat, attack in curves.items()),
         signoff_table(

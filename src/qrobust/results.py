@@ -24,6 +24,7 @@ class ThreatModel(Enum):
     WHITE_QNN_STE = "white_qnn_ste"  # gradients through the twin with straight-through rounding (BPDA)
     BLACK_RUNTIME = "black_runtime"  # labels or scores of the deployed runtime itself, no gradients
     TRANSFER = "transfer"  # adversarial set made on one model, scored on another
+    WORST_CASE = "worst_case"  # per sample, every set above that reached the model (qrobust.worstcase)
 
 
 NORMS = ("l0", "l1", "l2", "linf")
