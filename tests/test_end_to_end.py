@@ -37,9 +37,20 @@ def check_results(smoke: Path) -> None:
     assert {r.target for r in rows} == targets
     assert {r.source for r in rows} == targets  # black-box attacks are made on every deployed runtime
     assert {r.threat_model for r in rows} == {t.value for t in ThreatModel}
-    assert {r.attack for r in rows} - {"none"} == set(params["attack"]["attacks"])
+    assert {r.attack for r in rows} - {"none", "worst_case"} == set(params["attack"]["attacks"])
     for r in rows:
         assert (r.threat_model == ThreatModel.TRANSFER.value) == (r.source != r.target), r
+    # The per-sample worst case: never above the clean accuracy, nor above any set that reached the model.
+    for w in (r for r in rows if r.threat_model == ThreatModel.WORST_CASE.value):
+        clean = next(r for r in rows if r.threat_model == "clean" and r.target == w.target and r.defense == "none")
+        sets = [
+            r
+            for r in rows
+            if (r.target, r.norm, r.epsilon, r.defense) == (w.target, w.norm, w.epsilon, "none")
+            and r.attack != w.attack
+        ]
+        assert sets and w.robust_accuracy <= clean.robust_accuracy, w
+        assert w.n_correct <= min(r.n_correct + w.n - r.n for r in sets), w
     pgd_eps = max(params["attack"]["attacks"]["linf_pgd"]["epsilons"])
     for model in models:
         clean = next(r for r in rows if r.threat_model == "clean" and r.target == model and r.defense == "none")
