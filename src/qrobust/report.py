@@ -217,13 +217,14 @@ def headline_table(rows: Sequence[Result], norm: str, epsilon: float, reference:
     def cell(h: Headline | None) -> str:
         if h is None:
             return ""
-        text = f"clean {pct(h.clean.robust_accuracy)}; "
         if h.strongest is None:
-            return text + "no attack at this budget"
+            return f"clean {pct(h.clean.robust_accuracy)}; no attack at this budget"
         s = h.strongest
-        text += f"worst case {with_ci(s)} n={s.n}"
-        if s.threat_model != ThreatModel.WORST_CASE.value:
-            text += f", by {s.attack} ({s.threat_model})"
+        if s.threat_model == ThreatModel.WORST_CASE.value:
+            # Clean accuracy on the worst case's own samples: the figure robust accuracy is bounded by.
+            text = f"clean {pct(s.n_attackable / s.n)}; worst case {with_ci(s)} n={s.n}"
+        else:
+            text = f"clean {pct(h.clean.robust_accuracy)}; {with_ci(s)} n={s.n}, by {s.attack} ({s.threat_model})"
         r = h.reference
         return text + ("" if r is None else f"; {r.attack} alone {pct(r.robust_accuracy)} n={r.n}")
 
