@@ -81,6 +81,16 @@ def test_masking_claim(exact: float, ste: float, white: float, expected: Verdict
     assert verdict("bernhard2019_masking", masking_rows(exact, ste, white)) is expected
 
 
+def test_masking_claim_judges_robustness_on_the_worst_case_where_there_is_one() -> None:
+    """PGD alone makes the quantized model look more robust; the per-sample worst case shows it is not."""
+    rows = masking_rows(0.5, 0.5, 0.1)
+    assert verdict("bernhard2019_masking", rows) is Verdict.FAILS
+    worst = [row(0.1, ThreatModel.WORST_CASE, 0.1, m, attack="worst_case") for m in (FLOAT_MODEL, QUANT)]
+    (finding,) = [f for f in judge(rows + worst, SCOPE) if f.key == "bernhard2019_masking"]
+    assert finding.verdict is Verdict.INCONCLUSIVE
+    assert any("(worst case)" in str(e) for e in finding.evidence)
+
+
 @pytest.mark.parametrize(
     ("moved", "white", "expected"),
     [(0.6, 0.1, Verdict.HOLDS), (0.1, 0.4, Verdict.FAILS), (0.12, 0.1, Verdict.INCONCLUSIVE)],

@@ -20,6 +20,7 @@ from typing import Any
 
 from qrobust.model_id import FLOAT, ModelId
 from qrobust.results import Result, ThreatModel, wilson_interval
+from qrobust.worstcase import ATTACK as WORST_CASE
 
 
 class Verdict(Enum):
@@ -238,11 +239,15 @@ def _masking(rows: Rows, scope: Scope) -> tuple[Evidence, ...]:
                 )
             )
             # No defense: only a quantized model separated above its float model contradicts; overlap is neutral.
+            # Judged on the per-sample worst case over every attack where evaluate wrote one for both.
+            worst = [rows.own(WORST_CASE, ThreatModel.WORST_CASE, eps, m) for m in (float_model, quant)]
+            if worst[0] is not None and worst[1] is not None:
+                label, pair = "worst case", (Rate.of("float", worst[0]), Rate.of("quantized", worst[1]))
+            else:
+                label, pair = scope.attack, (Rate.of("float", white), Rate.of("quantized ste", ste))
             evidence.append(
                 claimed_above(
-                    f"{quant} eps {eps:g}: float model at least as robust as its quantized model (no defense)",
-                    Rate.of("float", white),
-                    Rate.of("quantized ste", ste),
+                    f"{quant} eps {eps:g}: float model at least as robust as its quantized model ({label})", *pair
                 )
             )
     return tuple(evidence)
