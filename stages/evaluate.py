@@ -1,6 +1,7 @@
 """evaluate: every adversarial set x every deployed model -> reports/results.csv + metrics, and per
-model the per-sample worst case over every set that reached it (rows of results.csv, and in
-reports/worst_case.json which attack broke how many samples).
+model the per-sample worst case over every set that reached it and the nearest verified boundary
+distance (rows of results.csv; reports/worst_case.json says which sets broke how many samples and found
+the nearest examples, and gives the censored median distance).
 
 Targets are the float ONNX models (ONNX Runtime sessions) and every quantized artefact's deployed runtime
 (an ONNX Runtime session or the INC-converted torch module), each opened from its files, with no
@@ -47,7 +48,7 @@ def main() -> None:
 
     rows, worst = cross_evaluate(targets, sets, x, y)
     write_results(REPORTS / "results.csv", rows)
-    save_json(REPORTS / "worst_case.json", worst.attribution())
+    save_json(REPORTS / "worst_case.json", {"robust": worst.attribution(), "boundary": worst.boundary()})
     save_json(REPORTS / "metrics.json", {**test_accuracy, **flat_metrics(rows)})
     print(f"{len(rows)} result rows: {len(sets)} adversarial sets x {len(targets)} targets")
 

@@ -123,8 +123,9 @@ def test_worst_case_is_the_per_sample_minimum() -> None:
     worst.add(FLOAT, "a/white_float", "linf", 0.1, np.array([0, 1, 2, 4]), np.array([1, 0, 1, 1], bool), sizes)
     sizes6 = {k: np.full(5, 0.2, dtype=np.float32) for k in sizes}
     worst.add(FLOAT, "b/black_runtime", "linf", 0.1, np.array([0, 1, 2, 3, 4]), np.array([1, 0, 1, 0, 0], bool), sizes6)
-    worst.add(FLOAT, "b/black_runtime", "linf", math.inf, np.array([0]), np.array([0], bool), sizes)  # ignored
-    (row,) = [r for r in worst.rows() if r.target == str(FLOAT)]
+    # An unbounded output is a boundary distance, not a set at this budget.
+    worst.add(FLOAT, "b/black_runtime", "linf", math.inf, np.array([0]), np.array([0], bool), sizes)
+    (row,) = [r for r in worst.rows() if r.target == str(FLOAT) and r.epsilon == 0.1]
     # Covered: 0..4; sample 4 was wrong clean, so it is not robust even though a set left it "correct".
     assert (row.n, row.n_correct, row.n_attackable, row.n_success) == (5, 2, 4, 2)
     assert row.threat_model == ThreatModel.WORST_CASE.value and row.epsilon == 0.1
@@ -134,3 +135,42 @@ def test_worst_case_is_the_per_sample_minimum() -> None:
     attribution = worst.attribution()[f"{FLOAT}/linf/eps=0.1"]
     assert attribution["broken_by"] == {"b/black_runtime": 2, "a/white_float": 1}
     assert attribution["only_by"] == {"b/black_runtime": 1}
+
+
+def test_boundary_distance_is_the_nearest_verified_example_and_counts_the_censored() -> None:
+    clean = {FLOAT: np.array([1, 1, 1, 1, 0], dtype=bool)}
+    worst = WorstCase(clean)
+    index = np.arange(5)
+
+    def sizes(l2: list[float]) -> dict[str, np.ndarray]:
+        return {k: np.asarray(l2, dtype=np.float32) for k in ("l0", "l1", "l2", "linf")}
+
+    # deepfool fools samples 0, 1 and 4; fmn fools 0 (nearer) and 2; nobody fools 3. Sample 4 was wrong clean.
+    worst.add(
+        FLOAT,
+        "deepfool/white_float",
+        "l2",
+        math.inf,
+        index,
+        np.array([0, 0, 1, 1, 0], bool),
+        sizes([0.5, 0.4, 9, 9, 0]),
+    )
+    worst.add(
+        FLOAT, "fmn/transfer", "l2", math.inf, index, np.array([0, 1, 0, 1, 1], bool), sizes([0.3, 0.1, 0.7, 9, 9])
+    )
+    (row,) = [r for r in worst.rows() if math.isinf(r.epsilon)]
+    # Never below what a set returned and verified, never counting an output that did not fool the model.
+    assert (row.n_attackable, row.n_success) == (4, 3)
+    assert row.l2_median_success == pytest.approx(0.4)  # median of 0.3, 0.4, 0.7
+    summary = worst.boundary()[f"{FLOAT}/l2"]
+    assert summary["found"] == 3 and summary["found_by"] == {"deepfool/white_float": 1, "fmn/transfer": 2}
+    assert summary["median_censored"] == pytest.approx(0.55)  # 0.3, 0.4, 0.7, inf
+    # With half the samples beyond every size tried, the censored median is beyond it too.
+    worst.add(FLOAT, "boundary/black_runtime", "l2", math.inf, index, np.ones(5, bool), sizes([0] * 5))
+    clean[FLOAT][2] = True
+    assert math.isfinite(worst.boundary()[f"{FLOAT}/l2"]["median_censored"])
+    worst2 = WorstCase({FLOAT: np.ones(4, dtype=bool)})
+    worst2.add(
+        FLOAT, "deepfool/white_float", "l2", math.inf, np.arange(4), np.array([0, 1, 1, 1], bool), sizes([0.5, 0, 0, 0])
+    )
+    assert worst2.boundary()[f"{FLOAT}/l2"]["median_censored"] == math.inf

@@ -6,6 +6,12 @@ budget, by any attack under any threat model (white-box, straight-through, black
 another model), too. Attacks run on nested seeded subsets, so the row's n is the union of the samples
 any set covered; a sample outside a smaller set was simply not attacked by it. Each broken sample
 names the attacks that broke it, so the report can say which attack the figure rests on.
+
+The same per-sample minimum gives the distance to the decision boundary: every unbounded output of a
+minimisation attack that fools the deployed model (its own, or one made on another model) bounds that
+sample's distance from above, so the smallest one is the best bound the study has. A sample no attack
+moved across the boundary is censored: its distance lies beyond every size tried, which the censored
+median counts (Kaplan-Meier style, with no size reached it is infinite), instead of leaving the sample out.
 """
 
 from __future__ import annotations
@@ -32,6 +38,20 @@ class _Budget:
     attacks: set[str] = field(default_factory=set)
 
 
+@dataclass
+class _Distance:
+    """The smallest verified adversarial perturbation of each sample, in one norm, on one target."""
+
+    covered: np.ndarray  # (N,) bool: some minimisation attack's unbounded output exists for the sample
+    nearest: np.ndarray  # (N,) the smallest size of an output that fooled the target (inf: none did)
+    found_by: list[str]  # per sample, the set that gave it
+
+
+def censored_median(sizes: np.ndarray) -> float:
+    """Median of distances where inf means "beyond every size tried": inf when half or more are censored."""
+    return float(np.median(sizes)) if sizes.size else math.nan
+
+
 class WorstCase:
     """Collects every set's per-sample outcome on every target (``add``), then gives one row per
     (target, norm, epsilon) with the per-sample worst case (``rows``) and who found it (``attribution``)."""
@@ -39,6 +59,7 @@ class WorstCase:
     def __init__(self, clean_correct: dict[ModelId, np.ndarray]) -> None:
         self.clean = clean_correct
         self.budgets: dict[tuple[ModelId, str, float], _Budget] = {}
+        self.distances: dict[tuple[ModelId, str], _Distance] = {}
 
     def add(
         self,
@@ -51,9 +72,19 @@ class WorstCase:
         sizes: dict[str, np.ndarray],
     ) -> None:
         """One set at one epsilon scored on ``target``: ``correct`` (len(index),) after the attack."""
-        if not math.isfinite(epsilon):
-            return  # a minimisation attack's unbounded output answers another question (the distance)
         n = len(self.clean[target])
+        if not math.isfinite(epsilon):
+            # A minimisation attack's unbounded output: a bound on each fooled sample's boundary distance.
+            distance = self.distances.setdefault(
+                (target, norm), _Distance(np.zeros(n, dtype=bool), np.full(n, np.inf), [""] * n)
+            )
+            distance.covered[index] = True
+            fooled = ~correct & self.clean[target][index]
+            for position in np.flatnonzero(fooled):
+                i, size = index[position], float(sizes[norm][position])
+                if size < distance.nearest[i]:
+                    distance.nearest[i], distance.found_by[i] = size, name
+            return
         budget = self.budgets.setdefault(
             (target, norm, epsilon),
             _Budget(
@@ -72,7 +103,8 @@ class WorstCase:
                 budget.broken_by[i].append(name)
 
     def rows(self) -> list[Result]:
-        """One worst-case row per (target, norm, epsilon), over the samples some set covered."""
+        """One worst-case row per (target, norm, epsilon), over the samples some set covered; then per
+        (target, norm) the nearest verified boundary distance at epsilon inf (``{norm}_*_success``)."""
         out = []
         for (target, norm, epsilon), budget in sorted(self.budgets.items(), key=lambda kv: (str(kv[0][0]), kv[0][1:])):
             rows = np.flatnonzero(budget.covered)
@@ -95,6 +127,46 @@ class WorstCase:
                     defense="none",
                 )
             )
+        for (target, norm), distance in sorted(self.distances.items(), key=lambda kv: (str(kv[0][0]), kv[0][1])):
+            rows = np.flatnonzero(distance.covered)
+            clean = self.clean[target][rows]
+            found = np.isfinite(distance.nearest[rows])
+            nearest = np.where(found, distance.nearest[rows], np.nan).astype(np.float32)
+            out.append(
+                Result.score(
+                    correct=clean & ~found,
+                    attackable=clean,
+                    sizes={k: nearest if k == norm else np.full(len(rows), np.nan, np.float32) for k in NORMS},
+                    attack=ATTACK,
+                    norm=norm,
+                    epsilon=math.inf,
+                    threat_model=ThreatModel.WORST_CASE.value,
+                    source_threat_model=ThreatModel.WORST_CASE.value,
+                    source=str(target),
+                    target=str(target),
+                    target_arch=target.arch,
+                    target_precision=target.precision,
+                    defense="none",
+                )
+            )
+        return out
+
+    def boundary(self) -> dict[str, dict[str, object]]:
+        """Per ``target/norm``: the nearest verified distance per sample summarised over the samples the
+        target gets right clean: how many an attack moved across, the median of those, the censored median
+        over all of them, and which sets found the nearest examples."""
+        out: dict[str, dict[str, object]] = {}
+        for (target, norm), distance in sorted(self.distances.items(), key=lambda kv: (str(kv[0][0]), kv[0][1])):
+            rows = np.flatnonzero(distance.covered & self.clean[target])
+            nearest = distance.nearest[rows]
+            found = np.isfinite(nearest)
+            out[f"{target}/{norm}"] = {
+                "attackable": int(rows.size),
+                "found": int(found.sum()),
+                "median_found": censored_median(nearest[found]),
+                "median_censored": censored_median(nearest),
+                "found_by": dict(sorted(Counter(distance.found_by[i] for i in rows[found]).items())),
+            }
         return out
 
     def attribution(self) -> dict[str, dict[str, object]]:
