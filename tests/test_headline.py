@@ -75,3 +75,20 @@ def test_the_default_study_gives_dvc_at_most_50_metrics() -> None:
     assert declared == ["reports/headline.json"]
     columns = 2 * len(load_study(str(ROOT / "params.yaml")).models()) + len(CLAIMS)
     assert columns <= 50, columns
+
+
+def test_the_worst_case_row_is_the_headline_and_says_when_it_is_an_upper_bound() -> None:
+    rows = [
+        row(0.9, ThreatModel.CLEAN, 0.0, QUANT),
+        row(0.2, ThreatModel.WHITE_QNN_STE, 0.05, QUANT),  # own attack on all N samples
+        row(0.1, ThreatModel.TRANSFER, 0.05, QUANT, source=FLOAT_MODEL),
+        row(0.15, ThreatModel.WORST_CASE, 0.05, QUANT, attack="worst_case"),
+    ]
+    (h,) = headlines(rows, "linf", 0.05, reference="pgd")
+    # The worst case, not the lowest single row (their samples may differ), and PGD beside it.
+    assert h.strongest.threat_model == ThreatModel.WORST_CASE.value and h.strongest.robust_accuracy == 0.15
+    assert h.reference.robust_accuracy == 0.2 and not h.upper_bound
+    # The model's own attack reached only part of the worst case's samples: the rest saw transfer only.
+    partial = dataclasses.replace(rows[1], n=rows[1].n // 5)
+    (h,) = headlines([rows[0], partial, *rows[2:]], "linf", 0.05, reference="pgd")
+    assert h.upper_bound and h.own_n == partial.n

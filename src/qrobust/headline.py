@@ -45,6 +45,14 @@ class Headline:
     clean: Result
     strongest: Result | None  # the per-sample worst case; None when no attack of the headline norm reached it
     reference: Result | None = None  # the reference attack on the model itself (the suite's PGD), on its own
+    own_n: int = 0  # the most samples any attack made on the model itself covered at this budget
+
+    @property
+    def upper_bound(self) -> bool:
+        """Some of the worst case's samples met only sets made on other models (transfer): for those it
+        bounds robustness from above, and a comparison with a model attacked directly on all of them leans
+        towards this one."""
+        return self.strongest is not None and self.own_n < self.strongest.n
 
 
 def headlines(rows: Iterable[Result], norm: str, epsilon: float, reference: str | None = None) -> list[Headline]:
@@ -72,7 +80,13 @@ def headlines(rows: Iterable[Result], norm: str, epsilon: float, reference: str 
         mine = [r for r in attacked.get(model, []) if r.attack == reference and r.source == model]
         return min(mine, key=lambda r: (r.robust_accuracy, r.threat_model), default=None)
 
-    return [Headline(model, row, worst(model), own(model)) for model, row in clean.items()]
+    def own_n(model: str) -> int:
+        mine = [
+            r.n for r in attacked.get(model, []) if r.source == model and r.threat_model != ThreatModel.WORST_CASE.value
+        ]
+        return max(mine, default=0)
+
+    return [Headline(model, row, worst(model), own(model), own_n(model)) for model, row in clean.items()]
 
 
 def headline_metrics(
