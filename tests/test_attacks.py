@@ -10,6 +10,7 @@ from qrobust.attacks import ATTACKS, Kind, Norm, attack_subset, craft, perturbat
 from qrobust.errors import ConfigError
 from qrobust.runtime import OrtRuntime
 from qrobust.settings import AttackConfig
+from qrobust.training import predict_logits
 from qrobust.victims import Victim, module_victim, runtime_victim
 from tests.conftest import accuracy
 
@@ -188,3 +189,45 @@ def test_perturbation_norms() -> None:
     norms = perturbation_norms(adv, x)
     assert norms["l0"][0, 0] == 2 and np.isclose(norms["l1"][0, 0], 0.7)
     assert np.isclose(norms["l2"][0, 0], 0.5) and np.isclose(norms["linf"][0, 0], 0.4)
+
+
+@pytest.mark.parametrize("name", ["fgsm", "linf_pgd", "bim", "mi_fgsm", "l2_pgd"])
+def test_whole_grid_in_one_batch_matches_one_epsilon_at_a_time(name: str, trained_lenet, tiny_data) -> None:
+    """The grid runs as one batch, one epsilon per input; each epsilon's slice is an attack at that
+    epsilon: inside its own ball, and as strong as the attack run on that epsilon alone."""
+    from qrobust.attacks import per_sample_epsilon
+
+    x, y = tiny_data["test"][0][:48], tiny_data["test"][1][:48]
+    entry = ATTACKS.get(name)
+    assert per_sample_epsilon(entry.build(FAST.get(name, {}), "attack")) is not None
+    big = LARGE[entry.norm]
+    grid = (big / 8, big / 2, big)
+    together = craft(module_victim(trained_lenet, torch.device("cpu")), name, FAST.get(name, {}), grid, x, y,
+                     batch_size=64, seed=0)  # fmt: skip
+    sizes = perturbation_norms(together.x_adv, x)[entry.norm.value]
+    for k, eps in enumerate(grid):
+        assert sizes[k].max() <= eps * (1 + 1e-4) + 1e-6
+        alone = craft(module_victim(trained_lenet, torch.device("cpu")), name, FAST.get(name, {}), (eps,), x, y,
+                      batch_size=64, seed=0)  # fmt: skip
+        if entry.norm is Norm.LINF and name in ("fgsm", "bim"):  # no random start: the same examples
+            np.testing.assert_allclose(together.x_adv[k], alone.x_adv[0], atol=1e-6)
+        right = [accuracy(predict_logits(trained_lenet, s).argmax(1), y) for s in (together.x_adv[k], alone.x_adv[0])]
+        assert abs(right[0] - right[1]) <= 0.15
+    robust = [accuracy(predict_logits(trained_lenet, together.x_adv[k]).argmax(1), y) for k in range(len(grid))]
+    assert robust == sorted(robust, reverse=True) and robust[-1] < robust[0]
+
+
+def test_attacks_without_a_per_sample_epsilon_keep_foolbox_loop() -> None:
+    from qrobust.attacks import per_sample_epsilon
+
+    for name in ("deepfool_l2", "cw_l2", "apgd_ce", "square", "boundary"):
+        assert per_sample_epsilon(ATTACKS.get(name).build({}, "attack")) is None
+
+
+def test_attack_victims_compute_no_weight_gradients_and_leave_the_model_alone(trained_lenet, tiny_data) -> None:
+    x, y = tiny_data["test"][0][:48], tiny_data["test"][1][:48]
+    before = [None if p.grad is None else p.grad.clone() for p in trained_lenet.parameters()]
+    for name in ("linf_pgd", "deepfool_l2"):
+        craft(module_victim(trained_lenet, torch.device("cpu")), name, FAST[name], (0.1,), x, y, batch_size=24, seed=0)
+    for p, grad in zip(trained_lenet.parameters(), before, strict=True):
+        assert p.requires_grad and (p.grad is None if grad is None else torch.equal(p.grad, grad))

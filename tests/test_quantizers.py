@@ -210,3 +210,22 @@ def test_calibration_subset_is_seeded() -> None:
     x = np.arange(100, dtype=np.float32).reshape(100, 1)
     a, b = calibration_subset(x, 10, 0), calibration_subset(x, 10, 0)
     assert np.array_equal(a, b) and len(a) == 10 and len(calibration_subset(x, 1000, 0)) == 100
+
+
+def test_inc_program_folds_its_weight_quantization_without_changing_an_output(artefact, tiny_data) -> None:
+    """The deployed INC program rounds its weights once at load; every logit stays bit for bit the same."""
+    from qrobust.backends import _export_load, fold_weight_quantization
+
+    name, _, out = artefact
+    if name != "inc_int8":
+        pytest.skip("only the PT2E program quantizes its weights on every call")
+    stored = _export_load(out / "model.pt2")
+    folded = fold_weight_quantization(_export_load(out / "model.pt2"))
+    x = torch.from_numpy(tiny_data["test"][0][:64])
+    with torch.no_grad():
+        assert torch.equal(stored(x), folded(x))
+
+    def per_channel(module: torch.nn.Module) -> int:
+        return sum(n.op == "call_function" and "quantize_per_channel" in str(n.target) for n in module.graph.nodes)
+
+    assert per_channel(stored) > 0 and per_channel(folded) == 0

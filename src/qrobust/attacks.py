@@ -291,6 +291,50 @@ def attack_subset(n: int, samples: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).permutation(n)[: min(samples, n)])
 
 
+def _per_sample_linf(base: type) -> type:
+    class PerSample(base):  # type: ignore[misc, valid-type]
+        def get_random_start(self, x0: Any, epsilon: Any) -> Any:
+            import eagerpy as ep
+
+            return x0 + ep.uniform(x0, x0.shape, -1.0, 1.0) * epsilon
+
+        def project(self, x: Any, x0: Any, epsilon: Any) -> Any:
+            import eagerpy as ep
+
+            return x0 + ep.minimum(ep.maximum(x - x0, -epsilon), epsilon)
+
+    return PerSample
+
+
+def _per_sample_l2(base: type) -> type:
+    class PerSample(base):  # type: ignore[misc, valid-type]
+        def project(self, x: Any, x0: Any, epsilon: Any) -> Any:
+            from foolbox.attacks.gradient_descent_base import clip_lp_norms
+
+            return x0 + clip_lp_norms(x - x0, norm=epsilon.reshape((-1,)), p=2)
+
+    return PerSample
+
+
+def per_sample_epsilon(attack: Any) -> Any | None:
+    """The same Foolbox gradient-descent attack (FGSM, BIM, PGD, MI-FGSM; Linf or L2) taking one epsilon
+    per input, or None for any other attack.
+
+    Foolbox runs a fixed-epsilon attack once per epsilon of the grid, each pass a small batch plus a
+    success check the runner does not use. Its loop already works per sample except for the random
+    start and the projection, which take a scalar; overriding those two lets the whole grid run as one
+    batch (every input repeated once per epsilon), the same steps and step sizes on each copy.
+    """
+    from foolbox.attacks.gradient_descent_base import L2BaseGradientDescent, LinfBaseGradientDescent
+
+    for base, wrap in ((LinfBaseGradientDescent, _per_sample_linf), (L2BaseGradientDescent, _per_sample_l2)):
+        if isinstance(attack, base):
+            grid = object.__new__(wrap(type(attack)))
+            grid.__dict__.update(attack.__dict__)
+            return grid
+    return None
+
+
 @dataclass(frozen=True)
 class Crafted:
     x_adv: np.ndarray  # (len(epsilons), N, C, H, W), float32 in [0, 1]
@@ -319,6 +363,7 @@ def craft(
     attack = entry.build(options, f"{key}.{name}")
     # A minimisation attack also keeps its unclipped output (epsilon None -> inf): the boundary distance.
     grid: list[float | None] = [*epsilons, None] if isinstance(attack, MinimizationAttack) else list(epsilons)
+    whole_grid = per_sample_epsilon(attack) if len(grid) > 1 and not entry.targeted else None
     # Foolbox and its attacks draw from the global generators.
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -330,6 +375,9 @@ def craft(
     todo = np.flatnonzero(attacked)
     for start in tqdm(range(0, len(todo), batch_size), desc=name, disable=None, leave=False):
         batch = todo[start : start + batch_size]
+        if whole_grid is not None:
+            out[:, batch] = _run_grid(whole_grid, victim, grid, x[batch], y[batch])
+            continue
         xb = victim.tensor(x[batch])
         if entry.targeted:
             criterion = TargetedMisclassification(victim.labels(runner_up[batch]))
@@ -344,6 +392,22 @@ def craft(
     levels = tuple(math.inf if e is None else float(e) for e in grid)
     check_bounds(out, x, levels, entry.norm, name)
     return Crafted(out, levels, attacked, victim.queries / max(len(todo), 1))
+
+
+def _run_grid(attack: Any, victim: Victim, grid: Sequence[float], x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """One run of a per-sample-epsilon attack over every epsilon of ``grid``: (len(grid), N, ...)."""
+    import eagerpy as ep
+    from foolbox.criteria import Misclassification
+
+    k = len(grid)
+    epsilon = np.repeat(np.asarray(grid, dtype=np.float32), len(x)).reshape(-1, *[1] * (x.ndim - 1))
+    adv = attack.run(
+        victim.model,
+        victim.tensor(np.tile(x, (k, *[1] * (x.ndim - 1)))),
+        Misclassification(victim.labels(np.tile(y, k))),
+        epsilon=ep.astensor(victim.tensor(epsilon)),
+    )
+    return victim.numpy(adv).reshape(k, *x.shape)
 
 
 def starting_points(victim: Victim, x: np.ndarray, y: np.ndarray, seed: int, steps: int = 25) -> np.ndarray:

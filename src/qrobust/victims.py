@@ -8,6 +8,7 @@ count of the inputs it was asked to score (the query count of black-box attacks)
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import Any
 
@@ -67,7 +68,10 @@ def module_victim(module: nn.Module, device: torch.device) -> Victim:
     """A white-box victim: Foolbox's PyTorchModel on an explicit device (it would pick cuda:0 by itself)."""
     import foolbox
 
-    counting = _Counting(module.to(device)).eval()
+    # Foolbox differentiates with ``loss.backward()``, which would also compute (and accumulate) every
+    # weight's gradient at each step; frozen weights leave backward the input gradient alone: the same
+    # input gradient for less work. Frozen on a copy, so the caller's model stays trainable.
+    counting = _Counting(copy.deepcopy(module).to(device).requires_grad_(False)).eval()
     victim = Victim(foolbox.PyTorchModel(counting, bounds=BOUNDS, device=device), torch_device=device)
     counting.victim = victim
     return victim
