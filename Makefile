@@ -66,9 +66,10 @@ lint: setup
 	$(BIN)/ruff check src stages tests benchmarks
 	$(BIN)/ruff format --check src stages tests benchmarks
 
+# The benchmark suite after `make repro`: build/benchmark.json and a Markdown table (BENCHMARK_ARGS=--compile adds
+# INC int8 under torch.compile, about 40 s of compilation per model).
 benchmark: setup
-	$(BIN)/python benchmarks/runtime_latency.py
-	$(BIN)/python benchmarks/attack_throughput.py
+	$(BIN)/python benchmarks/run.py $(BENCHMARK_ARGS)
 
 clean:
 	rm -rf build

@@ -1,0 +1,307 @@
+"""The benchmark suite (`make benchmark`): every figure beside its baseline and, where one exists, its limit.
+
+Run after `make repro` (it reads the default study's models and evaluation subset). Writes
+``build/benchmark.json`` and prints the Markdown table the README shows. Sections:
+
+- attack: Linf PGD over the study's whole epsilon grid, adversarial examples per second, through
+  qrobust's runner (``attacks.craft``) against a bare Foolbox loop (PyTorchModel + LinfPGD with the
+  same grid, nothing else) on the same model and samples; the limit is the rate of plain forward plus
+  backward passes (input gradient only) at the runner's batch size, divided by the steps.
+- runtime: deployed latency at batch 1 and throughput at batch 256 of every quantized model against
+  the float ONNX Runtime session, and INC int8 against float torch eager; ``--compile`` adds INC int8
+  lowered by ``torch.compile`` (inductor, frozen weights) with its compile time.
+- training: milliseconds per step of ``training.fit`` against a bare torch loop over in-memory tensors.
+- scaling: runner time on the first architecture for 100, 500 and 1,000 samples and for 1, 2 and 3
+  models; the exponent of a power law fitted to each (1 = linear).
+
+Figures are medians or best-of runs on this machine; ratios are what to compare across machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from qrobust.attacks import craft
+from qrobust.backends import load_runtime, open_artefact
+from qrobust.data import DATASETS, load_split
+from qrobust.layout import FLOAT_MODELS, PREPARED, QUANT_MODELS
+from qrobust.models import InputSpec, create_model, input_spec
+from qrobust.runtime import OrtRuntime, latencies
+from qrobust.settings import load_study
+from qrobust.training import RECIPES, TrainConfig, fit
+from qrobust.victims import module_victim
+
+OUT = Path("build/benchmark.json")
+STEPS = 10
+CPU = torch.device("cpu")
+
+
+def best_seconds(fn: Callable[[], Any], repeats: int) -> float:
+    """The fastest of ``repeats`` runs after one warm-up: the least disturbed by other work on the machine."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def figure(
+    section: str,
+    name: str,
+    unit: str,
+    value: float,
+    baseline: tuple[str, float],
+    limit: tuple[str, float] | None = None,
+) -> dict:
+    """One row: a figure, its baseline and their ratio (higher is better for rates, lower for times)."""
+    row = {"section": section, "name": name, "unit": unit, "value": round(value, 3)}
+    row["baseline"] = {"name": baseline[0], "value": round(baseline[1], 3)}
+    row["ratio"] = round(value / baseline[1] if unit.endswith("/ s") else baseline[1] / value, 2)
+    if limit is not None:
+        row["limit"] = {"name": limit[0], "value": round(limit[1], 3)}
+        row["share_of_limit"] = round(value / limit[1], 2)
+    return row
+
+
+def float_model(arch: str, spec: InputSpec) -> torch.nn.Module:
+    folder = FLOAT_MODELS / f"{arch}-standard"
+    if not (folder / "model.pt").exists():
+        raise SystemExit(f"{folder / 'model.pt'} is missing: run `make repro` first")
+    model = create_model(arch, spec)
+    model.load_state_dict(torch.load(folder / "model.pt", weights_only=True))
+    return model.eval()
+
+
+def correct(model: torch.nn.Module, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    with torch.no_grad():
+        right = model(torch.from_numpy(x)).argmax(1).numpy() == y
+    return x[right], y[right]
+
+
+def bare_foolbox(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, grid: list[float], batch: int) -> None:
+    import foolbox
+
+    fmodel = foolbox.PyTorchModel(model.eval(), bounds=(0.0, 1.0), device=CPU)
+    attack = foolbox.attacks.LinfPGD(steps=STEPS, rel_stepsize=0.25, random_start=True)
+    for i in range(0, len(x), batch):
+        attack(fmodel, torch.from_numpy(x[i : i + batch]), torch.from_numpy(y[i : i + batch]), epsilons=grid)
+
+
+def runner(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, grid: list[float], batch: int) -> None:
+    options = {"steps": STEPS, "rel_stepsize": 0.25, "random_start": True}
+    craft(module_victim(model, CPU), "linf_pgd", options, grid, x, y, batch_size=batch, seed=0)
+
+
+def forward_backward_rate(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, batch: int) -> float:
+    """Inputs per second of one forward and backward pass (input gradient only) at ``batch``."""
+    frozen = model.requires_grad_(False)
+    xb = torch.from_numpy(np.resize(x, (batch, *x.shape[1:]))).requires_grad_(True)
+    yb = torch.from_numpy(np.resize(y, batch))
+
+    def step() -> None:
+        torch.autograd.grad(F.cross_entropy(frozen(xb), yb, reduction="sum"), xb)
+
+    rate = batch / best_seconds(step, 5)
+    model.requires_grad_(True)
+    return rate
+
+
+def attack_section(archs: list[str], spec: InputSpec, x: np.ndarray, y: np.ndarray, grid: list[float]) -> list[dict]:
+    rows = []
+    batch = 250
+    for arch in archs:
+        model = float_model(arch, spec)
+        xs, ys = correct(model, x, y)
+        examples = len(xs) * len(grid)
+        ours = examples / best_seconds(lambda m=model, a=xs, b=ys: runner(m, a, b, grid, batch), 2)
+        bare = examples / best_seconds(lambda m=model, a=xs, b=ys: bare_foolbox(m, a, b, grid, batch), 2)
+        limit = forward_backward_rate(model, xs, ys, min(batch, len(xs)) * len(grid)) / STEPS
+        rows.append(
+            figure(
+                "attack",
+                f"{arch}: Linf PGD-{STEPS}, grid of {len(grid)}, n={len(xs)}",
+                "examples / s",
+                ours,
+                ("bare Foolbox loop", bare),
+                name="forward+backward rate / steps",
+                value=limit,
+            )  # fmt: skip
+        )
+    return rows
+
+
+def runtime_section(archs: list[str], spec: InputSpec, x: np.ndarray, compile_inc: bool) -> list[dict]:
+    rows = []
+    for arch in archs:
+        source = FLOAT_MODELS / f"{arch}-standard"
+        reference = latencies(OrtRuntime(source / "model.onnx"), x)
+        model = float_model(arch, spec)
+        batch = torch.from_numpy(np.resize(x, (256, *x.shape[1:])))
+        with torch.no_grad():
+            eager = best_seconds(lambda m=model, b=batch: m(b), 5) * 1e3
+        for folder in sorted(QUANT_MODELS.glob(f"{arch}-standard.*")):
+            runtime = load_runtime(folder)
+            measured = latencies(runtime, x)
+            label = f"{folder.name} ({open_artefact(folder)[0].info['backend']})"
+            rows.append(
+                figure(
+                    "runtime",
+                    f"{label}, batch 1",
+                    "ms",
+                    measured["latency_ms_batch1"],
+                    ("float ONNX Runtime", reference["latency_ms_batch1"]),
+                )  # fmt: skip
+            )
+            rows.append(
+                figure(
+                    "runtime",
+                    f"{label}, batch 256",
+                    "images / s",
+                    256e3 / measured["latency_ms_batch256"],
+                    ("float ONNX Runtime", 256e3 / reference["latency_ms_batch256"]),
+                )  # fmt: skip
+            )
+            if folder.name.endswith(".inc_int8"):
+                rows.append(
+                    figure(
+                        "runtime",
+                        f"{label} vs torch eager, batch 256",
+                        "images / s",
+                        256e3 / measured["latency_ms_batch256"],
+                        ("float torch eager", 256e3 / eager),
+                    )  # fmt: skip
+                )
+                if compile_inc:
+                    rows.append(compiled_inc(runtime.module, batch, eager, label))
+    return rows
+
+
+def compiled_inc(module: torch.nn.Module, batch: torch.Tensor, eager_ms: float, label: str) -> dict:
+    """INC int8 lowered to oneDNN int8 kernels by inductor; its compile time and output drift ride along."""
+    import torch._inductor.config as inductor
+
+    inductor.freezing = True
+    start = time.perf_counter()
+    compiled = torch.compile(module)
+    with torch.no_grad():
+        out = compiled(batch)
+        seconds = time.perf_counter() - start
+        drift = float((out - module(batch)).abs().max())
+        ms = best_seconds(lambda: compiled(batch), 5) * 1e3
+    row = figure("runtime", f"{label} torch.compile, batch 256", "images / s", 256e3 / ms,
+                 ("float torch eager", 256e3 / eager_ms))  # fmt: skip
+    row["compile_seconds"], row["max_abs_logit_change"] = round(seconds, 1), drift
+    return row
+
+
+def training_section(archs: list[str], spec: InputSpec, x: np.ndarray, y: np.ndarray) -> list[dict]:
+    rows = []
+    steps, size = 30, 128
+    xs, ys = np.resize(x, (steps * size, *x.shape[1:])), np.resize(y, steps * size)
+    config = TrainConfig(epochs=1, batch_size=size, lr=1e-3, weight_decay=1e-4, seed=0, device="cpu")
+    for arch in archs:
+        ours = best_seconds(lambda a=arch: fit(create_model(a, spec), RECIPES.get("standard")({}), xs, ys, config), 1)
+
+        def bare(a: str = arch) -> None:
+            model = create_model(a, spec).train()
+            optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+            images, labels = torch.from_numpy(xs), torch.from_numpy(ys)
+            for i in range(steps):
+                optimizer.zero_grad()
+                F.cross_entropy(model(images[i * size : (i + 1) * size]), labels[i * size : (i + 1) * size]).backward()
+                optimizer.step()
+
+        rows.append(
+            figure(
+                "training",
+                f"{arch}: one step, batch {size}",
+                "ms",
+                ours / steps * 1e3,
+                ("bare torch loop", best_seconds(bare, 1) / steps * 1e3),
+            )  # fmt: skip
+        )
+    return rows
+
+
+def exponent(sizes: list[int], seconds: list[float]) -> float:
+    """Slope of log(time) against log(size): 1 is linear, above 1 worse than linear."""
+    return float(np.polyfit(np.log(sizes), np.log(seconds), 1)[0])
+
+
+def scaling_section(arch: str, spec: InputSpec, x: np.ndarray, y: np.ndarray, grid: list[float]) -> list[dict]:
+    model = float_model(arch, spec)
+    counts = [100, 500, 1000]
+    per_samples = [best_seconds(lambda n=n: runner(model, x[:n], y[:n], grid, 250), 1) for n in counts]
+    models = [1, 2, 3]
+
+    def several(k: int) -> None:
+        for _ in range(k):
+            runner(model, x[:200], y[:200], grid, 250)
+
+    per_models = [best_seconds(lambda k=k: several(k), 1) for k in models]
+    rows = []
+    for what, sizes, seconds in (("samples", counts, per_samples), ("models", models, per_models)):
+        slope = exponent(sizes, seconds)
+        row = figure("scaling", f"{arch}: attack time vs {what} {sizes}", "exponent", slope, ("linear", 1.0))
+        row["seconds"] = [round(s, 2) for s in seconds]
+        row["verdict"] = "linear" if slope <= 1.1 else "worse than linear"  # rule: within 10% of linear
+        rows.append(row)
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = [
+        "| section | figure | value | baseline | ratio | limit | share of limit |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        limit = r.get("limit")
+        lines.append(
+            f"| {r['section']} | {r['name']} | {r['value']:g} {r['unit']} | {r['baseline']['name']}: "
+            f"{r['baseline']['value']:g} | {r['ratio']:g}x | {limit['name'] + ': ' + format(limit['value'], 'g') if limit else ''}"
+            f" | {r.get('share_of_limit', '')} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sections", default="attack,runtime,training,scaling")
+    parser.add_argument("--samples", type=int, default=200, help="samples of the attack section")
+    parser.add_argument("--compile", action="store_true", help="also time INC int8 under torch.compile")
+    args = parser.parse_args()
+    study = load_study()
+    spec = input_spec(DATASETS.get(study.prepare.dataset))
+    archs = sorted({m.arch for m in study.train.model_ids()})
+    grid = list(study.attack.get("linf_pgd").epsilons)
+    x, y = load_split(PREPARED / "eval.npz")
+    sections = {
+        "attack": lambda: attack_section(archs, spec, x[: args.samples], y[: args.samples], grid),
+        "runtime": lambda: runtime_section(archs, spec, x, args.compile),
+        "training": lambda: training_section(archs, spec, x, y),
+        "scaling": lambda: scaling_section(archs[0], spec, x, y, grid),
+    }
+    rows: list[dict] = []
+    for name in args.sections.split(","):
+        rows += sections[name]()
+    machine = {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpus": len(os.sched_getaffinity(0))}
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps({"machine": machine, "figures": rows}, indent=1, sort_keys=True) + "\n")
+    print(f"torch {machine['torch']}, {machine['threads']} threads, {machine['cpus']} CPUs; written to {OUT}\n")
+    print(markdown(rows))
+
+
+if __name__ == "__main__":
+    main()
