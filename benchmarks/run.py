@@ -135,9 +135,8 @@ def attack_section(archs: list[str], spec: InputSpec, x: np.ndarray, y: np.ndarr
                 "examples / s",
                 ours,
                 ("bare Foolbox loop", bare),
-                name="forward+backward rate / steps",
-                value=limit,
-            )  # fmt: skip
+                ("forward+backward rate / steps", limit),
+            )
         )
     return rows
 
