@@ -195,10 +195,7 @@ def fold_weight_quantization(module: torch.fx.GraphModule) -> torch.fx.GraphModu
         with graph.inserting_before(node):
             constant = graph.get_attr(name)
         node.replace_all_uses_with(constant)
-        graph.erase_node(node)
-        if not source.users:
-            graph.erase_node(source)
-    graph.eliminate_dead_code()
+    graph.eliminate_dead_code()  # the pairs and the float weights' get_attr nodes, now unused
     module.recompile()
     return module
 
