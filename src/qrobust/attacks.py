@@ -76,6 +76,15 @@ def _apgd(norm: str, **fixed: Any) -> Callable[..., Any]:
     return factory
 
 
+def _deepfool(norm: str) -> Callable[..., Any]:
+    def factory(**options: Any) -> Any:
+        from qrobust import deepfool
+
+        return {"linf": deepfool.LinfDeepFool, "l2": deepfool.L2DeepFool}[norm](**options)
+
+    return factory
+
+
 def _autoattack(**options: Any) -> Any:
     from qrobust.apgd import LinfAutoAttack
 
@@ -212,7 +221,7 @@ _register(
     "deepfool_l2",
     Norm.L2,
     G,
-    _foolbox("L2DeepFoolAttack"),
+    _deepfool("l2"),
     "Moosavi-Dezfooli et al. 2016",
     defaults={"steps": 50, "candidates": 10, "overshoot": 0.02},
 )
@@ -220,7 +229,7 @@ _register(
     "deepfool_linf",
     L,
     G,
-    _foolbox("LinfDeepFoolAttack"),
+    _deepfool("linf"),
     "Moosavi-Dezfooli et al. 2016",
     defaults={"steps": 50, "candidates": 10, "overshoot": 0.02},
 )
