@@ -12,7 +12,9 @@ PAIRS = [(L2DeepFool, foolbox.attacks.L2DeepFoolAttack), (LinfDeepFool, foolbox.
 
 def run(attack, victim, x, y):
     victim.queries = 0
-    _, clipped, _ = attack(victim.model, victim.tensor(x), foolbox.criteria.Misclassification(victim.labels(y)), epsilons=None)
+    _, clipped, _ = attack(
+        victim.model, victim.tensor(x), foolbox.criteria.Misclassification(victim.labels(y)), epsilons=None
+    )
     return clipped, victim.queries
 
 

@@ -6,7 +6,15 @@ import pytest
 
 from qrobust.attacks import perturbation_norms
 from qrobust.diagnostics import CHECKS
-from qrobust.evaluation import AdversarialSet, Target, clean_row, cross_evaluate, flat_metrics, set_rows
+from qrobust.evaluation import (
+    AdversarialSet,
+    Target,
+    clean_row,
+    cross_evaluate,
+    flat_metrics,
+    predict_distinct,
+    set_rows,
+)
 from qrobust.findings import Scope, judge
 from qrobust.model_id import ModelId
 from qrobust.report import DefenseStudy, build_report, plot_rows, render_html, render_markdown
@@ -126,6 +134,23 @@ def test_cross_evaluation_scores_every_set_on_every_target(tmp_path) -> None:
     assert metrics["clean_accuracy/toy-m/none"] == 1.0
     assert metrics["robust_accuracy/white_float/push/eps=0.5/toy-m/none"] == 0.5
     assert metrics["robust_accuracy/black_runtime/push/eps=0.5/toy-m.q/none"] == black.robust_accuracy
+
+
+def test_each_distinct_input_is_scored_once() -> None:
+    targets, sets, x, _ = _scene()
+    stack = np.concatenate([sets[0].x_adv.reshape(-1, *x.shape[1:]), x, x[::-1]])
+
+    class Counting(ThresholdRuntime):
+        scored = 0
+
+        def predict(self, batch: np.ndarray) -> np.ndarray:
+            Counting.scored += len(batch)
+            return super().predict(batch)
+
+    runtime = Counting()
+    np.testing.assert_array_equal(predict_distinct(runtime, stack), runtime.predict(stack))
+    # The clean copies and the 20 samples the attack left alone are scored once: 40 clean + 20 pushed.
+    assert Counting.scored == len(stack) + 60
 
 
 def test_a_set_from_an_unknown_source_is_refused_with_the_targets() -> None:
