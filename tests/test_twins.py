@@ -15,7 +15,9 @@ def test_quantize_levels_round_and_saturate() -> None:
 def test_gradient_passes_only_straight_through_and_only_where_not_saturated(mode: GradMode) -> None:
     # -0.4 rounds onto the lower bound 0 (a background pixel at the calibrated minimum): not saturated.
     scaled = torch.tensor([-0.4, 10.3, -7.0, 300.0], requires_grad=True)
-    quantize_levels(scaled, 0, 0, 255, mode).sum().backward()
+    levels = quantize_levels(scaled, 0, 0, 255, mode)
+    assert levels.tolist() == [0.0, 10.0, 0.0, 255.0]  # the gradient mode leaves the values alone
+    levels.sum().backward()
     expected = [0.0, 0.0, 0.0, 0.0] if mode is GradMode.EXACT else [1.0, 1.0, 0.0, 0.0]
     assert scaled.grad.tolist() == expected
 
