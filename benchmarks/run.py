@@ -6,10 +6,13 @@ Run after `make repro` (it reads the default study's models and evaluation subse
 - attack: Linf PGD over the study's whole epsilon grid, adversarial examples per second, through
   qrobust's runner (``attacks.craft``) against a bare Foolbox loop (PyTorchModel + LinfPGD with the
   same grid, nothing else) on the same model and samples; the limit is the rate of plain forward plus
-  backward passes (input gradient only) at the runner's batch size, divided by the steps.
+  backward passes (input gradient only) at the runner's batch size, divided by the steps. Beside it,
+  the study's L2 DeepFool against Foolbox's on the same frozen victim.
 - runtime: deployed latency at batch 1 and throughput at batch 256 of every quantized model against
   the float ONNX Runtime session, and INC int8 against float torch eager; ``--compile`` adds INC int8
   lowered by ``torch.compile`` (inductor, frozen weights) with its compile time.
+- evaluate: every adversarial set of the study scored on the first architecture's INC int8 runtime,
+  each distinct input once (``evaluation.predict_distinct``) against every row.
 - training: milliseconds per step of ``training.fit`` against a bare torch loop over in-memory tensors.
 - scaling: runner time on the first architecture for 100, 500 and 1,000 samples and for 1, 2 and 3
   models; the exponent of a power law fitted to each (1 = linear).
@@ -34,7 +37,7 @@ from torch.nn import functional as F
 from qrobust.attacks import craft
 from qrobust.backends import load_runtime, open_artefact
 from qrobust.data import DATASETS, load_split
-from qrobust.layout import FLOAT_MODELS, PREPARED, QUANT_MODELS
+from qrobust.layout import ADVERSARIAL, FLOAT_MODELS, PREPARED, QUANT_MODELS
 from qrobust.models import InputSpec, create_model, input_spec
 from qrobust.runtime import OrtRuntime, latencies
 from qrobust.settings import load_study
@@ -47,10 +50,12 @@ CPU = torch.device("cpu")
 
 
 def best_seconds(fn: Callable[[], Any], repeats: int) -> float:
-    """The fastest of ``repeats`` runs after one warm-up: the least disturbed by other work on the machine."""
-    fn()
+    """The fastest of ``repeats`` runs after one warm-up: the least disturbed by other work on the machine
+    (``repeats`` 0: one run, no warm-up, for figures too slow to repeat)."""
+    if repeats:
+        fn()
     times = []
-    for _ in range(repeats):
+    for _ in range(max(repeats, 1)):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
@@ -136,7 +141,43 @@ def attack_section(archs: list[str], spec: InputSpec, x: np.ndarray, y: np.ndarr
                 ("forward+backward rate / steps", limit),
             )
         )
+        rows.append(deepfool_row(arch, model, xs[:100], ys[:100]))
     return rows
+
+
+def deepfool_row(arch: str, model: torch.nn.Module, x: np.ndarray, y: np.ndarray) -> dict:
+    """The study's DeepFool (a fooled sample leaves the batch, one forward pass for every candidate)
+    against Foolbox's on the same frozen victim, the study's options: the change alone."""
+    import foolbox
+
+    from qrobust.deepfool import L2DeepFool
+
+    victim = module_victim(model, CPU)
+    options = {"steps": 50, "candidates": 4}
+
+    def run(attack: Any) -> None:
+        criterion = foolbox.criteria.Misclassification(torch.from_numpy(y))
+        attack(victim.model, torch.from_numpy(x), criterion, epsilons=None)
+
+    ours = len(x) / best_seconds(lambda: run(L2DeepFool(**options)), 1)
+    bare = len(x) / best_seconds(lambda: run(foolbox.attacks.L2DeepFoolAttack(**options)), 1)
+    return figure("attack", f"{arch}: L2 DeepFool, n={len(x)}", "examples / s", ours, ("Foolbox's DeepFool", bare))
+
+
+def evaluate_section(arch: str, x: np.ndarray) -> list[dict]:
+    """Scoring every adversarial set of the study on one INC int8 runtime (evaluate's slowest): each
+    distinct input once against every row."""
+    from qrobust.evaluation import predict_distinct
+
+    stack = np.concatenate([
+        np.load(path)["x_adv"].reshape(-1, *x.shape[1:]) for path in sorted(ADVERSARIAL.glob("*/*/*.npz"))
+    ])  # fmt: skip
+    runtime = load_runtime(QUANT_MODELS / f"{arch}-standard.inc_int8")
+    runtime.predict(x[:64])
+    ours = len(stack) / best_seconds(lambda: predict_distinct(runtime, stack), 0)
+    every = len(stack) / best_seconds(lambda: runtime.predict(stack), 0)
+    name = f"{arch}-standard.inc_int8: score the study's {len(stack)} adversarial rows"
+    return [figure("evaluate", name, "rows / s", ours, ("every row", every))]
 
 
 def runtime_section(archs: list[str], spec: InputSpec, x: np.ndarray, compile_inc: bool) -> list[dict]:
@@ -275,7 +316,7 @@ def markdown(rows: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--sections", default="attack,runtime,training,scaling")
+    parser.add_argument("--sections", default="attack,runtime,evaluate,training,scaling")
     parser.add_argument("--samples", type=int, default=200, help="samples of the attack section")
     parser.add_argument("--compile", action="store_true", help="also time INC int8 under torch.compile")
     args = parser.parse_args()
@@ -287,6 +328,7 @@ def main() -> None:
     sections = {
         "attack": lambda: attack_section(archs, spec, x[: args.samples], y[: args.samples], grid),
         "runtime": lambda: runtime_section(archs, spec, x, args.compile),
+        "evaluate": lambda: evaluate_section(archs[0], x),
         "training": lambda: training_section(archs, spec, x, y),
         "scaling": lambda: scaling_section(archs[0], spec, x, y, grid),
     }
