@@ -1,10 +1,12 @@
 import pytest
 import torch
+from torch import nn
+from torch.nn import functional as F
 
 from qrobust.attacks import craft
 from qrobust.errors import ConfigError
 from qrobust.models import create_model
-from qrobust.training import RECIPES, TrainConfig, fit, orthogonality_gap, predict_logits, seed_everything
+from qrobust.training import RECIPES, TrainConfig, fit, linf_ascent, orthogonality_gap, predict_logits, seed_everything
 from qrobust.victims import module_victim
 from tests.conftest import SPEC, accuracy
 
@@ -99,3 +101,22 @@ def test_bad_recipe_options_fail_before_training(name: str, options: dict, expec
 def test_unknown_recipe_lists_the_valid_ones() -> None:
     with pytest.raises(ConfigError, match="valid training recipe names: " + ", ".join(RECIPES.names())):
         RECIPES.get("mixup", key="train.recipes")
+
+
+def test_inner_attacks_run_in_eval_mode_and_leave_the_mode_as_it_was() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(64, 3))
+    x, y = torch.rand(8, 1, 6, 6), torch.randint(0, 3, (8,))
+    before = model[1].running_mean.clone(), model[1].num_batches_tracked.clone()
+
+    def attack() -> torch.Tensor:
+        loss = lambda logits: F.cross_entropy(logits, y)  # noqa: E731
+        return linf_ascent(model, x, loss, epsilon=0.1, steps=3, step_size=0.05, start=torch.zeros_like(x))
+
+    x_adv = attack()  # in train mode, as a recipe calls it
+    assert model.training and 0 < (x_adv - x).abs().max() <= 0.1 + 1e-6
+    # The attack's queries use BatchNorm's running statistics and do not move them (nor its counter).
+    assert torch.equal(model[1].running_mean, before[0]) and torch.equal(model[1].num_batches_tracked, before[1])
+    model.eval()
+    attack()
+    assert not model.training

@@ -57,12 +57,18 @@ def linf_ascent(
     step_size: float,
     start: torch.Tensor,
 ) -> torch.Tensor:
-    """Signed-gradient ascent of ``objective(logits)`` within the Linf ball around ``x`` and [0, 1]."""
+    """Signed-gradient ascent of ``objective(logits)`` within the Linf ball around ``x`` and [0, 1].
+
+    The model attacks in eval mode (BatchNorm on its running statistics, which the attack's queries
+    leave alone, as the reference TRADES code does) and goes back to the mode it was in."""
+    training = model.training
+    model.eval()
     delta = start.clamp(-epsilon, epsilon)
     for _ in range(steps):
         delta.requires_grad_(True)
         (grad,) = torch.autograd.grad(objective(model((x + delta).clamp(0.0, 1.0))), delta)
         delta = (delta + step_size * grad.sign()).clamp(-epsilon, epsilon).detach()
+    model.train(training)
     return (x + delta).clamp(0.0, 1.0).detach()
 
 
