@@ -167,11 +167,10 @@ def deepfool_row(arch: str, model: torch.nn.Module, x: np.ndarray, y: np.ndarray
 def evaluate_section(arch: str, x: np.ndarray) -> list[dict]:
     """Scoring every adversarial set of the study on one INC int8 runtime (evaluate's slowest): each
     distinct input once against every row."""
-    from qrobust.evaluation import predict_distinct
+    from qrobust.evaluation import AdversarialSet, predict_distinct
 
-    stack = np.concatenate([
-        np.load(path)["x_adv"].reshape(-1, *x.shape[1:]) for path in sorted(ADVERSARIAL.glob("*/*/*.npz"))
-    ])  # fmt: skip
+    sets = [AdversarialSet.load(path) for path in sorted(ADVERSARIAL.glob("*/*/*.npz"))]
+    stack = np.concatenate([adv.x_adv.reshape(-1, *x.shape[1:]) for adv in sets])
     runtime = load_runtime(QUANT_MODELS / f"{arch}-standard.inc_int8")
     runtime.predict(x[:64])
     ours = len(stack) / best_seconds(lambda: predict_distinct(runtime, stack), 0)
