@@ -231,3 +231,23 @@ def test_attack_victims_compute_no_weight_gradients_and_leave_the_model_alone(tr
         craft(module_victim(trained_lenet, torch.device("cpu")), name, FAST[name], (0.1,), x, y, batch_size=24, seed=0)
     for p, grad in zip(trained_lenet.parameters(), before, strict=True):
         assert p.requires_grad and (p.grad is None if grad is None else torch.equal(p.grad, grad))
+
+
+def test_a_module_victim_computes_what_its_module_does(trained_lenet, tiny_data) -> None:
+    """The victim runs a frozen channels-last copy (oneDNN's faster layout): the same logits and input
+    gradients as the caller's model to float tolerance, and the caller's model is left as it was."""
+    x = torch.from_numpy(tiny_data["test"][0][:16])
+    y = torch.from_numpy(tiny_data["test"][1][:16])
+    victim = module_victim(trained_lenet, torch.device("cpu"))
+
+    def logits_and_gradient(model: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        xg = x.clone().requires_grad_(True)
+        logits = model(xg)
+        (gradient,) = torch.autograd.grad(torch.nn.functional.cross_entropy(logits, y), xg)
+        return logits.detach(), gradient
+
+    ours, theirs = logits_and_gradient(victim.model._model), logits_and_gradient(trained_lenet)
+    torch.testing.assert_close(ours[0], theirs[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ours[1], theirs[1], rtol=1e-4, atol=1e-6)
+    conv = next(m for m in trained_lenet.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous() and conv.weight.requires_grad
