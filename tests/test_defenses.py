@@ -104,8 +104,8 @@ def _robust(system, adv: np.ndarray, y: np.ndarray) -> float:
         # (measured on this fixture: median 13% -> 0%, noise 42% -> 23% at eps 0.2).
         ("median", {"size": 2}, 0.2, 0.08),
         ("gaussian_noise", {"sigma": 0.2}, 0.2, 0.1),  # EOT
-        # squeeze_detector is left out: it rejects every attack here, adaptive or not, and a rejection counts as
-        # robust in the current scoring (issue 16 changes that).
+        # squeeze_detector is left out: it rejects every attack here, adaptive or not (a detector-aware
+        # attack is issue 16's subject).
     ],
 )
 def test_adaptive_attack_through_the_defense(
@@ -246,3 +246,48 @@ def test_default_study_includes_every_defense(params: dict) -> None:
     defend = DefendSettings.from_params(params)
     assert set(defend.defenses) == set(DEFENSES.names())
     assert set(defend.recipes) == {"adversarial", "trades", "distillation", "dq"}
+
+
+@pytest.mark.parametrize("refuse_clean", [True, False])
+def test_detector_scoring_is_the_standard_one(params: dict, tiny_data, refuse_clean: bool) -> None:
+    """A sample counts as robust only if the system gets its clean input right and, on the adversarial
+    input, the right class or a refusal: a detector that refuses everything scores 0, and one that refuses
+    every adversarial input scores its clean accuracy, never more."""
+    from qrobust.attacks import perturbation_norms
+    from qrobust.defense_study import DefenseStudy
+    from qrobust.evaluation import AdversarialSet
+    from qrobust.model_id import ModelId
+    from qrobust.results import ThreatModel
+    from qrobust.settings import AttackConfig
+    from tests.conftest import SPEC
+
+    x_eval, y_eval = tiny_data["test"]
+    attack = AttackConfig.from_params(
+        "linf_pgd", {"threat_models": ["white_float"], "epsilons": [0.1], "samples": 40}, 28 * 28
+    )
+    study = DefenseStudy(
+        settings=DefendSettings.from_params(params), attack=attack, boundary=attack, spec=SPEC,
+        device=torch.device("cpu"), batch_size=40, x_eval=x_eval, y_eval=y_eval,
+    )  # fmt: skip
+    epsilons = study.settings.epsilons
+    x_adv = np.stack([np.clip(study.x + e, 0, 1) for e in epsilons])
+    source = ModelId("lenet", "standard")
+    adv = AdversarialSet(
+        attack="linf_pgd", norm="linf", threat_model=ThreatModel.WHITE_FLOAT, source=source, index=study.index,
+        labels=study.y, epsilons=tuple(epsilons), x_adv=x_adv,
+        sizes=perturbation_norms(x_adv, study.x), queries_per_sample=1.0,
+    )  # fmt: skip
+    wrong_clean = np.arange(len(study.y)) % 4 == 0  # the system misclassifies a quarter of the clean inputs
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        if len(x) == len(study.y) and np.array_equal(x, study.x):  # the clean inputs
+            if refuse_clean:
+                return np.full(len(x), REJECTED)
+            return np.where(wrong_clean, (study.y + 1) % 10, study.y)
+        return np.full(len(x), REJECTED)
+
+    study.score("detector", predict, source, [adv], adv)
+    clean = study.rows[0].robust_accuracy
+    assert clean == (0.0 if refuse_clean else 0.75)
+    assert all(row.robust_accuracy == clean for row in study.rows[1:])
+    assert all(value == clean for key, value in study.metrics.items() if "/eps=" in key)

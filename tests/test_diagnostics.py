@@ -36,7 +36,7 @@ def test_robust_accuracy_rising_with_epsilon_is_flagged() -> None:
 def unbounded(fooled: int, n: int = 400) -> Result:
     correct = np.arange(n) >= fooled
     return Result.score(
-        correct=correct, attackable=np.ones(n, dtype=bool), sizes={k: np.zeros(n) for k in NORMS},
+        correct=correct, clean=np.ones(n, dtype=bool), attackable=np.ones(n, dtype=bool), sizes={k: np.zeros(n) for k in NORMS},
         attack="deepfool", norm="l2", epsilon=math.inf, threat_model="white_float", source_threat_model="white_float",
         source=str(FLOAT_MODEL), target=str(FLOAT_MODEL), target_arch="lenet", target_precision="float", defense="none",
     )  # fmt: skip

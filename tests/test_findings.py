@@ -40,6 +40,7 @@ def row(
     target = str(target)
     return Result.score(
         correct=correct,
+        clean=np.ones(N, dtype=bool),
         attackable=np.ones(N, dtype=bool),
         sizes={norm: np.zeros(N) for norm in NORMS},
         attack=attack,

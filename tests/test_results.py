@@ -29,11 +29,15 @@ def test_wilson_interval_matches_known_values() -> None:
 
 
 def test_success_counts_only_attackable_samples() -> None:
-    correct = np.array([True, False, False, True, False])
+    # A transfer row: sample 3 the target got right clean but the source did not (not attackable);
+    # sample 2 the target got wrong clean, and the perturbation fixed it (not robust).
+    correct = np.array([True, False, True, True, False])
+    clean = np.array([True, True, False, True, True])
     attackable = np.array([True, True, False, False, True])
     norms = np.array([0.1, 0.2, 0.3, 0.4, 0.5], dtype=np.float32)
     row = Result.score(
         correct=correct,
+        clean=clean,
         attackable=attackable,
         sizes={norm: norms for norm in NORMS},
         attack="a",
@@ -52,6 +56,19 @@ def test_success_counts_only_attackable_samples() -> None:
     assert row.linf_mean_success == pytest.approx(0.35) and row.linf_mean_failed == pytest.approx(0.1)
     assert row.l2_median_success == pytest.approx(0.35) and row.l0_median_failed == pytest.approx(0.1)
     assert math.isnan(row.queries_per_sample)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_robust_accuracy_never_exceeds_clean_accuracy_on_the_same_samples(seed: int) -> None:
+    """The standard definition: a perturbation that fixes a misclassified input does not count."""
+    rng = np.random.default_rng(seed)
+    clean, correct = rng.random(50) < 0.7, rng.random(50) < 0.6
+    row = Result.score(
+        correct=correct, clean=clean, attackable=clean, sizes={norm: np.zeros(50) for norm in NORMS},
+        attack="a", norm="linf", epsilon=0.1, threat_model="white_float", source_threat_model="white_float",
+        source="s", target="s", target_arch="x", target_precision="float", defense="none",
+    )  # fmt: skip
+    assert row.n_correct == int((clean & correct).sum()) and row.robust_accuracy <= clean.mean()
 
 
 @dataclass(frozen=True)
@@ -217,6 +234,7 @@ def test_report_renders_tables_figures_and_plot_data() -> None:
                     for row in set_rows(
                         sets[0].at([0.5]),
                         (np.arange(40) < hits)[None],
+                        np.ones(40, dtype=bool),
                         np.ones(40, dtype=bool),
                         target=ModelId("toy", "m"),
                         defense="blur",

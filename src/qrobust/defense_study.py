@@ -112,8 +112,10 @@ class DefenseStudy:
         adaptive: AdversarialSet,
         precision: str | None = None,
     ) -> None:
-        """Clean accuracy and both attacks on the deployed system. A detector's refusal of an
-        adversarial input counts as robust; its refusal of a clean input counts as an error."""
+        """Clean accuracy and both attacks on the deployed system, robust accuracy the standard way: a
+        sample counts if the system gets its clean input right and, on the adversarial input, the right
+        class or a detector's refusal (Carlini and Wagner 2017; Tramer et al. 2020). A refusal of a clean
+        input is an error, so a detector that refuses everything scores 0."""
         clean = predict(self.x) == self.y
         self.rows.append(clean_row(clean, target=target, precision=precision, defense=name))
         self.metrics[f"{target}/clean"] = round(float(clean.mean()), 4)
@@ -122,9 +124,9 @@ class DefenseStudy:
             for adv in sets:
                 predicted = predict(adv.x_adv.reshape(-1, *adv.x_adv.shape[2:])).reshape(len(adv.epsilons), -1)
                 correct = (predicted == self.y) | (predicted == REJECTED)
-                robust.append(correct.mean(axis=1))
+                robust.append((correct & clean).mean(axis=1))
                 self.rows += set_rows(
-                    adv, correct, clean, target=target, precision=precision, defense=name,
+                    adv, correct, clean, clean, target=target, precision=precision, defense=name,
                     adaptive=label == "adaptive",
                 )  # fmt: skip
             # An ensemble is attacked by transfer from each member: the strongest attack counts.

@@ -80,6 +80,7 @@ def clean_row(correct: np.ndarray, *, target: ModelId, precision: str | None = N
     ``precision`` defaults to the target's own (an ensemble names its members instead)."""
     return Result.score(
         correct=correct,
+        clean=correct,
         attackable=np.zeros(len(correct), dtype=bool),
         sizes={norm: np.zeros(len(correct), dtype=np.float32) for norm in NORMS},
         attack="none",
@@ -98,6 +99,7 @@ def clean_row(correct: np.ndarray, *, target: ModelId, precision: str | None = N
 def set_rows(
     adv: AdversarialSet,
     correct: np.ndarray,
+    clean: np.ndarray,
     attackable: np.ndarray,
     *,
     target: ModelId,
@@ -106,11 +108,13 @@ def set_rows(
     adaptive: bool = False,
 ) -> list[Result]:
     """One row per epsilon of ``adv`` scored on ``target``: ``correct`` is (epsilons, N) after the
-    attack, ``attackable`` (N,) the samples the target (and, for transfer, the source) got right clean."""
+    attack, ``clean`` (N,) the samples the target got right clean, ``attackable`` (N,) those that the
+    target and, for transfer, the source got right clean."""
     own = target == adv.source
     return [
         Result.score(
             correct=correct[e],
+            clean=clean,
             attackable=attackable,
             sizes={norm: adv.sizes[norm][e] for norm in NORMS},
             queries_per_sample=adv.queries_per_sample if own else math.nan,
@@ -164,12 +168,11 @@ def cross_evaluate(
         predicted = predict_distinct(t.runtime, stack)
         for adv, lo, hi in zip(sets, bounds[:-1], bounds[1:], strict=True):
             labels = y[adv.index]
-            attackable = clean_correct[t.model][adv.index]
-            if t.model != adv.source:
-                # Transfer counts only samples both models got right (Bernhard et al. 2019).
-                attackable = attackable & clean_correct[adv.source][adv.index]
+            clean = clean_correct[t.model][adv.index]
+            # Transfer success counts only samples both models got right (Bernhard et al. 2019).
+            attackable = clean if t.model == adv.source else clean & clean_correct[adv.source][adv.index]
             correct = predicted[lo:hi].reshape(len(adv.epsilons), -1) == labels
-            rows += set_rows(adv, correct, attackable, target=t.model)
+            rows += set_rows(adv, correct, clean, attackable, target=t.model)
             threat = adv.threat_model if t.model == adv.source else ThreatModel.TRANSFER
             for e, eps in enumerate(adv.epsilons):
                 sizes = {norm: adv.sizes[norm][e] for norm in NORMS}

@@ -315,8 +315,8 @@ def defense_table(
         (*headers, f"gap at eps {epsilons[-1]:g} (points)"),
         tuple(lines),
         "Robust accuracy on each deployed system, on the attack's seeded samples (n in results; the none rows' clean "
-        "accuracy is on the whole evaluation subset); a detector's refusal of an adversarial input counts as robust and "
-        "of a clean input as an error. Non-adaptive: the suite's sets made on the undefended standard model (white-box on "
+        "accuracy is on the whole evaluation subset); a sample counts only if the system gets its clean input right and "
+        "its adversarial input right or refused (a refusal of a clean input is an error). Non-adaptive: the suite's sets made on the undefended standard model (white-box on "
         "float, straight-through on quantized models; for an ensemble, the strongest member's). Adaptive: BPDA through "
         "non-differentiable preprocessing, EOT over randomised ones, all squeezed branches of a detector, the ensemble's "
         "combined twin, or the recipe model itself; per sample, the attacker keeps that or the non-adaptive example, "

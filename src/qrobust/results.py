@@ -60,7 +60,10 @@ class Result:
     ``threat_model`` is how the set was made when the target is the attacked model itself, and
     ``transfer`` otherwise; ``source_threat_model`` always says how it was made. Success counts only
     samples the target classified correctly when clean (for transfer, samples that source and target
-    both classified correctly, as in Bernhard et al. 2019). ``epsilon`` is ``inf`` for the unbounded
+    both classified correctly, as in Bernhard et al. 2019). Robust accuracy is the standard one
+    (RobustBench, AutoAttack): a sample counts only if the target classifies its clean input correctly and
+    its adversarial input too, so it never exceeds the target's clean accuracy on the same samples, and a
+    perturbation that happens to fix a misclassified input counts for nothing. ``epsilon`` is ``inf`` for the unbounded
     output of a minimisation attack, whose median perturbation is the distance to the decision boundary.
     """
 
@@ -108,16 +111,18 @@ class Result:
         cls,
         *,
         correct: np.ndarray,
+        clean: np.ndarray,
         attackable: np.ndarray,
         sizes: Mapping[str, np.ndarray],
         queries_per_sample: float = math.nan,
         **keys: object,
     ) -> Result:
-        """Build a row from per-sample booleans (``correct`` after the attack, ``attackable`` before)
-        and per-sample perturbation sizes (``sizes[norm]`` for every norm in ``NORMS``)."""
+        """Build a row from per-sample booleans (``correct`` after the attack, ``clean``: the target got
+        the clean input right, ``attackable``: the samples success is counted on) and per-sample
+        perturbation sizes (``sizes[norm]`` for every norm in ``NORMS``)."""
         success = attackable & ~correct
         failed = attackable & correct
-        n, k = int(correct.size), int(correct.sum())
+        n, k = int(correct.size), int((correct & clean).sum())
         m, s = int(attackable.sum()), int(success.sum())
         spread = {
             f"{norm}_{stat}_{group}": fn(sizes[norm][mask])

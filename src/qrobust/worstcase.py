@@ -113,6 +113,7 @@ class WorstCase:
             out.append(
                 Result.score(
                     correct=clean & ~broken,
+                    clean=clean,
                     attackable=clean,
                     sizes={k: np.nan_to_num(v[rows], nan=0.0) for k, v in budget.sizes.items()},
                     attack=ATTACK,
@@ -135,6 +136,7 @@ class WorstCase:
             out.append(
                 Result.score(
                     correct=clean & ~found,
+                    clean=clean,
                     attackable=clean,
                     sizes={k: nearest if k == norm else np.full(len(rows), np.nan, np.float32) for k in NORMS},
                     attack=ATTACK,
