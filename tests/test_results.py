@@ -71,6 +71,33 @@ def test_robust_accuracy_never_exceeds_clean_accuracy_on_the_same_samples(seed: 
     assert row.n_correct == int((clean & correct).sum()) and row.robust_accuracy <= clean.mean()
 
 
+@pytest.mark.parametrize(("found", "expected"), [(5, 0.3), (3, 0.3), (2, math.inf)])
+def test_boundary_distance_is_censored_by_the_failures(found: int, expected: float) -> None:
+    """A sample the minimisation attack found nothing for lies beyond every distance it tried: the
+    median over all attackable samples, not over the successes (0.2 with three found: closer)."""
+    sizes = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 9.0], dtype=np.float32)
+    attackable = np.array([True] * 5 + [False])  # the last sample was wrong clean: not counted
+    correct = ~attackable | (np.arange(6) >= found)  # the first ``found`` samples were fooled
+    keys = dict(
+        attack="deepfool_l2", norm="l2", threat_model="white_float", source_threat_model="white_float",
+        source="lenet-standard", target="lenet-standard", target_arch="lenet", target_precision="float",
+        defense="none",
+    )  # fmt: skip
+    row = Result.score(
+        correct=correct, clean=attackable, attackable=attackable, sizes={k: sizes for k in NORMS},
+        epsilon=math.inf, **keys,
+    )  # fmt: skip
+    assert row.median_distance_censored == pytest.approx(expected)
+    assert row.l2_median_success == pytest.approx(np.median(sizes[:found]))
+    metrics = flat_metrics([row])
+    assert metrics["boundary_found/l2/deepfool_l2/lenet-standard"] == pytest.approx(found / 5)
+    assert metrics["boundary_distance/l2/deepfool_l2/lenet-standard"] == pytest.approx(expected)
+    bounded = Result.score(
+        correct=correct, clean=attackable, attackable=attackable, sizes={k: sizes for k in NORMS}, epsilon=0.5, **keys
+    )
+    assert math.isnan(bounded.median_distance_censored)
+
+
 @dataclass(frozen=True)
 class ThresholdRuntime:
     """A real (if tiny) classifier: the class is the brightest of ten image rows."""

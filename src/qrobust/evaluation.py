@@ -183,7 +183,8 @@ def cross_evaluate(
 def flat_metrics(rows: Sequence[Result]) -> dict[str, float]:
     """Flat JSON for `dvc metrics`: clean accuracy per target and defense; robust accuracy of every
     model under its own attacks (white-box or black-box), and of each quantized model against sets
-    made white-box on its float parent (transfer); the distance to the decision boundary."""
+    made white-box on its float parent (transfer); the distance to the decision boundary (the censored
+    median) and the share of samples it was found for."""
     metrics: dict[str, float] = {}
     for r in rows:
         parent = str(ModelId.parse(r.target).parent)
@@ -195,9 +196,12 @@ def flat_metrics(rows: Sequence[Result]) -> dict[str, float]:
         if not (own or from_parent):
             continue
         if math.isinf(r.epsilon):
-            distance = getattr(r, f"{r.norm}_median_success")
-            if own and r.defense == "none" and not math.isnan(distance):
-                metrics[f"boundary_distance/{r.norm}/{r.attack}/{r.target}"] = round(distance, 4)
+            if own and r.defense == "none" and r.n_attackable:
+                # Censored: null in JSON when the attack failed on half or more (the median lies beyond
+                # every distance it tried); the share it succeeded on is beside it.
+                key = f"{r.norm}/{r.attack}/{r.target}"
+                metrics[f"boundary_distance/{key}"] = round(r.median_distance_censored, 4)
+                metrics[f"boundary_found/{key}"] = round(r.success_rate, 4)
             continue
         metrics[f"robust_accuracy/{r.threat_model}/{r.attack}/eps={r.epsilon:g}/{r.target}/{r.defense}"] = round(
             r.robust_accuracy, 4

@@ -50,6 +50,11 @@ class Report:
     lead: int = 0  # sections shown before the contents list (the answer first)
 
 
+def _distance(value: float) -> str:
+    """A censored median distance: "beyond" when it lies past every distance the attack tried."""
+    return "beyond" if math.isinf(value) else "n/a" if math.isnan(value) else f"{value:.3g}"
+
+
 def pct(value: float | None) -> str:
     """A rate as a percentage; "n/a" where there was nothing to measure (nan, or null in JSON)."""
     return "n/a" if value is None or math.isnan(value) else f"{100 * value:.1f}%"
@@ -252,20 +257,23 @@ def boundary_table(rows: Sequence[Result]) -> Table:
     lines = []
     for m in models:
         cells = []
-        for attack, threat, norm in attacks:
+        for attack, threat, _norm in attacks:
             r = index.get((attack, threat, m))
             cells.append(
                 ""
                 if r is None
-                else f"{getattr(r, f'{norm}_median_success'):.3g} ({pct(r.success_rate)} of {r.n_attackable})"
+                else f"{_distance(r.median_distance_censored)} (found {pct(r.success_rate)} of {r.n_attackable})"
             )
         lines.append((m, *cells))
     return Table(
-        "Distance to the decision boundary: median minimal perturbation (share of samples an adversarial was found for)",
+        "Distance to the decision boundary: median minimal perturbation over every sample, a sample without an "
+        "adversarial counting as farther than any distance tried (share of samples one was found for)",
         ("model", *(f"{a} ({norm}, {t})" for a, t, norm in attacks)),
         tuple(lines),
-        "Unclipped outputs of the minimisation attacks, scored on the deployed runtime; the median is over samples whose "
-        "adversarial example fools the deployed model.",
+        "Unclipped outputs of the minimisation attacks, scored on the deployed runtime, over the samples the model gets "
+        "right clean. 'beyond' when the attack failed on half or more: the median lies past every distance it tried. "
+        "The median over found samples alone (results.csv, *_median_success) would make a model the attack fails on "
+        "more often look closer to the boundary.",
     )
 
 

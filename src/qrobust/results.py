@@ -53,6 +53,15 @@ def _median(values: np.ndarray) -> float:
     return float(np.median(values)) if values.size else math.nan
 
 
+def _censored_median(
+    keys: Mapping[str, object], success: np.ndarray, attackable: np.ndarray, sizes: Mapping[str, np.ndarray]
+) -> float:
+    norm = keys.get("norm")
+    if keys.get("epsilon") != math.inf or norm not in NORMS or not attackable.any():
+        return math.nan
+    return float(np.median(np.where(success, sizes[str(norm)], np.inf)[attackable]))
+
+
 @dataclass(frozen=True)
 class Result:
     """Robust accuracy and attack success of one adversarial set at one epsilon on one deployed target.
@@ -104,6 +113,10 @@ class Result:
     linf_median_success: float
     linf_mean_failed: float
     linf_median_failed: float
+    # Unbounded rows (epsilon inf) only: the median of the row's norm over every attackable sample, a
+    # failure counting as beyond every distance the attack tried (inf when half or more failed). The
+    # ``*_median_success`` columns leave failures out, so an attack that fails more looks closer.
+    median_distance_censored: float = math.nan
     adaptive: bool = False  # the attack knew the row's defense (BPDA, EOT, the ensemble's twin, the recipe model)
 
     @classmethod
@@ -132,6 +145,7 @@ class Result:
         }
         return cls(
             **keys,  # type: ignore[arg-type]
+            median_distance_censored=_censored_median(keys, success, attackable, sizes),
             n=n,
             n_correct=k,
             robust_accuracy=_rate(k, n),
