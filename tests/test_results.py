@@ -18,7 +18,15 @@ from qrobust.evaluation import (
 from qrobust.findings import Scope, judge
 from qrobust.model_id import ModelId
 from qrobust.report import DefenseStudy, build_report, plot_rows, render_html, render_markdown
-from qrobust.results import NORMS, Result, ThreatModel, read_results, wilson_interval, write_results
+from qrobust.results import (
+    NORMS,
+    Result,
+    ThreatModel,
+    paired_difference,
+    read_results,
+    wilson_interval,
+    write_results,
+)
 
 
 def test_wilson_interval_matches_known_values() -> None:
@@ -98,6 +106,28 @@ def test_boundary_distance_is_censored_by_the_failures(found: int, expected: flo
     assert math.isnan(bounded.median_distance_censored)
 
 
+def test_paired_difference_interval_and_mcnemar() -> None:
+    from scipy.stats import binomtest
+
+    rng = np.random.default_rng(0)
+    same = rng.random(200) < 0.6
+    assert paired_difference(same, same) == {"difference": 0.0, "low": pytest.approx(0.0, abs=0.02),
+                                              "high": pytest.approx(0.0, abs=0.02), "mcnemar_p": 1.0}  # fmt: skip
+    for n, flip in ((30, 0.2), (200, 0.1), (2000, 0.05)):
+        reference = rng.random(n) < 0.7
+        other = reference & (rng.random(n) > flip)  # the other system loses some samples
+        other[: n // 50] = True
+        result = paired_difference(reference, other)
+        f, g = int((reference & ~other).sum()), int((~reference & other).sum())
+        assert result["difference"] == pytest.approx(other.mean() - reference.mean())
+        assert -1 <= result["low"] <= result["difference"] <= result["high"] <= 1
+        assert result["mcnemar_p"] == pytest.approx(binomtest(f, f + g, 0.5).pvalue)
+        if n == 2000:  # large samples: close to the Wald interval of paired proportions
+            d = result["difference"]
+            se = math.sqrt((f + g) / n - d**2) / math.sqrt(n)
+            assert (result["low"], result["high"]) == pytest.approx((d - 1.96 * se, d + 1.96 * se), abs=0.004)
+
+
 @dataclass(frozen=True)
 class ThresholdRuntime:
     """A real (if tiny) classifier: the class is the brightest of ten image rows."""
@@ -170,6 +200,12 @@ def test_cross_evaluation_scores_every_set_on_every_target(tmp_path) -> None:
     assert black.n == 10 and black.queries_per_sample == 120.0
     back = index[("toy-m.q", "transfer", 0.5, "toy-m", "none")]
     assert back.source_threat_model == "black_runtime" and math.isnan(back.queries_per_sample)
+    # A quantized target's rows are paired with its float parent on the same set and samples.
+    clean_q = index[("toy-m.q", "clean", 0.0, "toy-m.q", "none")]
+    assert clean_q.paired_reference == "toy-m" and clean_q.paired_difference == -1.0
+    assert clean_q.paired_low >= -1.0 and clean_q.paired_high < 0 and clean_q.paired_mcnemar_p < 1e-10
+    assert transfer.paired_reference == "toy-m" and transfer.paired_difference == pytest.approx(-0.5)
+    assert white.paired_reference == "" and math.isnan(white.paired_difference)
     # Wilson's 95% interval for 20 of 40: 0.5 -+ 0.148.
     assert (white.robust_accuracy_low, white.robust_accuracy_high) == pytest.approx((0.352, 0.648), abs=1e-3)
     write_results(tmp_path / "results.csv", rows)

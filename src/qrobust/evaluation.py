@@ -17,7 +17,7 @@ import numpy as np
 
 from qrobust.io import load_npz
 from qrobust.model_id import ModelId
-from qrobust.results import NORMS, Result, ThreatModel
+from qrobust.results import NORMS, Result, ThreatModel, paired_difference
 from qrobust.worstcase import WorstCase
 
 
@@ -147,6 +147,10 @@ def predict_distinct(runtime: DeployedSystem, x: np.ndarray) -> np.ndarray:
     return runtime.predict(x[first])[inverse.ravel()]
 
 
+def _paired(reference: np.ndarray, other: np.ndarray) -> dict[str, float]:
+    return {f"paired_{key}": value for key, value in paired_difference(reference, other).items()}
+
+
 def cross_evaluate(
     targets: Sequence[Target], sets: Sequence[AdversarialSet], x: np.ndarray, y: np.ndarray
 ) -> tuple[list[Result], WorstCase]:
@@ -159,20 +163,39 @@ def cross_evaluate(
                 f"adversarial set from {adv.source} has no matching target; targets: {sorted(map(str, by_model))}"
             )
     clean_correct = {t.model: t.runtime.predict(x) == y for t in targets}
-    rows = [clean_row(clean_correct[t.model], target=t.model) for t in targets]
+    rows = []
+    for t in targets:
+        row = clean_row(clean_correct[t.model], target=t.model)
+        if t.model.quantizer is not None and t.model.parent in clean_correct:
+            paired = _paired(clean_correct[t.model.parent], clean_correct[t.model])
+            row = replace(row, paired_reference=str(t.model.parent), **paired)
+        rows.append(row)
     worst = WorstCase(clean_correct)
     # One runtime call per target over every set: per-call overhead (INC's eager graph) dominates otherwise.
     stack = np.concatenate([adv.x_adv.reshape(-1, *adv.x_adv.shape[2:]) for adv in sets]) if sets else x[:0]
     bounds = np.cumsum([0, *(adv.x_adv.shape[0] * adv.x_adv.shape[1] for adv in sets)])
+    predicted = {t.model: predict_distinct(t.runtime, stack) for t in targets}
     for t in targets:
-        predicted = predict_distinct(t.runtime, stack)
         for adv, lo, hi in zip(sets, bounds[:-1], bounds[1:], strict=True):
-            labels = y[adv.index]
+
+            def right(model: ModelId, a: AdversarialSet = adv, lo: int = lo, hi: int = hi) -> np.ndarray:
+                """(epsilons, N): ``model`` classifies the adversarial inputs of ``a`` correctly."""
+                return predicted[model][lo:hi].reshape(len(a.epsilons), -1) == y[a.index]
+
             clean = clean_correct[t.model][adv.index]
             # Transfer success counts only samples both models got right (Bernhard et al. 2019).
             attackable = clean if t.model == adv.source else clean & clean_correct[adv.source][adv.index]
-            correct = predicted[lo:hi].reshape(len(adv.epsilons), -1) == labels
-            rows += set_rows(adv, correct, clean, attackable, target=t.model)
+            correct = right(t.model)
+            scored = set_rows(adv, correct, clean, attackable, target=t.model)
+            parent = t.model.parent
+            if t.model.quantizer is not None and parent in predicted:
+                # The same set and samples on the float parent: the quantization's effect, paired.
+                reference = right(parent) & clean_correct[parent][adv.index]
+                scored = [
+                    replace(row, paired_reference=str(parent), **_paired(reference[e], correct[e] & clean))
+                    for e, row in enumerate(scored)
+                ]
+            rows += scored
             threat = adv.threat_model if t.model == adv.source else ThreatModel.TRANSFER
             for e, eps in enumerate(adv.epsilons):
                 sizes = {norm: adv.sizes[norm][e] for norm in NORMS}

@@ -41,6 +41,37 @@ def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float,
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def paired_difference(reference: np.ndarray, other: np.ndarray, z: float = 1.959964) -> dict[str, float]:
+    """mean(other) - mean(reference) for two boolean outcomes on the same samples: the difference, its
+    95% interval by Newcombe's hybrid score method for paired proportions (Newcombe 1998, method 10; it
+    combines the two Wilson intervals with the pairs' correlation, and stays inside [-1, 1]), and the
+    exact two-sided McNemar p-value (a binomial test on the discordant pairs). Written out because the
+    pinned libraries offer neither for paired proportions (statsmodels is not a dependency)."""
+    n = int(reference.size)
+    if n == 0:
+        return {"difference": math.nan, "low": math.nan, "high": math.nan, "mcnemar_p": math.nan}
+    both, only_ref = int((reference & other).sum()), int((reference & ~other).sum())
+    only_other = int((~reference & other).sum())
+    neither = n - both - only_ref - only_other
+    p_ref, p_other = (both + only_ref) / n, (both + only_other) / n
+    (l_ref, u_ref), (l_other, u_other) = (
+        wilson_interval(both + only_ref, n, z),
+        wilson_interval(both + only_other, n, z),
+    )
+    product = (both + only_ref) * (only_other + neither) * (both + only_other) * (only_ref + neither)
+    phi = (both * neither - only_ref * only_other) / math.sqrt(product) if product else 0.0
+    d = p_other - p_ref
+    below = math.sqrt(
+        max((p_other - l_other) ** 2 - 2 * phi * (p_other - l_other) * (u_ref - p_ref) + (u_ref - p_ref) ** 2, 0.0)
+    )
+    above = math.sqrt(
+        max((u_other - p_other) ** 2 - 2 * phi * (u_other - p_other) * (p_ref - l_ref) + (p_ref - l_ref) ** 2, 0.0)
+    )
+    discordant = only_ref + only_other
+    tail = sum(math.comb(discordant, k) for k in range(min(only_ref, only_other) + 1)) / 2**discordant
+    return {"difference": d, "low": d - below, "high": d + above, "mcnemar_p": min(1.0, 2 * tail)}
+
+
 def _rate(k: int, n: int) -> float:
     return k / n if n else math.nan
 
@@ -117,6 +148,14 @@ class Result:
     # failure counting as beyond every distance the attack tried (inf when half or more failed). The
     # ``*_median_success`` columns leave failures out, so an attack that fails more looks closer.
     median_distance_censored: float = math.nan
+    # Quantized targets: the same set and samples scored on the float parent (``paired_reference``); the
+    # difference in robust accuracy, this row minus the parent's, with Newcombe's paired interval and the
+    # exact McNemar p-value. Empty / nan on other rows.
+    paired_reference: str = ""
+    paired_difference: float = math.nan
+    paired_low: float = math.nan
+    paired_high: float = math.nan
+    paired_mcnemar_p: float = math.nan
     adaptive: bool = False  # the attack knew the row's defense (BPDA, EOT, the ensemble's twin, the recipe model)
 
     @classmethod
