@@ -2,10 +2,11 @@
 
 A stage runs its script and every ``qrobust`` module the script imports, directly or through other
 modules (imports inside functions included). ``fingerprints`` writes, per stage script, the SHA-256 of each
-of those files to ``build/code/<script>.json``; the ``code`` stage (``python -m qrobust.fingerprint``) rewrites them at every ``dvc repro``
-(``always_changed``), and each stage lists its own file as a dep. An edit to a module changes the
-fingerprint of exactly the scripts that import it, so DVC re-runs those stages and no others, and the file
-is byte-identical when nothing they run changed.
+of those files to ``build/code/<script>.json``. The ``code`` stage (``python -m qrobust.fingerprint``)
+depends on ``src/qrobust`` and ``stages`` as folders, so any edit there re-runs it (in half a second), and
+each stage lists its own script's file as a dep: an edit changes the fingerprints of exactly the scripts
+that reach the edited module, so DVC re-runs those stages and no others (a file whose content is the same
+is rewritten with the same bytes and re-runs nothing).
 
 Written by hand because DVC has no dependency on "the modules a script imports". Listing them in
 ``dvc.yaml`` instead put two dozen entries per stage into ``dvc.lock`` (10,000 lines for the default
