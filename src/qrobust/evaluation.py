@@ -147,8 +147,15 @@ def predict_distinct(runtime: DeployedSystem, x: np.ndarray) -> np.ndarray:
     return runtime.predict(x[first])[inverse.ravel()]
 
 
-def _paired(reference: np.ndarray, other: np.ndarray) -> dict[str, float]:
-    return {f"paired_{key}": value for key, value in paired_difference(reference, other).items()}
+def _paired_with_parent(model: ModelId, scored: Mapping[ModelId, np.ndarray]) -> bool:
+    """A quantized model whose float parent is scored too: its rows carry the paired difference."""
+    return model.quantizer is not None and model.parent in scored
+
+
+def _paired(row: Result, parent: ModelId, reference: np.ndarray, robust: np.ndarray) -> Result:
+    """``row`` with the difference of ``robust`` (its per-sample outcome) from the parent's ``reference``."""
+    paired = {f"paired_{key}": value for key, value in paired_difference(reference, robust).items()}
+    return replace(row, paired_reference=str(parent), **paired)
 
 
 def cross_evaluate(
@@ -166,9 +173,8 @@ def cross_evaluate(
     rows = []
     for t in targets:
         row = clean_row(clean_correct[t.model], target=t.model)
-        if t.model.quantizer is not None and t.model.parent in clean_correct:
-            paired = _paired(clean_correct[t.model.parent], clean_correct[t.model])
-            row = replace(row, paired_reference=str(t.model.parent), **paired)
+        if _paired_with_parent(t.model, clean_correct):
+            row = _paired(row, t.model.parent, clean_correct[t.model.parent], clean_correct[t.model])
         rows.append(row)
     worst = WorstCase(clean_correct)
     # One runtime call per target over every set: per-call overhead (INC's eager graph) dominates otherwise.
@@ -177,24 +183,17 @@ def cross_evaluate(
     predicted = {t.model: predict_distinct(t.runtime, stack) for t in targets}
     for t in targets:
         for adv, lo, hi in zip(sets, bounds[:-1], bounds[1:], strict=True):
-
-            def right(model: ModelId, a: AdversarialSet = adv, lo: int = lo, hi: int = hi) -> np.ndarray:
-                """(epsilons, N): ``model`` classifies the adversarial inputs of ``a`` correctly."""
-                return predicted[model][lo:hi].reshape(len(a.epsilons), -1) == y[a.index]
-
+            labels, shape = y[adv.index], (len(adv.epsilons), -1)
             clean = clean_correct[t.model][adv.index]
             # Transfer success counts only samples both models got right (Bernhard et al. 2019).
             attackable = clean if t.model == adv.source else clean & clean_correct[adv.source][adv.index]
-            correct = right(t.model)
+            correct = predicted[t.model][lo:hi].reshape(shape) == labels
             scored = set_rows(adv, correct, clean, attackable, target=t.model)
-            parent = t.model.parent
-            if t.model.quantizer is not None and parent in predicted:
+            if _paired_with_parent(t.model, predicted):
                 # The same set and samples on the float parent: the quantization's effect, paired.
-                reference = right(parent) & clean_correct[parent][adv.index]
-                scored = [
-                    replace(row, paired_reference=str(parent), **_paired(reference[e], correct[e] & clean))
-                    for e, row in enumerate(scored)
-                ]
+                parent = t.model.parent
+                reference = (predicted[parent][lo:hi].reshape(shape) == labels) & clean_correct[parent][adv.index]
+                scored = [_paired(row, parent, reference[e], correct[e] & clean) for e, row in enumerate(scored)]
             rows += scored
             threat = adv.threat_model if t.model == adv.source else ThreatModel.TRANSFER
             for e, eps in enumerate(adv.epsilons):
