@@ -11,7 +11,7 @@ import torch
 
 from qrobust.attacks import craft
 from qrobust.config import load_params
-from qrobust.defenses import DEFENSES, REJECTED, DefenseKind, apply, create_defense, strongest
+from qrobust.defenses import DEFENSES, REJECTED, DefenseKind, apply, create_defense, view_agreement
 from qrobust.errors import ConfigError
 from qrobust.runtime import OrtRuntime
 from qrobust.settings import DefendSettings, validate
@@ -21,17 +21,35 @@ from tests.conftest import ROOT
 PREPROCESSORS = [n for n in DEFENSES.names() if create_defense(n, {}).kind is DefenseKind.PREPROCESSOR]
 
 
+def _stream(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
 @pytest.mark.parametrize("name", PREPROCESSORS)
-def test_preprocessor_keeps_bounds_and_is_deterministic_under_a_seed(name: str) -> None:
+def test_preprocessor_keeps_bounds_and_draws_from_its_stream(name: str) -> None:
     x = np.random.default_rng(0).random((8, 1, 28, 28), dtype=np.float32)
     (pre,) = create_defense(name, {}).pre
-    out = apply(pre, x, seed=3)
+    stream = _stream(3)
+    out = apply(pre, x, stream)
     assert out.shape == x.shape and out.dtype == np.float32
     assert out.min() >= 0.0 and out.max() <= 1.0
-    assert np.array_equal(out, apply(pre, x, seed=3))
     assert not np.array_equal(out, x)
-    # Randomised ones draw afresh under another seed; the others ignore it.
-    assert np.array_equal(out, apply(pre, x, seed=4)) != pre.randomised
+    # A stream seeded alike repeats the draws; the next draw of the same stream differs when randomised.
+    assert np.array_equal(out, apply(pre, x, _stream(3)))
+    assert np.array_equal(out, apply(pre, x, stream)) != pre.randomised
+
+
+@pytest.mark.parametrize("name", [n for n in PREPROCESSORS if create_defense(n, {}).randomised])
+def test_deployed_randomised_defense_answers_afresh_yet_reproduces(name: str, lenet_onnx, tiny_data) -> None:
+    """Two queries of the same inputs get independent draws; a system deployed again under the same seed
+    answers the same sequence of queries with the same labels."""
+    defense = create_defense(name, {"sigma": 0.5} if name == "gaussian_noise" else {"min_size": 14})
+    x = tiny_data["test"][0][:200]
+    system = defense.deploy([OrtRuntime(lenet_onnx)], seed=5)
+    first, second = system.predict(x), system.predict(x)
+    assert (first != second).any()
+    again = defense.deploy([OrtRuntime(lenet_onnx)], seed=5)
+    assert np.array_equal(again.predict(x), first) and np.array_equal(again.predict(x), second)
 
 
 def test_bit_depth_and_median_compute_what_they_claim() -> None:
@@ -130,50 +148,40 @@ def test_adaptive_attack_through_the_defense(
         assert adaptive_acc <= non_adaptive_acc - gain, (adaptive_acc, non_adaptive_acc)
 
 
-def test_strongest_keeps_the_candidate_the_view_rates_lower(trained_lenet, tiny_data) -> None:
-    x, y = tiny_data["test"][0][:20], tiny_data["test"][1][:20]
-    weak, strong = x, np.clip(x + 0.3 * np.sign(np.random.default_rng(0).standard_normal(x.shape)), 0, 1)
-    strong = strong.astype(np.float32)
-    view = create_defense("median", {"size": 2}).attacker_view([trained_lenet], seed=0, eot_samples=1)
-    with torch.no_grad():
-        scores = [
-            view(torch.from_numpy(c)).gather(1, torch.from_numpy(y)[:, None])[:, 0].numpy() for c in (weak, strong)
-        ]
-    chosen = strongest(view, y, [weak, strong])
-    expected = np.where((scores[1] < scores[0])[:, None, None, None], strong, weak)
-    assert np.array_equal(chosen, expected) and 0 < (scores[1] < scores[0]).sum() < len(y)
+class _Torch:
+    """A torch module as a deployed runtime (logits on numpy batches)."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        self.module = module
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return self.module(torch.from_numpy(x)).numpy()
 
 
-def test_ensemble_twin_attack_beats_transfer_from_a_member(trained_lenet, lenet_onnx, tiny_data) -> None:
-    """Two differently seeded members: a set made on one transfers less than one made on both."""
-    from qrobust.models import create_model
-    from qrobust.training import Standard, TrainConfig, fit, seed_everything
-    from tests.conftest import SPEC
-
-    seed_everything(1)
-    other = create_model("lenet", SPEC)
-    fit(other, Standard(), *tiny_data["train"], TrainConfig(2, 64, 0.003, 0.0, seed=1, device="cpu"))
-    other.eval()
-
-    class Torch:
-        def __init__(self, module):
-            self.module = module
-
-        def logits(self, x):
-            with torch.no_grad():
-                return self.module(torch.from_numpy(x)).numpy()
-
-    x, y = tiny_data["test"][0][:100], tiny_data["test"][1][:100]
-    pgd = {"steps": 20, "rel_stepsize": 0.1}
-    member = craft(
-        module_victim(trained_lenet, torch.device("cpu")), "linf_pgd", pgd, [0.15], x, y, batch_size=50, seed=0
-    )
+def test_ensemble_view_agrees_with_the_deployed_combiner() -> None:
+    """What the adaptive attack differentiates gives the deployed label: the log of the mean softmax for
+    ``average`` (always), the soft vote for ``vote`` (on at least 99% of inputs). The members are three
+    linear models near one another that disagree now and then; there vote and mean softmax differ on 3%
+    of inputs, so a view of the other combiner fails the same bar."""
+    torch.manual_seed(0)
+    base = torch.randn(10, 64)
+    members = []
+    for _ in range(3):
+        linear = torch.nn.Linear(64, 10, bias=False)
+        linear.weight.data = 5.0 * (base + 0.5 * torch.randn(10, 64)) / 8.0  # logits of a few units, as trained nets
+        members.append(torch.nn.Sequential(torch.nn.Flatten(), linear))
+    x = np.random.default_rng(0).standard_normal((4000, 1, 8, 8)).astype(np.float32)
+    systems, views = {}, {}
     for combine in ("average", "vote"):
-        ensemble = create_defense("ensemble", {"members": ["float", "ort_int8"], "combine": combine})
-        system = ensemble.deploy([Torch(trained_lenet), Torch(other)], seed=0)
-        view = ensemble.attacker_view([trained_lenet, other], seed=0, eot_samples=1)
-        joint = craft(module_victim(view, torch.device("cpu")), "linf_pgd", pgd, [0.15], x, y, batch_size=50, seed=0)
-        assert _robust(system, joint.x_adv[0], y) <= _robust(system, member.x_adv[0], y) + 0.02, combine
+        ensemble = create_defense("ensemble", {"members": ["float", "ort_int8", "ort_w4a8"], "combine": combine})
+        systems[combine] = ensemble.deploy([_Torch(m) for m in members], seed=0)
+        views[combine] = ensemble.attacker_view(members, seed=0, eot_samples=1)
+    assert (systems["average"].predict(x) != systems["vote"].predict(x)).mean() > 0.02
+    assert view_agreement(views["average"], systems["average"].predict, x) == 1.0
+    assert view_agreement(views["vote"], systems["vote"].predict, x) >= 0.99
+    assert view_agreement(views["vote"], systems["average"].predict, x) < 0.99
+    assert view_agreement(views["average"], systems["vote"].predict, x) < 0.99
 
 
 @pytest.mark.parametrize(
@@ -248,11 +256,9 @@ def test_default_study_includes_every_defense(params: dict) -> None:
     assert set(defend.recipes) == {"adversarial", "trades", "distillation", "dq"}
 
 
-@pytest.mark.parametrize("refuse_clean", [True, False])
-def test_detector_scoring_is_the_standard_one(params: dict, tiny_data, refuse_clean: bool) -> None:
-    """A sample counts as robust only if the system gets its clean input right and, on the adversarial
-    input, the right class or a refusal: a detector that refuses everything scores 0, and one that refuses
-    every adversarial input scores its clean accuracy, never more."""
+def _study(params: dict, tiny_data, shifts: tuple[float, ...] = (0.0,)):
+    """A defense study on the toy data (40 samples), and one hand-made set per shift: each epsilon's
+    inputs shifted by that epsilon plus the shift, so sets are told apart by their inputs."""
     from qrobust.attacks import perturbation_norms
     from qrobust.defense_study import DefenseStudy
     from qrobust.evaluation import AdversarialSet
@@ -270,13 +276,32 @@ def test_detector_scoring_is_the_standard_one(params: dict, tiny_data, refuse_cl
         device=torch.device("cpu"), batch_size=40, x_eval=x_eval, y_eval=y_eval,
     )  # fmt: skip
     epsilons = study.settings.epsilons
-    x_adv = np.stack([np.clip(study.x + e, 0, 1) for e in epsilons])
-    source = ModelId("lenet", "standard")
-    adv = AdversarialSet(
-        attack="linf_pgd", norm="linf", threat_model=ThreatModel.WHITE_FLOAT, source=source, index=study.index,
-        labels=study.y, epsilons=tuple(epsilons), x_adv=x_adv,
-        sizes=perturbation_norms(x_adv, study.x), queries_per_sample=1.0,
-    )  # fmt: skip
+    sets = []
+    for shift in shifts:
+        x_adv = np.stack([np.clip(study.x + e + shift, 0, 1) for e in epsilons]).astype(np.float32)
+        sets.append(
+            AdversarialSet(
+                attack="linf_pgd",
+                norm="linf",
+                threat_model=ThreatModel.WHITE_FLOAT,
+                source=ModelId("lenet", "standard"),
+                index=study.index,
+                labels=study.y,
+                epsilons=tuple(epsilons),
+                x_adv=x_adv,
+                sizes=perturbation_norms(x_adv, study.x),
+                queries_per_sample=1.0,
+            )  # fmt: skip
+        )
+    return study, sets
+
+
+@pytest.mark.parametrize("refuse_clean", [True, False])
+def test_detector_scoring_is_the_standard_one(params: dict, tiny_data, refuse_clean: bool) -> None:
+    """A sample counts as robust only if the system gets its clean input right and, on the adversarial
+    input, the right class or a refusal: a detector that refuses everything scores 0, and one that refuses
+    every adversarial input scores its clean accuracy, never more."""
+    study, (adv,) = _study(params, tiny_data)
     wrong_clean = np.arange(len(study.y)) % 4 == 0  # the system misclassifies a quarter of the clean inputs
 
     def predict(x: np.ndarray) -> np.ndarray:
@@ -286,8 +311,73 @@ def test_detector_scoring_is_the_standard_one(params: dict, tiny_data, refuse_cl
             return np.where(wrong_clean, (study.y + 1) % 10, study.y)
         return np.full(len(x), REJECTED)
 
-    study.score("detector", predict, source, [adv], adv)
+    study.score("detector", predict, adv.source, [adv], adv)
     clean = study.rows[0].robust_accuracy
     assert clean == (0.0 if refuse_clean else 0.75)
     assert all(row.robust_accuracy == clean for row in study.rows[1:])
-    assert all(value == clean for key, value in study.metrics.items() if "/eps=" in key)
+    figures = [v for k, v in study.metrics.items() if "/eps=" in k and not isinstance(v, dict)]
+    assert figures and all(value == clean for value in figures)
+
+
+def test_defense_rows_give_three_figures_and_paired_gaps(params: dict, tiny_data) -> None:
+    """Per epsilon: the non-adaptive set's row, the adaptive set's own row, and the per-sample worst
+    case (robust only if neither fooled the system), the latter two paired with the non-adaptive one."""
+    from qrobust.results import ThreatModel, paired_difference
+
+    study, (plain, adaptive) = _study(params, tiny_data, shifts=(0.0, 0.01))
+    n = len(study.y)
+    fooled = {0: np.arange(n) % 3 == 0, 1: np.arange(n) % 2 == 0}  # the plain set fools a third, the adaptive half
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        out = study.y.copy() if len(x) == n else np.tile(study.y, len(x) // n)
+        for which, adv in enumerate((plain, adaptive)):
+            hit = np.isclose(x, adv.x_adv.reshape(-1, *x.shape[1:])[: len(x)]).all(axis=(1, 2, 3)) if len(x) > n else 0
+            if np.any(hit):
+                out = np.where(np.tile(fooled[which], len(x) // n), (out + 1) % 10, out)
+        return out
+
+    study.score("bit_depth", predict, plain.source, [plain], adaptive, undefended=~np.stack([fooled[0]] * 2))
+    for eps in study.settings.epsilons:
+        rows = [r for r in study.rows if r.epsilon == eps]
+        non, own, worst = (
+            next(r for r in rows if not r.adaptive),
+            next(r for r in rows if r.adaptive and r.threat_model != ThreatModel.WORST_CASE.value),
+            next(r for r in rows if r.threat_model == ThreatModel.WORST_CASE.value),
+        )
+        assert non.robust_accuracy == pytest.approx(1 - fooled[0].mean())
+        assert own.robust_accuracy == pytest.approx(1 - fooled[1].mean())
+        assert worst.robust_accuracy == pytest.approx(1 - (fooled[0] | fooled[1]).mean())
+        expected = paired_difference(~fooled[0], ~(fooled[0] | fooled[1]))
+        assert worst.paired_difference == pytest.approx(expected["difference"])
+        assert worst.paired_difference < 0
+        assert worst.paired_low <= worst.paired_difference <= worst.paired_high
+        assert worst.paired_mcnemar_p == pytest.approx(expected["mcnemar_p"])
+        assert worst.paired_reference == own.paired_reference == "non-adaptive"
+        gap = study.metrics[f"{plain.source}/gap/eps={eps:g}"]
+        assert gap["difference"] == pytest.approx(-expected["difference"], abs=1e-4)
+        effect = study.metrics[f"{plain.source}/vs_undefended/eps={eps:g}"]
+        assert effect["difference"] == pytest.approx(worst.robust_accuracy - non.robust_accuracy, abs=1e-4)
+
+
+def test_randomised_system_is_scored_over_draws(params: dict, tiny_data) -> None:
+    """A system right on each query with probability 0.7, independently: the rows give the mean over the
+    draws, an interval clustered by sample that covers it, and the share of samples right in every draw."""
+    study, (adv,) = _study(params, tiny_data)
+    rng = np.random.default_rng(0)
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        labels = np.tile(study.y, len(x) // len(study.y))
+        return np.where(rng.random(len(x)) < 0.7, labels, (labels + 1) % 10)
+
+    study.score("gaussian_noise", predict, adv.source, [adv], adv, draws=10)
+    clean = study.rows[0]
+    assert clean.draws == 10 and clean.n == 10 * len(study.y) and clean.samples == len(study.y)
+    assert clean.robust_accuracy == pytest.approx(0.7, abs=0.06)
+    assert clean.robust_accuracy_low < clean.robust_accuracy < clean.robust_accuracy_high
+    assert clean.robust_accuracy_every_draw == pytest.approx(0.7**10, abs=0.05)
+    for row in study.rows[1:]:
+        assert row.draws == 10 and row.robust_accuracy_every_draw <= row.robust_accuracy <= clean.robust_accuracy
+        # Right on the clean query and the adversarial one; in the worst case, on both sets' queries.
+        expected = 0.7**3 if row.attack == "worst_case" else 0.7**2
+        assert row.robust_accuracy == pytest.approx(expected, abs=0.08)
+        assert row.robust_accuracy_low < row.robust_accuracy < row.robust_accuracy_high

@@ -15,9 +15,10 @@ For each arch in defend.archs and each precision (the float model, then each of 
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -25,16 +26,17 @@ import torch
 
 from qrobust.analysis import bootstrap_median_difference, boundary_distances
 from qrobust.attacks import ATTACKS, attack_subset, craft, perturbation_norms
-from qrobust.defenses import REJECTED, Defense, DefenseKind, strongest
+from qrobust.defenses import REJECTED, Defense, DefenseKind, view_agreement
 from qrobust.errors import ConfigError
-from qrobust.evaluation import AdversarialSet, clean_row, set_rows
+from qrobust.evaluation import AdversarialSet, clean_row, paired, set_rows
 from qrobust.layout import adversarial_dir
 from qrobust.model_id import FLOAT, ModelId
 from qrobust.models import InputSpec
-from qrobust.results import Result, ThreatModel
+from qrobust.results import NORMS, Result, ThreatModel, paired_difference
 from qrobust.settings import AttackConfig, DefendSettings
 from qrobust.training import Recipe, attacker_view
 from qrobust.victims import module_victim, open_module, open_runtime
+from qrobust.worstcase import ATTACK as WORST_CASE_ATTACK
 
 Predict = Callable[[np.ndarray], np.ndarray]
 
@@ -75,21 +77,12 @@ class DefenseStudy:
             raise ConfigError(f"{path}: made on other samples than attack.attacks.{self.attack.name}; re-run its stage")
         return adv.at(self.settings.epsilons)
 
-    def adaptive_set(
-        self, view: Any, target: ModelId, threat: ThreatModel, non_adaptive: Sequence[AdversarialSet]
-    ) -> AdversarialSet:
-        """The attack run again on ``view``, the attacker's differentiable model of the defended system;
-        per sample, the attacker keeps whichever of that and the non-adaptive sets ``view`` rates stronger."""
+    def adaptive_set(self, view: Any, target: ModelId, threat: ThreatModel) -> AdversarialSet:
+        """The attack run again on ``view``, the attacker's differentiable model of the defended system."""
         crafted = craft(
             module_victim(view, self.device), self.attack.name, self.attack.options, self.settings.epsilons,
             self.x, self.y, batch_size=self.batch_size, seed=self.settings.seed, key="attack.attacks",
         )  # fmt: skip
-        x_adv = np.stack(
-            [
-                strongest(view, self.y, [crafted.x_adv[e], *(a.x_adv[e] for a in non_adaptive)], self.device)
-                for e in range(len(crafted.epsilons))
-            ]
-        )
         return AdversarialSet(
             attack=self.attack.name,
             norm=ATTACKS.get(self.attack.name).norm.value,
@@ -98,10 +91,21 @@ class DefenseStudy:
             index=self.index,
             labels=self.y,
             epsilons=crafted.epsilons,
-            x_adv=x_adv,
-            sizes=perturbation_norms(x_adv, self.x),
+            x_adv=crafted.x_adv,
+            sizes=perturbation_norms(crafted.x_adv, self.x),
             queries_per_sample=crafted.queries_per_sample,
         )
+
+    def outcomes(self, predict: Predict, adv: AdversarialSet, draws: int) -> np.ndarray:
+        """(draws, epsilons, N): the deployed system, queried ``draws`` times, classifies each adversarial
+        input correctly or (a detector) refuses it."""
+        flat = adv.x_adv.reshape(-1, *adv.x_adv.shape[2:])
+        predicted = np.stack([predict(flat).reshape(len(adv.epsilons), -1) for _ in range(draws)])
+        return (predicted == self.y) | (predicted == REJECTED)
+
+    def robust(self, predict: Predict, adv: AdversarialSet) -> np.ndarray:
+        """(epsilons, N): the samples a deterministic system gets right clean and under ``adv``."""
+        return self.outcomes(predict, adv, 1)[0] & (predict(self.x) == self.y)
 
     def score(
         self,
@@ -110,28 +114,89 @@ class DefenseStudy:
         target: ModelId,
         non_adaptive: Sequence[AdversarialSet],
         adaptive: AdversarialSet,
+        *,
         precision: str | None = None,
+        draws: int = 1,
+        undefended: np.ndarray | None = None,
     ) -> None:
-        """Clean accuracy and both attacks on the deployed system, robust accuracy the standard way: a
-        sample counts if the system gets its clean input right and, on the adversarial input, the right
-        class or a detector's refusal (Carlini and Wagner 2017; Tramer et al. 2020). A refusal of a clean
-        input is an error, so a detector that refuses everything scores 0."""
-        clean = predict(self.x) == self.y
-        self.rows.append(clean_row(clean, target=target, precision=precision, defense=name))
+        """Clean accuracy and three figures per epsilon on the deployed system: the non-adaptive sets,
+        the adaptive set alone, and per sample the worst case over both (a sample is robust only if no
+        set fooled it). Robust accuracy is the standard one: a sample counts if the system gets its clean
+        input right and, on the adversarial input, the right class or a detector's refusal (Carlini and
+        Wagner 2017; Tramer et al. 2020); a refusal of a clean input is an error, so a detector that
+        refuses everything scores 0. A randomised system is queried ``draws`` times per input, each time
+        with fresh randomness: its rows give the mean over the draws and the worst case over them.
+
+        The adaptive and worst-case rows carry their paired difference from the non-adaptive figure
+        (for an ensemble, the strongest member's set), and ``undefended`` ((epsilons, N), the model
+        without the defense on its own non-adaptive set) gives the defense's paired effect in the metrics."""
+        keys = {"target": target, "precision": precision, "defense": name}
+        clean = np.stack([predict(self.x) == self.y for _ in range(draws)])  # (draws, N)
+        self.rows.append(clean_row(clean, **keys))
         self.metrics[f"{target}/clean"] = round(float(clean.mean()), 4)
-        for label, sets in (("non_adaptive", non_adaptive), ("adaptive", [adaptive])):
-            robust = []
-            for adv in sets:
-                predicted = predict(adv.x_adv.reshape(-1, *adv.x_adv.shape[2:])).reshape(len(adv.epsilons), -1)
-                correct = (predicted == self.y) | (predicted == REJECTED)
-                robust.append((correct & clean).mean(axis=1))
-                self.rows += set_rows(
-                    adv, correct, clean, clean, target=target, precision=precision, defense=name,
-                    adaptive=label == "adaptive",
-                )  # fmt: skip
-            # An ensemble is attacked by transfer from each member: the strongest attack counts.
-            for eps, value in zip(self.settings.epsilons, np.min(robust, axis=0), strict=True):
-                self.metrics[f"{target}/{label}/eps={eps:g}"] = round(float(value), 4)
+        robust = {}
+        for adv in non_adaptive:
+            correct = self.outcomes(predict, adv, draws)
+            robust[id(adv)] = correct & clean[:, None]
+            self.rows += set_rows(adv, correct, clean, clean, **keys)
+        # The non-adaptive figure (an ensemble is attacked by transfer from each member): the strongest set.
+        reference = min(robust.values(), key=lambda r: float(r.mean()))
+        correct = self.outcomes(predict, adaptive, draws)
+        fooled_by = [*non_adaptive, adaptive]
+        every = np.stack([*robust.values(), correct & clean[:, None]])  # (sets, draws, epsilons, N)
+        worst = every.all(axis=0)
+        for e, eps in enumerate(self.settings.epsilons):
+            for label, outcome, row in (
+                (
+                    "adaptive",
+                    every[-1][:, e],
+                    set_rows(adaptive.at([eps]), correct[:, e : e + 1], clean, clean, **keys)[0],
+                ),
+                ("worst_case", worst[:, e], self._worst_row(fooled_by, every[:, 0, e], worst[:, e], clean, e, keys)),
+            ):
+                row = paired(replace(row, adaptive=True), "non-adaptive", reference[:, e], outcome)
+                self.rows.append(row)
+                self.metrics[f"{target}/{label}/eps={eps:g}"] = round(row.robust_accuracy, 4)
+                if draws > 1:
+                    self.metrics[f"{target}/{label}_every_draw/eps={eps:g}"] = round(row.robust_accuracy_every_draw, 4)
+            self.metrics[f"{target}/non_adaptive/eps={eps:g}"] = round(float(reference[:, e].mean()), 4)
+            self.metrics[f"{target}/gap/eps={eps:g}"] = _rounded(paired_difference(worst[:, e], reference[:, e]))
+            if undefended is not None:
+                effect = paired_difference(np.broadcast_to(undefended[e], worst[:, e].shape), worst[:, e])
+                self.metrics[f"{target}/vs_undefended/eps={eps:g}"] = _rounded(effect)
+
+    def _worst_row(
+        self,
+        sets: Sequence[AdversarialSet],
+        first_draw: np.ndarray,
+        worst: np.ndarray,
+        clean: np.ndarray,
+        e: int,
+        keys: dict[str, Any],
+    ) -> Result:
+        """The worst-case row at epsilon index ``e``: per sample, the perturbation sizes of the first set
+        that fooled the system in the first draw (the adaptive set's where none did)."""
+        chosen = np.argmin(np.concatenate([first_draw, np.zeros((1, first_draw.shape[1]), dtype=bool)]), axis=0)
+        chosen = np.minimum(chosen, len(sets) - 1)
+        n = np.arange(first_draw.shape[1])
+        sizes = {norm: np.stack([a.sizes[norm][e] for a in sets])[chosen, n] for norm in NORMS}
+        target = keys["target"]
+        return Result.score_draws(
+            correct=worst,
+            clean=clean,
+            attackable=clean,
+            sizes=sizes,
+            attack=WORST_CASE_ATTACK,
+            norm=sets[-1].norm,
+            epsilon=float(self.settings.epsilons[e]),
+            threat_model=ThreatModel.WORST_CASE.value,
+            source_threat_model=ThreatModel.WORST_CASE.value,
+            source=str(target),
+            target=str(target),
+            target_arch=target.arch,
+            target_precision=keys["precision"] or target.precision,
+            defense=keys["defense"],
+        )
 
     def boundary_distances(self, view: Any, predict: Predict) -> np.ndarray:
         """The L2 sizes of the boundary attack's unbounded outputs, made on ``view`` (the attacker's
@@ -158,9 +223,14 @@ class DefenseStudy:
             }
 
 
+def _rounded(d: dict[str, float]) -> dict[str, float]:
+    return {k: round(v, 4) if math.isfinite(v) else None for k, v in d.items()}
+
+
 def run_defense(study: DefenseStudy, defense: Defense, calib: np.ndarray | None) -> None:
     """A test-time defense in front of each baseline model (or the ensemble of its precisions)."""
     s = study.settings
+    draws = s.eval_draws if defense.randomised else 1
     for arch in s.archs:
         base = ModelId(arch, DefendSettings.BASELINE)
         if defense.kind is DefenseKind.ENSEMBLE:
@@ -171,13 +241,25 @@ def run_defense(study: DefenseStudy, defense: Defense, calib: np.ndarray | None)
             # The combined twin is straight-through for every quantized member.
             view = defense.attacker_view(modules, s.seed + 1, s.eot_samples)
             target = base.quantized(defense.name)
-            adaptive = study.adaptive_set(view, target, ThreatModel.WHITE_QNN_STE, non_adaptive)
-            study.score(defense.name, system.predict, target, non_adaptive, adaptive, "+".join(defense.members))
+            adaptive = study.adaptive_set(view, target, ThreatModel.WHITE_QNN_STE)
+            study.score(
+                defense.name, system.predict, target, non_adaptive, adaptive, precision="+".join(defense.members)
+            )
+            # How often the attacker's combiner gives the deployed label: clean, then every adversarial input.
+            inputs = np.concatenate(
+                [study.x, *(a.x_adv.reshape(-1, *study.x.shape[1:]) for a in [*non_adaptive, adaptive])]
+            )
+            study.metrics[f"{target}/view_agreement"] = {
+                "clean": round(view_agreement(view, system.predict, study.x, study.device), 4),
+                "all": round(view_agreement(view, system.predict, inputs, study.device), 4),
+                "n": len(inputs),
+            }
             continue
         for precision in study.precisions():
             start = time.perf_counter()
             target = base.at(precision)
-            system = defense.deploy([open_runtime(target)], s.seed, calib)
+            runtime = open_runtime(target)
+            system = defense.deploy([runtime], s.seed, calib)
             if defense.kind is DefenseKind.DETECTOR:
                 study.metrics[f"{target}/threshold"] = round(system.threshold, 6)
                 study.metrics[f"{target}/calib_false_positive_rate"] = round(system.calib_fpr, 4)
@@ -185,8 +267,11 @@ def run_defense(study: DefenseStudy, defense: Defense, calib: np.ndarray | None)
                 [open_module(threat_of(precision), target, study.spec)], s.seed + 1, s.eot_samples
             )
             non_adaptive = [study.suite_set(target)]
-            adaptive = study.adaptive_set(view, target, threat_of(precision), non_adaptive)
-            study.score(defense.name, system.predict, target, non_adaptive, adaptive)
+            adaptive = study.adaptive_set(view, target, threat_of(precision))
+            undefended = study.robust(runtime.predict, non_adaptive[0])
+            study.score(
+                defense.name, system.predict, target, non_adaptive, adaptive, draws=draws, undefended=undefended
+            )
             print(f"{defense.name} on {target}: {time.perf_counter() - start:.1f}s")
 
 
@@ -204,9 +289,10 @@ def run_recipe(study: DefenseStudy, name: str, recipe: Recipe) -> None:
             target = defended.at(precision)
             view = attacker_view(recipe, open_module(threat_of(precision), target, study.spec, defended=True))
             non_adaptive = [study.suite_set(base.at(precision))]
-            adaptive = study.adaptive_set(view, target, threat_of(precision), non_adaptive)
+            adaptive = study.adaptive_set(view, target, threat_of(precision))
             runtime = open_runtime(target, defended=True)
-            study.score(name, runtime.predict, target, non_adaptive, adaptive)
+            undefended = study.robust(open_runtime(base.at(precision)).predict, non_adaptive[0])
+            study.score(name, runtime.predict, target, non_adaptive, adaptive, undefended=undefended)
             if float_set is None or float_runtime is None:
                 float_set, float_runtime = adaptive, runtime
             else:

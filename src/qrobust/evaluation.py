@@ -77,12 +77,14 @@ class AdversarialSet:
 
 def clean_row(correct: np.ndarray, *, target: ModelId, precision: str | None = None, defense: str = "none") -> Result:
     """Accuracy on clean inputs: the reference every adversarial row of the target is read against.
-    ``precision`` defaults to the target's own (an ensemble names its members instead)."""
-    return Result.score(
+    ``correct`` is (N,), or (draws, N) for a randomised system. ``precision`` defaults to the target's
+    own (an ensemble names its members instead)."""
+    correct = np.atleast_2d(correct)
+    return Result.score_draws(
         correct=correct,
         clean=correct,
-        attackable=np.zeros(len(correct), dtype=bool),
-        sizes={norm: np.zeros(len(correct), dtype=np.float32) for norm in NORMS},
+        attackable=np.zeros(correct.shape, dtype=bool),
+        sizes={norm: np.zeros(correct.shape[1], dtype=np.float32) for norm in NORMS},
         attack="none",
         norm="none",
         epsilon=0.0,
@@ -109,11 +111,15 @@ def set_rows(
 ) -> list[Result]:
     """One row per epsilon of ``adv`` scored on ``target``: ``correct`` is (epsilons, N) after the
     attack, ``clean`` (N,) the samples the target got right clean, ``attackable`` (N,) those that the
-    target and, for transfer, the source got right clean."""
+    target and, for transfer, the source got right clean. A randomised system scored over several draws
+    gives each with a leading draws axis: (draws, epsilons, N) and (draws, N)."""
     own = target == adv.source
+    if correct.ndim == 2:
+        correct = correct[None]
+    clean, attackable = np.atleast_2d(clean), np.atleast_2d(attackable)
     return [
-        Result.score(
-            correct=correct[e],
+        Result.score_draws(
+            correct=correct[:, e],
             clean=clean,
             attackable=attackable,
             sizes={norm: adv.sizes[norm][e] for norm in NORMS},
@@ -152,10 +158,11 @@ def _paired_with_parent(model: ModelId, scored: Mapping[ModelId, np.ndarray]) ->
     return model.quantizer is not None and model.parent in scored
 
 
-def _paired(row: Result, parent: ModelId, reference: np.ndarray, robust: np.ndarray) -> Result:
-    """``row`` with the difference of ``robust`` (its per-sample outcome) from the parent's ``reference``."""
-    paired = {f"paired_{key}": value for key, value in paired_difference(reference, robust).items()}
-    return replace(row, paired_reference=str(parent), **paired)
+def paired(row: Result, reference_name: object, reference: np.ndarray, robust: np.ndarray) -> Result:
+    """``row`` with the difference of ``robust`` (its per-sample outcome, (N,) or (draws, N)) from
+    ``reference``'s on the same samples (``results.paired_difference``)."""
+    fields = {f"paired_{key}": value for key, value in paired_difference(reference, robust).items()}
+    return replace(row, paired_reference=str(reference_name), **fields)
 
 
 def cross_evaluate(
@@ -174,7 +181,7 @@ def cross_evaluate(
     for t in targets:
         row = clean_row(clean_correct[t.model], target=t.model)
         if _paired_with_parent(t.model, clean_correct):
-            row = _paired(row, t.model.parent, clean_correct[t.model.parent], clean_correct[t.model])
+            row = paired(row, t.model.parent, clean_correct[t.model.parent], clean_correct[t.model])
         rows.append(row)
     worst = WorstCase(clean_correct)
     # One runtime call per target over every set: per-call overhead (INC's eager graph) dominates otherwise.
@@ -193,7 +200,7 @@ def cross_evaluate(
                 # The same set and samples on the float parent: the quantization's effect, paired.
                 parent = t.model.parent
                 reference = (predicted[parent][lo:hi].reshape(shape) == labels) & clean_correct[parent][adv.index]
-                scored = [_paired(row, parent, reference[e], correct[e] & clean) for e, row in enumerate(scored)]
+                scored = [paired(row, parent, reference[e], correct[e] & clean) for e, row in enumerate(scored)]
             rows += scored
             threat = adv.threat_model if t.model == adv.source else ThreatModel.TRANSFER
             for e, eps in enumerate(adv.epsilons):

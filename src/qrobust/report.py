@@ -288,7 +288,8 @@ def defense_table(
     note: str = "",
 ) -> Table:
     """Each defense on each precision: clean accuracy and robust accuracy at each epsilon, against the
-    attack made without knowing the defense (non-adaptive) and through it (adaptive). The undefended
+    attack made without knowing the defense (non-adaptive), through it (adaptive), and per sample the
+    worst of both; the gap between the first and the last with its paired interval. The undefended
     baseline rows come from the attack suite's own rows. A non-adaptive cell with several sources (an
     ensemble's members) shows the strongest, lowest one."""
     index = _index(rows)
@@ -299,37 +300,47 @@ def defense_table(
             clean = index[("none", ThreatModel.CLEAN.value, 0.0, t, t, "none")]
             threat = ThreatModel.WHITE_FLOAT.value if t == base else ThreatModel.WHITE_QNN_STE.value
             own = [index.get((attack, threat, eps, t, t, "none")) for eps in epsilons]
-            cells = [pct(r.robust_accuracy) if r else "" for r in own for _ in (0, 1)]
-            lines.append(("none", t, clean.target_precision, pct(clean.robust_accuracy), *cells, ""))
+            cells = [pct(r.robust_accuracy) if r else "" for r in own for _ in range(3)]
+            lines.append(("none", t, clean.target_precision, pct(clean.robust_accuracy), *cells, "", ""))
     for name in defenses:
         mine = [r for r in defended if r.defense == name]
         targets = sorted({r.target for r in mine}, key=_precision_order)
         for t in targets:
             clean = next(r for r in mine if r.target == t and r.threat_model == ThreatModel.CLEAN.value)
-            cells, gaps = [], []
+            cells, gap = [], ""
             for eps in epsilons:
-                pair = []
-                for adaptive in (False, True):
-                    hits = [r.robust_accuracy for r in mine if (r.target, r.epsilon, r.adaptive) == (t, eps, adaptive)]
-                    pair.append(min(hits) if hits else math.nan)
-                cells += [pct(v) for v in pair]
-                gaps.append(100 * (pair[0] - pair[1]))
-            lines.append((name, t, clean.target_precision, pct(clean.robust_accuracy), *cells, f"{gaps[-1]:+.1f}"))
+                here = [r for r in mine if (r.target, r.epsilon) == (t, eps)]
+                non_adaptive = [r.robust_accuracy for r in here if not r.adaptive]
+                adaptive = [r for r in here if r.adaptive and r.threat_model != ThreatModel.WORST_CASE.value]
+                worst = [r for r in here if r.threat_model == ThreatModel.WORST_CASE.value]
+                cells += [
+                    pct(min(non_adaptive)) if non_adaptive else "",
+                    pct(adaptive[0].robust_accuracy) if adaptive else "",
+                    pct(worst[0].robust_accuracy) if worst else "",
+                ]
+                if worst:
+                    w = worst[0]
+                    gap = f"{-100 * w.paired_difference:+.1f} [{-100 * w.paired_high:+.1f}, {-100 * w.paired_low:+.1f}]"
+            draws = f"x{clean.draws} draws" if clean.draws > 1 else ""
+            lines.append((name, t, clean.target_precision, pct(clean.robust_accuracy), *cells, gap, draws))
     headers = ["defense", "deployed model", "precision", "clean"]
     for eps in epsilons:
-        headers += [f"eps {eps:g} non-adaptive", f"eps {eps:g} adaptive"]
+        headers += [f"eps {eps:g} non-adaptive", f"eps {eps:g} adaptive", f"eps {eps:g} worst case"]
     return Table(
-        f"Defenses against {attack}: non-adaptive (made without knowing the defense) and adaptive",
-        (*headers, f"gap at eps {epsilons[-1]:g} (points)"),
+        f"Defenses against {attack}: non-adaptive (made without knowing the defense), adaptive, and the worst case",
+        (*headers, f"gap at eps {epsilons[-1]:g} (points, 95% paired interval)", "randomness"),
         tuple(lines),
         "Robust accuracy on each deployed system, on the attack's seeded samples (n in results; the none rows' clean "
         "accuracy is on the whole evaluation subset); a sample counts only if the system gets its clean input right and "
-        "its adversarial input right or refused (a refusal of a clean input is an error). Non-adaptive: the suite's sets made on the undefended standard model (white-box on "
-        "float, straight-through on quantized models; for an ensemble, the strongest member's). Adaptive: BPDA through "
+        "its adversarial input right or refused (a refusal of a clean input is an error). Non-adaptive: the suite's sets "
+        "made on the undefended standard model (white-box on float, straight-through on quantized models; for an "
+        "ensemble, the strongest member's). Adaptive: the attack alone through the defense: BPDA through "
         "non-differentiable preprocessing, EOT over randomised ones, all squeezed branches of a detector, the ensemble's "
-        "combined twin, or the recipe model itself; per sample, the attacker keeps that or the non-adaptive example, "
-        "whichever its own model of the defense rates stronger. The gap is how much the non-adaptive figure flatters "
-        "the defense." + (f" {note}" if note else ""),
+        "combiner, or the recipe model itself. Worst case: per sample, robust only if neither fooled the deployed "
+        "system. The gap is how much the non-adaptive figure flatters the defense (non-adaptive minus worst case, "
+        "with its paired interval: Newcombe's, or over the draws' per-sample means for a randomised defense). A "
+        "randomised defense is queried afresh on every input; its figures are the mean over the draws."
+        + (f" {note}" if note else ""),
     )
 
 

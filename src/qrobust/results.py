@@ -6,7 +6,7 @@ import csv
 import io
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from enum import Enum
 from pathlib import Path
 
@@ -46,7 +46,15 @@ def paired_difference(reference: np.ndarray, other: np.ndarray, z: float = 1.959
     95% interval by Newcombe's hybrid score method for paired proportions (Newcombe 1998, method 10; it
     combines the two Wilson intervals with the pairs' correlation, and stays inside [-1, 1]), and the
     exact two-sided McNemar p-value (a binomial test on the discordant pairs). Written out because the
-    pinned libraries offer neither for paired proportions (statsmodels is not a dependency)."""
+    pinned libraries offer neither for paired proportions (statsmodels is not a dependency).
+
+    Outcomes of shape (draws, N), several draws of a randomised system per sample, give the mean over the
+    draws with a normal interval on the per-sample differences of the draws' means (each sample one
+    cluster, so the draws' spread widens it), and no McNemar p-value (it needs one outcome per sample)."""
+    if reference.ndim == 2:
+        if reference.shape[0] > 1:
+            return _clustered_difference(reference.mean(axis=0), other.mean(axis=0), z)
+        reference, other = reference[0], other[0]
     n = int(reference.size)
     if n == 0:
         return {"difference": math.nan, "low": math.nan, "high": math.nan, "mcnemar_p": math.nan}
@@ -70,6 +78,37 @@ def paired_difference(reference: np.ndarray, other: np.ndarray, z: float = 1.959
     discordant = only_ref + only_other
     tail = sum(math.comb(discordant, k) for k in range(min(only_ref, only_other) + 1)) / 2**discordant
     return {"difference": d, "low": d - below, "high": d + above, "mcnemar_p": min(1.0, 2 * tail)}
+
+
+def _clustered_difference(reference: np.ndarray, other: np.ndarray, z: float) -> dict[str, float]:
+    d = other - reference
+    n = d.size
+    if n == 0:
+        return {"difference": math.nan, "low": math.nan, "high": math.nan, "mcnemar_p": math.nan}
+    half = z * float(d.std(ddof=1)) / math.sqrt(n) if n > 1 else math.inf
+    mean = float(d.mean())
+    return {"difference": mean, "low": max(-1.0, mean - half), "high": min(1.0, mean + half), "mcnemar_p": math.nan}
+
+
+def cluster_interval(k: np.ndarray, m: np.ndarray, z: float = 1.959964) -> tuple[float, float]:
+    """95% interval for sum(k) / sum(m) when each sample i contributes k[i] successes out of m[i] trials
+    that are not independent (the draws of a randomised defense on one input): the ratio estimator's
+    delta-method variance over samples (Cochran 1977, 6.3), so the draws' own spread and the samples'
+    both widen it. Written out because the pinned libraries offer no clustered proportion interval.
+    When every sample has the same share the estimate has no spread; the interval is then Wilson's on the
+    samples, as if each had one trial."""
+    k, m = np.asarray(k, dtype=np.float64), np.asarray(m, dtype=np.float64)
+    keep = m > 0
+    k, m = k[keep], m[keep]
+    n = k.size
+    if n == 0:
+        return math.nan, math.nan
+    ratio = k.sum() / m.sum()
+    if n == 1 or np.allclose(k / m, ratio):
+        return wilson_interval(round(ratio * n), n, z)
+    variance = float(np.sum((k - ratio * m) ** 2)) / (n * (n - 1) * m.mean() ** 2)
+    half = z * math.sqrt(variance)
+    return max(0.0, ratio - half), min(1.0, ratio + half)
 
 
 def _rate(k: int, n: int) -> float:
@@ -157,6 +196,18 @@ class Result:
     paired_high: float = math.nan
     paired_mcnemar_p: float = math.nan
     adaptive: bool = False  # the attack knew the row's defense (BPDA, EOT, the ensemble's twin, the recipe model)
+    # A randomised defense is scored over ``draws`` independent draws of its randomness: every count above
+    # is then over (draw, sample) pairs (n = draws x samples), robust accuracy is the mean over the draws,
+    # its interval is clustered by sample (``cluster_interval``), and ``robust_accuracy_every_draw`` is the
+    # share of samples robust in every draw (the worst case over draws, as AutoAttack's rand version
+    # reports). Empty on rows with one draw.
+    draws: int = 1
+    robust_accuracy_every_draw: float = math.nan
+
+    @property
+    def samples(self) -> int:
+        """How many samples the row scored (``n`` counts each draw of a randomised defense)."""
+        return self.n // self.draws
 
     @classmethod
     def score(
@@ -197,6 +248,44 @@ class Result:
             success_rate_high=wilson_interval(s, m)[1],
             queries_per_sample=queries_per_sample,
             **spread,
+        )
+
+    @classmethod
+    def score_draws(
+        cls,
+        *,
+        correct: np.ndarray,
+        clean: np.ndarray,
+        attackable: np.ndarray,
+        sizes: Mapping[str, np.ndarray],
+        queries_per_sample: float = math.nan,
+        **keys: object,
+    ) -> Result:
+        """``score`` over several draws of a randomised system: ``correct``, ``clean`` and ``attackable``
+        are (draws, N), ``sizes[norm]`` (N,). One draw gives exactly ``score``'s row."""
+        draws = correct.shape[0]
+        row = cls.score(
+            correct=correct.reshape(-1),
+            clean=clean.reshape(-1),
+            attackable=attackable.reshape(-1),
+            sizes={norm: np.tile(v, draws) for norm, v in sizes.items()},
+            queries_per_sample=queries_per_sample,
+            **keys,
+        )
+        if draws == 1:
+            return row
+        robust = correct & clean
+        success = attackable & ~correct
+        low, high = cluster_interval(robust.sum(axis=0), np.full(robust.shape[1], draws))
+        s_low, s_high = cluster_interval(success.sum(axis=0), attackable.sum(axis=0))
+        return replace(
+            row,
+            draws=draws,
+            robust_accuracy_low=low,
+            robust_accuracy_high=high,
+            success_rate_low=s_low,
+            success_rate_high=s_high,
+            robust_accuracy_every_draw=float(robust.all(axis=0).mean()),
         )
 
 

@@ -259,6 +259,7 @@ class DefendSettings:
     attack: str
     epsilons: tuple[float, ...]
     eot_samples: int
+    eval_draws: int  # independent draws of a randomised defense each adversarial and clean input is scored under
     calib_samples: int
     defenses: Mapping[str, Mapping[str, Any]]
     boundary_attack: str  # a gradient minimisation attack: boundary distances of recipe vs standard models
@@ -269,8 +270,8 @@ class DefendSettings:
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> DefendSettings:
         keys = {
-            "archs", "recipes", "quantizers", "attack", "epsilons", "eot_samples", "calib_samples", "defenses",
-            "boundary_attack",
+            "archs", "recipes", "quantizers", "attack", "epsilons", "eot_samples", "eval_draws", "calib_samples",
+            "defenses", "boundary_attack",
         }  # fmt: skip
         s = c.section(params, "defend", keys)
         train = TrainSettings.from_params(params)
@@ -331,6 +332,7 @@ class DefendSettings:
             attack=name,
             epsilons=epsilons,
             eot_samples=c.positive_int(c.require(s, "eot_samples", "defend"), "defend.eot_samples"),
+            eval_draws=c.positive_int(c.require(s, "eval_draws", "defend"), "defend.eval_draws"),
             calib_samples=c.positive_int(c.require(s, "calib_samples", "defend"), "defend.calib_samples"),
             defenses=MappingProxyType(defenses),
             boundary_attack=boundary,
