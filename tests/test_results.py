@@ -1,5 +1,5 @@
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import pytest
@@ -12,6 +12,7 @@ from qrobust.evaluation import (
     clean_row,
     cross_evaluate,
     flat_metrics,
+    paired,
     predict_distinct,
     set_rows,
 )
@@ -292,16 +293,18 @@ def test_report_renders_tables_figures_and_plot_data() -> None:
             rows=[
                 clean_row(np.ones(40, dtype=bool), target=ModelId("toy", "m"), defense="blur"),
                 *(
-                    row
-                    for adaptive, hits in ((False, 36), (True, 16))
-                    for row in set_rows(
-                        sets[0].at([0.5]),
-                        (np.arange(40) < hits)[None],
-                        np.ones(40, dtype=bool),
-                        np.ones(40, dtype=bool),
-                        target=ModelId("toy", "m"),
-                        defense="blur",
-                        adaptive=adaptive,
+                    paired(row, "non-adaptive", np.arange(40) < 36, np.arange(40) < hits) if adaptive else row
+                    for adaptive, hits, threat in ((False, 36, None), (True, 16, None), (True, 12, "worst_case"))
+                    for row in (
+                        replace(r, adaptive=adaptive, threat_model=threat or r.threat_model)
+                        for r in set_rows(
+                            sets[0].at([0.5]),
+                            (np.arange(40) < hits)[None],
+                            np.ones(40, dtype=bool),
+                            np.ones(40, dtype=bool),
+                            target=ModelId("toy", "m"),
+                            defense="blur",
+                        )
                     )
                 ),
             ],
@@ -358,9 +361,10 @@ def test_report_renders_tables_figures_and_plot_data() -> None:
     assert "| toy-m.q | onnxruntime | 8 / 8 | 100.0% | 8.0 | 1 KiB (0.50x) |" in markdown
     assert "does not hold" in markdown  # 90% < 95% floor, and a 2-point drop > 1.5
     assert "| push | black_runtime | 0.5 (linf) | 120 |" in markdown  # the attack table, with query counts
-    # The defense table: the undefended baseline, then both attacks on the defense, and the gap between them.
-    assert "| none | toy-m | float | 100.0% | 50.0% | 50.0% |  |" in markdown
-    assert "| blur | toy-m | float | 100.0% | 90.0% | 40.0% | +50.0 |" in markdown
+    # The defense table: the undefended baseline, then the three figures on the defense, and the gap
+    # between the non-adaptive one and the worst case with its paired interval.
+    assert "| none | toy-m | float | 100.0% | 50.0% | 50.0% | 50.0% |  |  |" in markdown
+    assert "| blur | toy-m | float | 100.0% | 90.0% | 40.0% | 30.0% | +60.0 [+42.1, +72.1] |  |" in markdown
     # Two curve figures and one heat map per source threat model (white_float, black_runtime).
     assert page.count("data:image/png;base64,") == 4 and "<table>" in page
     plots = plot_rows(rows, {ThreatModel.WHITE_FLOAT: "push", ThreatModel.TRANSFER: "push"}, [("push", 0.5)])
@@ -368,3 +372,32 @@ def test_report_renders_tables_figures_and_plot_data() -> None:
     assert {p["model"] for p in plots["robust_vs_epsilon/transfer"]} == {"toy-m", "toy-m.q"}
     assert len(plots["transfer/transfer_push_eps0.5_white_float"]) == 2
     assert len(plots["transfer/transfer_push_eps0.5_black_runtime"]) == 2
+
+
+def test_cluster_interval_counts_samples_not_draws() -> None:
+    """One trial per sample: Wald's interval (n = 2,000). Ten identical draws per sample: the same
+    interval, not one over 20,000 independent trials; every sample alike: Wilson's on the samples."""
+    from qrobust.results import cluster_interval
+
+    robust = np.random.default_rng(0).random(2000) < 0.3
+    p = robust.mean()
+    half = 1.959964 * math.sqrt(p * (1 - p) / robust.size)
+    one = cluster_interval(robust.astype(int), np.ones(robust.size))
+    assert one == pytest.approx((p - half, p + half), abs=1e-3)
+    ten = cluster_interval(10 * robust.astype(int), np.full(robust.size, 10))
+    assert ten == pytest.approx(one)
+    pooled = wilson_interval(10 * int(robust.sum()), 10 * robust.size)
+    assert ten[1] - ten[0] > 2.5 * (pooled[1] - pooled[0])
+    assert cluster_interval(np.full(50, 10), np.full(50, 10)) == wilson_interval(50, 50)
+
+
+def test_paired_difference_over_draws() -> None:
+    """One draw: exactly the per-sample test. Several: the mean difference over draws, an interval from
+    the per-sample means, and no McNemar p-value (it needs one outcome per sample)."""
+    rng = np.random.default_rng(1)
+    a, b = rng.random((1, 300)) < 0.6, rng.random((1, 300)) < 0.4
+    assert paired_difference(a, b) == paired_difference(a[0], b[0])
+    a, b = rng.random((10, 300)) < 0.6, rng.random((10, 300)) < 0.4
+    d = paired_difference(a, b)
+    assert d["difference"] == pytest.approx(b.mean() - a.mean())
+    assert d["low"] < d["difference"] < d["high"] and math.isnan(d["mcnemar_p"])
