@@ -13,7 +13,7 @@ from qrobust.io import load_json, save_json, write_text
 from qrobust.layout import PREPARED, REPORTS, TIMING, model_dir, timing_path
 from qrobust.model_id import ModelId
 from qrobust.provenance import provenance
-from qrobust.report import DefenseStudy, build_report, pct, plot_rows, write_pages
+from qrobust.report import DefenseStudy, build_report, defense_note, plot_rows, write_pages
 from qrobust.results import read_results
 from qrobust.settings import DefendSettings, load_study
 
@@ -47,18 +47,14 @@ def main() -> None:
     quant_metrics = [v for m, v in metrics.items() if m.quantizer is not None]
     n_eval = max(r.n for r in rows)
     names = [*defend.defenses, *defend.recipes]
-    detectors = []
-    for name in names:
-        metrics = load_json(REPORTS / "defenses" / f"{name}.json")["defense"][name]
-        rates = {k.split("/")[0]: v for k, v in metrics.items() if k.endswith("/calib_false_positive_rate")}
-        detectors += [f"{name} on {model}: {pct(v)} of clean calibration images flagged" for model, v in rates.items()]
+    defense_metrics = {name: load_json(REPORTS / "defenses" / f"{name}.json")["defense"][name] for name in names}
     defense = DefenseStudy(
         rows=[r for name in names for r in read_results(REPORTS / "defenses" / f"{name}.csv")],
         attack=defend.attack,
         epsilons=defend.epsilons,
         baselines=[str(ModelId(a, DefendSettings.BASELINE)) for a in defend.archs],
         defenses=names,
-        note=("Detector false-positive rates: " + "; ".join(detectors) + ".") if detectors else "",
+        note=defense_note(defense_metrics, defend.epsilons[-1]),
     )
     evidence = load_json(REPORTS / "findings_evidence.json")
     record = provenance(

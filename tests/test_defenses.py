@@ -311,9 +311,17 @@ def test_detector_scoring_is_the_standard_one(params: dict, tiny_data, refuse_cl
             return np.where(wrong_clean, (study.y + 1) % 10, study.y)
         return np.full(len(x), REJECTED)
 
-    study.score("detector", predict, adv.source, [adv], adv)
+    def bare(x: np.ndarray) -> np.ndarray:  # the model behind the detector: every adversarial input fools it
+        labels = np.tile(study.y, len(x) // len(study.y))
+        return labels if np.array_equal(x, study.x) else (labels + 1) % 10
+
+    study.score("detector", predict, adv.source, [adv], adv, bare=bare, detector=True)
     clean = study.rows[0].robust_accuracy
     assert clean == (0.0 if refuse_clean else 0.75)
+    assert study.metrics[f"{adv.source}/clean_rejection_rate"] == (1.0 if refuse_clean else 0.0)
+    for label in ("non_adaptive", "adaptive"):
+        detection = study.metrics[f"{adv.source}/detection_rate/{label}/eps={study.settings.epsilons[-1]:g}"]
+        assert detection == ({"rate": None, "n": 0} if refuse_clean else {"rate": 1.0, "n": 30})
     assert all(row.robust_accuracy == clean for row in study.rows[1:])
     figures = [v for k, v in study.metrics.items() if "/eps=" in k and not isinstance(v, dict)]
     assert figures and all(value == clean for value in figures)
@@ -336,7 +344,7 @@ def test_defense_rows_give_three_figures_and_paired_gaps(params: dict, tiny_data
                 out = np.where(np.tile(fooled[which], len(x) // n), (out + 1) % 10, out)
         return out
 
-    study.score("bit_depth", predict, plain.source, [plain], adaptive, undefended=~np.stack([fooled[0]] * 2))
+    study.score("bit_depth", predict, plain.source, [plain], adaptive, bare=predict)
     for eps in study.settings.epsilons:
         rows = [r for r in study.rows if r.epsilon == eps]
         non, own, worst = (

@@ -401,3 +401,24 @@ def test_paired_difference_over_draws() -> None:
     d = paired_difference(a, b)
     assert d["difference"] == pytest.approx(b.mean() - a.mean())
     assert d["low"] < d["difference"] < d["high"] and math.isnan(d["mcnemar_p"])
+
+
+def test_defense_note_gives_detector_rates_and_view_agreement() -> None:
+    from qrobust.report import defense_note
+
+    note = defense_note(
+        {
+            "squeeze": {
+                "m/calib_false_positive_rate": 0.05,
+                "m/clean_rejection_rate": 0.06,
+                "m/detection_rate/adaptive/eps=0.1": {"rate": 0.25, "n": 80},
+                "m/detection_rate/adaptive/eps=0.02": {"rate": 0.9, "n": 10},
+            },
+            "ensemble": {"m.ensemble/view_agreement": {"clean": 1.0, "all": 0.995, "n": 700}},
+        },
+        0.1,
+    )
+    assert "squeeze on m: 5.0% of clean calibration images flagged" in note
+    assert "squeeze on m: 6.0% of clean evaluation inputs rejected" in note
+    assert "25.0% of the adaptive inputs that fool the bare model rejected (n=80, eps 0.1)" in note
+    assert "eps 0.02" not in note and "99.5% of 700 clean and adversarial inputs" in note

@@ -96,16 +96,18 @@ class DefenseStudy:
             queries_per_sample=crafted.queries_per_sample,
         )
 
-    def outcomes(self, predict: Predict, adv: AdversarialSet, draws: int) -> np.ndarray:
-        """(draws, epsilons, N): the deployed system, queried ``draws`` times, classifies each adversarial
-        input correctly or (a detector) refuses it."""
+    def labels(self, predict: Predict, adv: AdversarialSet, draws: int = 1) -> np.ndarray:
+        """(draws, epsilons, N): the deployed system's answers, queried ``draws`` times, on ``adv``."""
         flat = adv.x_adv.reshape(-1, *adv.x_adv.shape[2:])
-        predicted = np.stack([predict(flat).reshape(len(adv.epsilons), -1) for _ in range(draws)])
-        return (predicted == self.y) | (predicted == REJECTED)
+        return np.stack([predict(flat).reshape(len(adv.epsilons), -1) for _ in range(draws)])
+
+    def right(self, labels: np.ndarray) -> np.ndarray:
+        """The true class or (a detector) a refusal."""
+        return (labels == self.y) | (labels == REJECTED)
 
     def robust(self, predict: Predict, adv: AdversarialSet) -> np.ndarray:
         """(epsilons, N): the samples a deterministic system gets right clean and under ``adv``."""
-        return self.outcomes(predict, adv, 1)[0] & (predict(self.x) == self.y)
+        return self.right(self.labels(predict, adv)[0]) & (predict(self.x) == self.y)
 
     def score(
         self,
@@ -117,7 +119,8 @@ class DefenseStudy:
         *,
         precision: str | None = None,
         draws: int = 1,
-        undefended: np.ndarray | None = None,
+        bare: Predict | None = None,
+        detector: bool = False,
     ) -> None:
         """Clean accuracy and three figures per epsilon on the deployed system: the non-adaptive sets,
         the adaptive set alone, and per sample the worst case over both (a sample is robust only if no
@@ -128,31 +131,34 @@ class DefenseStudy:
         with fresh randomness: its rows give the mean over the draws and the worst case over them.
 
         The adaptive and worst-case rows carry their paired difference from the non-adaptive figure
-        (for an ensemble, the strongest member's set), and ``undefended`` ((epsilons, N), the model
-        without the defense on its own non-adaptive set) gives the defense's paired effect in the metrics."""
+        (for an ensemble, the strongest member's set). ``bare`` (the model without the defense) gives the
+        defense's paired effect in the metrics: the worst case against the bare model on its own
+        non-adaptive set; for a ``detector``, the rejection rate of clean inputs and, per set, the share of
+        the adversarial inputs that fool the bare model which it rejects."""
         keys = {"target": target, "precision": precision, "defense": name}
-        clean = np.stack([predict(self.x) == self.y for _ in range(draws)])  # (draws, N)
+        answers = np.stack([predict(self.x) for _ in range(draws)])  # (draws, N)
+        clean = answers == self.y
         self.rows.append(clean_row(clean, **keys))
         self.metrics[f"{target}/clean"] = round(float(clean.mean()), 4)
-        robust = {}
-        for adv in non_adaptive:
-            correct = self.outcomes(predict, adv, draws)
-            robust[id(adv)] = correct & clean[:, None]
-            self.rows += set_rows(adv, correct, clean, clean, **keys)
+        if detector:
+            self.metrics[f"{target}/clean_rejection_rate"] = round(float((answers == REJECTED).mean()), 4)
+        labels = [self.labels(predict, adv, draws) for adv in [*non_adaptive, adaptive]]
+        for adv, given in zip(non_adaptive, labels, strict=False):
+            self.rows += set_rows(adv, self.right(given), clean, clean, **keys)
+        every = np.stack([self.right(given) & clean[:, None] for given in labels])  # (sets, draws, epsilons, N)
         # The non-adaptive figure (an ensemble is attacked by transfer from each member): the strongest set.
-        reference = min(robust.values(), key=lambda r: float(r.mean()))
-        correct = self.outcomes(predict, adaptive, draws)
-        fooled_by = [*non_adaptive, adaptive]
-        every = np.stack([*robust.values(), correct & clean[:, None]])  # (sets, draws, epsilons, N)
+        reference = min(every[:-1], key=lambda r: float(r.mean()))
         worst = every.all(axis=0)
+        undefended = self.robust(bare, non_adaptive[0]) if bare is not None else None
         for e, eps in enumerate(self.settings.epsilons):
+            own = set_rows(adaptive.at([eps]), self.right(labels[-1][:, e : e + 1]), clean, clean, **keys)[0]
             for label, outcome, row in (
+                ("adaptive", every[-1][:, e], own),
                 (
-                    "adaptive",
-                    every[-1][:, e],
-                    set_rows(adaptive.at([eps]), correct[:, e : e + 1], clean, clean, **keys)[0],
+                    "worst_case",
+                    worst[:, e],
+                    self._worst_row([*non_adaptive, adaptive], every[:, 0, e], worst[:, e], clean, e, keys),
                 ),
-                ("worst_case", worst[:, e], self._worst_row(fooled_by, every[:, 0, e], worst[:, e], clean, e, keys)),
             ):
                 row = paired(replace(row, adaptive=True), "non-adaptive", reference[:, e], outcome)
                 self.rows.append(row)
@@ -164,6 +170,17 @@ class DefenseStudy:
             if undefended is not None:
                 effect = paired_difference(np.broadcast_to(undefended[e], worst[:, e].shape), worst[:, e])
                 self.metrics[f"{target}/vs_undefended/eps={eps:g}"] = _rounded(effect)
+            if detector and bare is not None:
+                for label, adv, given in (
+                    ("non_adaptive", non_adaptive[0], labels[0]),
+                    ("adaptive", adaptive, labels[-1]),
+                ):
+                    fools = (self.labels(bare, adv)[0, e] != self.y) & clean[0]
+                    caught = (given[0, e] == REJECTED)[fools]
+                    self.metrics[f"{target}/detection_rate/{label}/eps={eps:g}"] = {
+                        "rate": round(float(caught.mean()), 4) if caught.size else None,
+                        "n": int(caught.size),
+                    }
 
     def _worst_row(
         self,
@@ -268,10 +285,11 @@ def run_defense(study: DefenseStudy, defense: Defense, calib: np.ndarray | None)
             )
             non_adaptive = [study.suite_set(target)]
             adaptive = study.adaptive_set(view, target, threat_of(precision))
-            undefended = study.robust(runtime.predict, non_adaptive[0])
+            detector = defense.kind is DefenseKind.DETECTOR
             study.score(
-                defense.name, system.predict, target, non_adaptive, adaptive, draws=draws, undefended=undefended
-            )
+                defense.name, system.predict, target, non_adaptive, adaptive,
+                draws=draws, bare=runtime.predict, detector=detector,
+            )  # fmt: skip
             print(f"{defense.name} on {target}: {time.perf_counter() - start:.1f}s")
 
 
@@ -291,13 +309,12 @@ def run_recipe(study: DefenseStudy, name: str, recipe: Recipe) -> None:
             non_adaptive = [study.suite_set(base.at(precision))]
             adaptive = study.adaptive_set(view, target, threat_of(precision))
             runtime = open_runtime(target, defended=True)
-            undefended = study.robust(open_runtime(base.at(precision)).predict, non_adaptive[0])
-            study.score(name, runtime.predict, target, non_adaptive, adaptive, undefended=undefended)
+            standard = base.at(precision)
+            study.score(name, runtime.predict, target, non_adaptive, adaptive, bare=open_runtime(standard).predict)
             if float_set is None or float_runtime is None:
                 float_set, float_runtime = adaptive, runtime
             else:
                 study.retention(float_set, float_runtime.predict, runtime.predict, target)
-            standard = base.at(precision)
             study.metrics[f"{target}/boundary_distance_l2"] = bootstrap_median_difference(
                 study.boundary_distances(
                     open_module(threat_of(precision), standard, study.spec), open_runtime(standard).predict
