@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -145,10 +146,24 @@ def test_defense_study_scores_every_defense_both_ways(smoke: Path) -> None:
             assert precisions == {"+".join(defend["defenses"]["ensemble"]["members"])}
         else:
             assert precisions == {"float", *quantizers}, name
-        none = {(r.target, r.epsilon): r for r in attacked if not r.adaptive}
-        for r in (r for r in attacked if r.adaptive):
-            # The adaptive attack runs on the same samples at the same budgets as the non-adaptive one.
-            assert r.n == none[(r.target, r.epsilon)].n, r
+        clean = {r.target: r for r in rows if r.threat_model == "clean"}
+        draws = defend["eval_draws"] if name in ("gaussian_noise", "resize_pad") else 1
+        for (target, eps), group in itertools.groupby(
+            sorted(attacked, key=lambda r: (r.target, r.epsilon)), key=lambda r: (r.target, r.epsilon)
+        ):
+            group = list(group)
+            worst = [r for r in group if r.threat_model == "worst_case"]
+            adaptive = [r for r in group if r.adaptive and r.threat_model != "worst_case"]
+            plain = [r for r in group if not r.adaptive]
+            # Three figures on the same samples: non-adaptive, adaptive alone, and the per-sample worst case,
+            # never above either, nor above the system's clean accuracy on those samples.
+            assert len(worst) == len(adaptive) == 1 and plain, (name, target, eps)
+            assert {r.n for r in group} == {clean[target].n} and clean[target].draws == draws
+            assert worst[0].robust_accuracy <= min(r.robust_accuracy for r in [*plain, *adaptive])
+            assert max(r.robust_accuracy for r in group) <= clean[target].robust_accuracy
+            assert worst[0].paired_low <= worst[0].paired_difference <= min(worst[0].paired_high, 1e-9)
+        metrics = load_json(smoke / "reports" / "defenses" / f"{name}.json")["defense"][name]
+        assert len([k for k in metrics if "/gap/" in k]) == len({r.target for r in attacked}) * len(defend["epsilons"])
     for name in defend["recipes"]:  # boundary distance against the standard model, transfer float -> quantized
         metrics = load_json(smoke / "reports" / "defenses" / f"{name}.json")["defense"][name]
         gaps = [v for k, v in metrics.items() if k.endswith("/boundary_distance_l2")]
@@ -157,6 +172,11 @@ def test_defense_study_scores_every_defense_both_ways(smoke: Path) -> None:
     metrics = load_json(smoke / "reports" / "defenses" / "squeeze_detector.json")["defense"]["squeeze_detector"]
     fprs = [v for k, v in metrics.items() if k.endswith("calib_false_positive_rate")]
     assert len(fprs) == 1 + len(quantizers) and all(v <= defend["defenses"]["squeeze_detector"]["fpr"] for v in fprs)
+    assert len([k for k in metrics if k.endswith("/clean_rejection_rate")]) == 1 + len(quantizers)
+    assert len([k for k in metrics if "/detection_rate/" in k]) == 2 * (1 + len(quantizers)) * len(defend["epsilons"])
+    metrics = load_json(smoke / "reports" / "defenses" / "ensemble.json")["defense"]["ensemble"]
+    (agreement,) = [v for k, v in metrics.items() if k.endswith("/view_agreement")]
+    assert agreement["clean"] >= 0.99 and agreement["all"] >= 0.99, agreement
     assert "## Defenses against linf_pgd" in (smoke / "reports" / "report.md").read_text()
 
 
