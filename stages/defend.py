@@ -46,7 +46,9 @@ def main(defense_name: str | None, recipe_name: str | None) -> None:
         defense = create_defense(name, settings.defenses[name])
         calib = None
         if defense.kind is DefenseKind.DETECTOR:
-            calib = calibration_subset(load_split(PREPARED / "calib.npz")[0], settings.calib_samples, settings.seed)
+            # The threshold is a choice: it reads the validation split, never the test split.
+            val = load_split(PREPARED / "val.npz")[0]
+            calib = calibration_subset(val, settings.threshold_samples, settings.seed)
         run_defense(study, defense, calib)
     else:
         options = params.train.recipe_options.get(name, {})

@@ -1,4 +1,4 @@
-"""prepare: raw dataset -> data/prepared/{train,calib,test,eval}.npz + manifest.json.
+"""prepare: raw dataset -> data/prepared/{train,calib,val,test,eval}.npz + manifest.json.
 
 The raw files are verified against pinned digests before anything is read; on any failure the
 output folder is left as it was (everything is written to a temporary folder, then renamed).
@@ -22,6 +22,7 @@ def main() -> None:
     prepared = split_dataset(
         raw,
         calib_size=settings.calib_size,
+        val_size=settings.val_size,
         train_size=settings.train_size,
         test_size=settings.test_size,
         eval_size=settings.eval_size,
@@ -30,6 +31,7 @@ def main() -> None:
     splits: dict[str, Split] = {
         "train": prepared.train,
         "calib": prepared.calib,
+        "val": prepared.val,
         "test": prepared.test,
         "eval": prepared.eval,
     }

@@ -86,7 +86,7 @@ def test_missing_dataset_says_how_to_install(tmp_path) -> None:
         )
 
 
-def test_split_is_seeded_and_calibration_comes_from_training_data() -> None:
+def test_split_is_seeded_and_calibration_and_validation_come_from_training_data() -> None:
     rng = np.random.default_rng(0)
     # Give every training image a unique id in its first pixels so the split can be traced.
     train_x = np.zeros((200, 1, 4, 4), dtype=np.uint8)
@@ -94,13 +94,14 @@ def test_split_is_seeded_and_calibration_comes_from_training_data() -> None:
     raw = RawDataset(
         Split(train_x, rng.integers(0, 10, 200)), Split(np.zeros((50, 1, 4, 4), np.uint8), rng.integers(0, 10, 50)), {}
     )
-    a = split_dataset(raw, calib_size=30, train_size=0, test_size=0, eval_size=20, seed=1)
-    b = split_dataset(raw, calib_size=30, train_size=0, test_size=0, eval_size=20, seed=1)
+    a = split_dataset(raw, calib_size=30, val_size=40, train_size=0, test_size=0, eval_size=20, seed=1)
+    b = split_dataset(raw, calib_size=30, val_size=40, train_size=0, test_size=0, eval_size=20, seed=1)
     ids = lambda s: set((s.x[:, 0, 0, 0].astype(int) + 256 * s.x[:, 0, 0, 1].astype(int)).tolist())  # noqa: E731
-    assert ids(a.calib).isdisjoint(ids(a.train)) and len(ids(a.calib) | ids(a.train)) == 200
+    assert ids(a.calib).isdisjoint(ids(a.train)) and ids(a.val).isdisjoint(ids(a.train) | ids(a.calib))
+    assert len(ids(a.calib) | ids(a.val) | ids(a.train)) == 200 and (len(a.calib.y), len(a.val.y)) == (30, 40)
     assert np.array_equal(a.calib.x, b.calib.x) and np.array_equal(a.eval_index, b.eval_index)
     assert np.array_equal(a.eval.y, a.test.y[a.eval_index])
-    c = split_dataset(raw, calib_size=30, train_size=0, test_size=0, eval_size=20, seed=2)
+    c = split_dataset(raw, calib_size=30, val_size=40, train_size=0, test_size=0, eval_size=20, seed=2)
     assert not np.array_equal(a.calib.x, c.calib.x)
 
 

@@ -44,7 +44,14 @@ def study_on(name: str, tmp_path: Path) -> tuple[Path, dict[str, str]]:
     project = materialize(ROOT, "smoke", tmp_path / "project")
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["data"].update(
-        dataset=name, root=str(tmp_path / "raw"), sha256=pins, calib_size=200, train_size=0, test_size=0, eval_size=100
+        dataset=name,
+        root=str(tmp_path / "raw"),
+        sha256=pins,
+        calib_size=200,
+        val_size=200,
+        train_size=0,
+        test_size=0,
+        eval_size=100,
     )
     for attack in FORMAT_STUDY["attack"]:
         del params["attack"]["attacks"][attack]
@@ -57,7 +64,7 @@ def study_on(name: str, tmp_path: Path) -> tuple[Path, dict[str, str]]:
 def check_prepared_and_trained(project: Path, name: str, pins: dict[str, str]) -> None:
     manifest = load_json(project / "data" / "prepared" / "manifest.json")
     assert manifest["dataset"] == name and manifest["raw_sha256"] == pins
-    assert manifest["files"]["train.npz"]["samples"] == 1000 and manifest["files"]["eval.npz"]["samples"] == 100
+    assert manifest["files"]["train.npz"]["samples"] == 800 and manifest["files"]["eval.npz"]["samples"] == 100
     graph = onnx.load(str(project / "models" / "float" / "lenet-standard" / "model.onnx")).graph
     spec = DATASETS.get(name)
     shape = [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim[1:]]

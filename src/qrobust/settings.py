@@ -59,6 +59,7 @@ class PrepareSettings:
     download: bool
     sha256: dict[str, str]  # empty: the published release's pins
     calib_size: int
+    val_size: int
     train_size: int
     test_size: int
     eval_size: int
@@ -69,7 +70,7 @@ class PrepareSettings:
         s = c.section(
             params,
             "data",
-            {"dataset", "root", "download", "sha256", "calib_size", "train_size", "test_size", "eval_size"},
+            {"dataset", "root", "download", "sha256", "calib_size", "val_size", "train_size", "test_size", "eval_size"},
         )
         dataset = c.require(s, "dataset", "data")
         spec = DATASETS.get(dataset, key="data.dataset")
@@ -79,6 +80,7 @@ class PrepareSettings:
             download=c.boolean(s.get("download", False), "data.download"),
             sha256=_pins(s.get("sha256") or {}, spec),
             calib_size=c.positive_int(c.require(s, "calib_size", "data"), "data.calib_size"),
+            val_size=c.positive_int(c.require(s, "val_size", "data"), "data.val_size"),
             train_size=c.non_negative_int(s.get("train_size", 0), "data.train_size"),
             test_size=c.non_negative_int(s.get("test_size", 0), "data.test_size"),
             eval_size=c.positive_int(c.require(s, "eval_size", "data"), "data.eval_size"),
@@ -260,7 +262,7 @@ class DefendSettings:
     epsilons: tuple[float, ...]
     eot_samples: int
     eval_draws: int  # independent draws of a randomised defense each adversarial and clean input is scored under
-    calib_samples: int
+    threshold_samples: int  # clean validation images that set a detector's threshold
     defenses: Mapping[str, Mapping[str, Any]]
     boundary_attack: str  # a gradient minimisation attack: boundary distances of recipe vs standard models
     seed: int
@@ -270,7 +272,7 @@ class DefendSettings:
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> DefendSettings:
         keys = {
-            "archs", "recipes", "quantizers", "attack", "epsilons", "eot_samples", "eval_draws", "calib_samples",
+            "archs", "recipes", "quantizers", "attack", "epsilons", "eot_samples", "eval_draws", "threshold_samples",
             "defenses", "boundary_attack",
         }  # fmt: skip
         s = c.section(params, "defend", keys)
@@ -333,7 +335,7 @@ class DefendSettings:
             epsilons=epsilons,
             eot_samples=c.positive_int(c.require(s, "eot_samples", "defend"), "defend.eot_samples"),
             eval_draws=c.positive_int(c.require(s, "eval_draws", "defend"), "defend.eval_draws"),
-            calib_samples=c.positive_int(c.require(s, "calib_samples", "defend"), "defend.calib_samples"),
+            threshold_samples=c.positive_int(c.require(s, "threshold_samples", "defend"), "defend.threshold_samples"),
             defenses=MappingProxyType(defenses),
             boundary_attack=boundary,
             seed=_seed(params),
