@@ -315,7 +315,7 @@ def test_detector_scoring_is_the_standard_one(params: dict, tiny_data, refuse_cl
         labels = np.tile(study.y, len(x) // len(study.y))
         return labels if np.array_equal(x, study.x) else (labels + 1) % 10
 
-    study.score("detector", predict, adv.source, [adv], adv, bare=bare, detector=True)
+    study.score("detector", predict, adv.source, [adv], [adv], bare=bare, detector=True)
     clean = study.rows[0].robust_accuracy
     assert clean == (0.0 if refuse_clean else 0.75)
     assert study.metrics[f"{adv.source}/clean_rejection_rate"] == (1.0 if refuse_clean else 0.0)
@@ -344,7 +344,7 @@ def test_defense_rows_give_three_figures_and_paired_gaps(params: dict, tiny_data
                 out = np.where(np.tile(fooled[which], len(x) // n), (out + 1) % 10, out)
         return out
 
-    study.score("bit_depth", predict, plain.source, [plain], adaptive, bare=predict)
+    study.score("bit_depth", predict, plain.source, [plain], [adaptive], bare=predict)
     for eps in study.settings.epsilons:
         rows = [r for r in study.rows if r.epsilon == eps]
         non, own, worst = (
@@ -377,7 +377,7 @@ def test_randomised_system_is_scored_over_draws(params: dict, tiny_data) -> None
         labels = np.tile(study.y, len(x) // len(study.y))
         return np.where(rng.random(len(x)) < 0.7, labels, (labels + 1) % 10)
 
-    study.score("gaussian_noise", predict, adv.source, [adv], adv, draws=10)
+    study.score("gaussian_noise", predict, adv.source, [adv], [adv], draws=10)
     clean = study.rows[0]
     assert clean.draws == 10 and clean.n == 10 * len(study.y) and clean.samples == len(study.y)
     assert clean.robust_accuracy == pytest.approx(0.7, abs=0.06)

@@ -115,7 +115,7 @@ class DefenseStudy:
         predict: Predict,
         target: ModelId,
         non_adaptive: Sequence[AdversarialSet],
-        adaptive: AdversarialSet,
+        adaptive: Sequence[AdversarialSet],
         *,
         precision: str | None = None,
         draws: int = 1,
@@ -123,7 +123,7 @@ class DefenseStudy:
         detector: bool = False,
     ) -> None:
         """Clean accuracy and three figures per epsilon on the deployed system: the non-adaptive sets,
-        the adaptive set alone, and per sample the worst case over both (a sample is robust only if no
+        each adaptive set alone, and per sample the worst case over all (a sample is robust only if no
         set fooled it). Robust accuracy is the standard one: a sample counts if the system gets its clean
         input right and, on the adversarial input, the right class or a detector's refusal (Carlini and
         Wagner 2017; Tramer et al. 2020); a refusal of a clean input is an error, so a detector that
@@ -142,24 +142,33 @@ class DefenseStudy:
         self.metrics[f"{target}/clean"] = round(float(clean.mean()), 4)
         if detector:
             self.metrics[f"{target}/clean_rejection_rate"] = round(float((answers == REJECTED).mean()), 4)
-        labels = [self.labels(predict, adv, draws) for adv in [*non_adaptive, adaptive]]
+        sets = [*non_adaptive, *adaptive]
+        labels = [self.labels(predict, adv, draws) for adv in sets]
         for adv, given in zip(non_adaptive, labels, strict=False):
             self.rows += set_rows(adv, self.right(given), clean, clean, **keys)
         every = np.stack([self.right(given) & clean[:, None] for given in labels])  # (sets, draws, epsilons, N)
         # The non-adaptive figure (an ensemble is attacked by transfer from each member): the strongest set.
-        reference = min(every[:-1], key=lambda r: float(r.mean()))
+        reference = min(every[: len(non_adaptive)], key=lambda r: float(r.mean()))
         worst = every.all(axis=0)
         undefended = self.robust(bare, non_adaptive[0]) if bare is not None else None
+        # The plain adaptive attack is "adaptive"; a further one (a detector's) is named after its attack.
+        names = ["non_adaptive"] * len(non_adaptive) + [
+            "adaptive" if i == 0 else f"adaptive_{adv.attack}" for i, adv in enumerate(adaptive)
+        ]
         for e, eps in enumerate(self.settings.epsilons):
-            own = set_rows(adaptive.at([eps]), self.right(labels[-1][:, e : e + 1]), clean, clean, **keys)[0]
-            for label, outcome, row in (
-                ("adaptive", every[-1][:, e], own),
+            scored = [
                 (
-                    "worst_case",
-                    worst[:, e],
-                    self._worst_row([*non_adaptive, adaptive], every[:, 0, e], worst[:, e], clean, e, keys),
-                ),
-            ):
+                    names[i],
+                    every[i][:, e],
+                    set_rows(adv.at([eps]), self.right(labels[i][:, e : e + 1]), clean, clean, **keys)[0],
+                )
+                for i, adv in enumerate(sets)
+                if i >= len(non_adaptive)
+            ]
+            scored.append(
+                ("worst_case", worst[:, e], self._worst_row(sets, every[:, 0, e], worst[:, e], clean, e, keys))
+            )
+            for label, outcome, row in scored:
                 row = paired(replace(row, adaptive=True), "non-adaptive", reference[:, e], outcome)
                 self.rows.append(row)
                 self.metrics[f"{target}/{label}/eps={eps:g}"] = round(row.robust_accuracy, 4)
@@ -171,13 +180,10 @@ class DefenseStudy:
                 effect = paired_difference(np.broadcast_to(undefended[e], worst[:, e].shape), worst[:, e])
                 self.metrics[f"{target}/vs_undefended/eps={eps:g}"] = _rounded(effect)
             if detector and bare is not None:
-                for label, adv, given in (
-                    ("non_adaptive", non_adaptive[0], labels[0]),
-                    ("adaptive", adaptive, labels[-1]),
-                ):
+                for i, adv in enumerate(sets):
                     fools = (self.labels(bare, adv)[0, e] != self.y) & clean[0]
-                    caught = (given[0, e] == REJECTED)[fools]
-                    self.metrics[f"{target}/detection_rate/{label}/eps={eps:g}"] = {
+                    caught = (labels[i][0, e] == REJECTED)[fools]
+                    self.metrics[f"{target}/detection_rate/{names[i]}/eps={eps:g}"] = {
                         "rate": round(float(caught.mean()), 4) if caught.size else None,
                         "n": int(caught.size),
                     }
@@ -260,7 +266,7 @@ def run_defense(study: DefenseStudy, defense: Defense, calib: np.ndarray | None)
             target = base.quantized(defense.name)
             adaptive = study.adaptive_set(view, target, ThreatModel.WHITE_QNN_STE)
             study.score(
-                defense.name, system.predict, target, non_adaptive, adaptive, precision="+".join(defense.members)
+                defense.name, system.predict, target, non_adaptive, [adaptive], precision="+".join(defense.members)
             )
             # How often the attacker's combiner gives the deployed label: clean, then every adversarial input.
             inputs = np.concatenate(
@@ -280,11 +286,10 @@ def run_defense(study: DefenseStudy, defense: Defense, calib: np.ndarray | None)
             if defense.kind is DefenseKind.DETECTOR:
                 study.metrics[f"{target}/threshold"] = round(system.threshold, 6)
                 study.metrics[f"{target}/calib_false_positive_rate"] = round(system.calib_fpr, 4)
-            view = defense.attacker_view(
-                [open_module(threat_of(precision), target, study.spec)], s.seed + 1, s.eot_samples
-            )
+            module = open_module(threat_of(precision), target, study.spec)
+            view = defense.attacker_view([module], s.seed + 1, s.eot_samples)
             non_adaptive = [study.suite_set(target)]
-            adaptive = study.adaptive_set(view, target, threat_of(precision))
+            adaptive = [study.adaptive_set(view, target, threat_of(precision))]
             detector = defense.kind is DefenseKind.DETECTOR
             study.score(
                 defense.name, system.predict, target, non_adaptive, adaptive,
@@ -310,7 +315,7 @@ def run_recipe(study: DefenseStudy, name: str, recipe: Recipe) -> None:
             adaptive = study.adaptive_set(view, target, threat_of(precision))
             runtime = open_runtime(target, defended=True)
             standard = base.at(precision)
-            study.score(name, runtime.predict, target, non_adaptive, adaptive, bare=open_runtime(standard).predict)
+            study.score(name, runtime.predict, target, non_adaptive, [adaptive], bare=open_runtime(standard).predict)
             if float_set is None or float_runtime is None:
                 float_set, float_runtime = adaptive, runtime
             else:
