@@ -100,7 +100,7 @@ def test_an_experiment_pushed_from_one_clone_is_shown_applied_and_pulled_in_anot
     assert yaml.safe_load((other / "params.yaml").read_text())["report"]["min_float_accuracy"] == 0.4
     assert "Data and pipelines are up to date" in dvc(other, "status")
     # The experiment's report, made on the first machine with the lower floor, is the one the teammate has.
-    assert "test accuracy >= 40.0%" in (other / "reports" / "report.md").read_text()
+    assert "validation accuracy >= 40.0%" in (other / "reports" / "report.md").read_text()
 
 
 def test_two_clones_in_different_folders_reproduce_the_same_bytes(smoke: Path, servers: Path, tmp_path: Path) -> None:
