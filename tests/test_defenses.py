@@ -389,3 +389,36 @@ def test_randomised_system_is_scored_over_draws(params: dict, tiny_data) -> None
         expected = 0.7**3 if row.attack == "worst_case" else 0.7**2
         assert row.robust_accuracy == pytest.approx(expected, abs=0.08)
         assert row.robust_accuracy_low < row.robust_accuracy < row.robust_accuracy_high
+
+
+def test_detector_aware_attack_stays_in_bounds_and_keeps_only_unflagged_successes(trained_lenet, tiny_data) -> None:
+    """Every output lies within epsilon and [0, 1]; at a large budget many outputs are misclassified
+    and pass the attacker's detector; with the detector out of the way (infinite threshold) it is a PGD
+    that lowers accuracy."""
+    from qrobust.detector_attack import detector_aware_pgd
+
+    defense = create_defense("squeeze_detector", {"bits": 1, "median_size": 2})
+    score = defense.detection_view(trained_lenet, seed=1)
+    x, y = tiny_data["test"][0][:60], tiny_data["test"][1][:60]
+    with torch.no_grad():
+        clean_logits, clean_score = score(torch.from_numpy(x))
+    threshold = float(np.quantile(clean_score.numpy(), 0.9))
+    for norm, epsilons in (("linf", [0.1, 0.5]), ("l2", [2.0, 10.0])):
+        common = {"norm": norm, "steps": 20, "rel_stepsize": 0.1, "seed": 0}
+        out = detector_aware_pgd(score, x, y, epsilons, threshold, **common)
+        assert out.shape == (2, *x.shape) and out.min() >= 0.0 and out.max() <= 1.0
+        for e, eps in enumerate(epsilons):
+            delta = (out[e] - x).reshape(len(x), -1)
+            size = np.abs(delta).max(1) if norm == "linf" else np.linalg.norm(delta, axis=1)
+            assert size.max() <= eps * (1 + 1e-5)
+            with torch.no_grad():
+                logits, detection = score(torch.from_numpy(out[e]))
+            wrong = logits.argmax(1).numpy() != y
+            if eps == epsilons[-1]:  # the large budget finds inputs the classifier gets wrong and the detector passes
+                assert (wrong & (detection.numpy() <= threshold)).mean() > 0.2, norm
+        free = detector_aware_pgd(score, x, y, epsilons[-1:], np.inf, **common)[0]
+        with torch.no_grad():
+            accuracy = (score(torch.from_numpy(free))[0].argmax(1).numpy() == y).mean()
+        assert accuracy < (clean_logits.argmax(1).numpy() == y).mean() - 0.2, norm
+    with pytest.raises(ValueError, match="only a detector"):
+        create_defense("median", {}).detection_view(trained_lenet, seed=0)

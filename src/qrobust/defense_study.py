@@ -26,7 +26,8 @@ import torch
 
 from qrobust.analysis import bootstrap_median_difference, boundary_distances
 from qrobust.attacks import ATTACKS, attack_subset, craft, perturbation_norms
-from qrobust.defenses import REJECTED, Defense, DefenseKind, view_agreement
+from qrobust.defenses import REJECTED, Defense, DefenseKind, DetectionScore, view_agreement
+from qrobust.detector_attack import detector_aware_pgd
 from qrobust.errors import ConfigError
 from qrobust.evaluation import AdversarialSet, clean_row, paired, set_rows
 from qrobust.layout import adversarial_dir
@@ -39,6 +40,7 @@ from qrobust.victims import module_victim, open_module, open_runtime
 from qrobust.worstcase import ATTACK as WORST_CASE_ATTACK
 
 Predict = Callable[[np.ndarray], np.ndarray]
+DETECTOR_AWARE = "detector_aware_pgd"  # the detector-aware attack's name in the rows
 
 
 def threat_of(precision: str) -> ThreatModel:
@@ -94,6 +96,31 @@ class DefenseStudy:
             x_adv=crafted.x_adv,
             sizes=perturbation_norms(crafted.x_adv, self.x),
             queries_per_sample=crafted.queries_per_sample,
+        )
+
+    def detector_aware_set(
+        self, score: DetectionScore, threshold: float, target: ModelId, threat: ThreatModel
+    ) -> AdversarialSet:
+        """The detector-aware attack on the detector's score and its classifier, at defend.attack's norm,
+        steps and step size, over the defense epsilons."""
+        options = self.attack.options
+        norm = ATTACKS.get(self.attack.name).norm.value
+        x_adv = detector_aware_pgd(
+            score, self.x, self.y, self.settings.epsilons, threshold,
+            norm=norm, steps=int(options["steps"]), rel_stepsize=float(options["rel_stepsize"]),
+            seed=self.settings.seed, batch_size=self.batch_size, device=self.device,
+        )  # fmt: skip
+        return AdversarialSet(
+            attack=DETECTOR_AWARE,
+            norm=norm,
+            threat_model=threat,
+            source=target,
+            index=self.index,
+            labels=self.y,
+            epsilons=tuple(self.settings.epsilons),
+            x_adv=x_adv,
+            sizes=perturbation_norms(x_adv, self.x),
+            queries_per_sample=float(int(options["steps"]) + 1),
         )
 
     def labels(self, predict: Predict, adv: AdversarialSet, draws: int = 1) -> np.ndarray:
@@ -291,6 +318,10 @@ def run_defense(study: DefenseStudy, defense: Defense, calib: np.ndarray | None)
             non_adaptive = [study.suite_set(target)]
             adaptive = [study.adaptive_set(view, target, threat_of(precision))]
             detector = defense.kind is DefenseKind.DETECTOR
+            if detector:
+                # The detector-aware attack, on the detection score as well as the classifier.
+                score = defense.detection_view(module, s.seed + 1)
+                adaptive.append(study.detector_aware_set(score, system.threshold, target, threat_of(precision)))
             study.score(
                 defense.name, system.predict, target, non_adaptive, adaptive,
                 draws=draws, bare=runtime.predict, detector=detector,

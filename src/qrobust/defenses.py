@@ -250,6 +250,23 @@ class Preprocessed(nn.Module):
         return self.model(_bpda(self.pre, x, self.generator))
 
 
+class DetectionScore(nn.Module):
+    """The squeeze detector as an attacker differentiates it: ``(logits, score)``, the model's logits and
+    the largest L1 distance between its softmax on the input and on each squeezed copy (BPDA through
+    rounding), the score ``SqueezeDetector`` thresholds."""
+
+    def __init__(self, model: nn.Module, squeezers: Sequence[Preprocessor], seed: int) -> None:
+        super().__init__()
+        self.model = model
+        self.branches = nn.ModuleList(Preprocessed(model, s, seed) for s in squeezers)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.model(x)
+        p = F.softmax(logits, dim=1)
+        distances = [(p - F.softmax(branch(x), dim=1)).abs().sum(dim=1) for branch in self.branches]
+        return logits, torch.stack(distances).max(dim=0).values
+
+
 def view_agreement(
     view: nn.Module, predict: Callable[[np.ndarray], np.ndarray], x: np.ndarray, device: torch.device | str = "cpu"
 ) -> float:
@@ -384,6 +401,12 @@ class Defense:
             return MeanLogProbability([Preprocessed(model, self.pre[0], seed)], draws=draws)
         branches = [model, *(Preprocessed(model, s, seed) for s in self.pre)]
         return MeanLogProbability(branches)
+
+    def detection_view(self, model: nn.Module, seed: int) -> DetectionScore:
+        """A detector's score as the detector-aware attack differentiates it."""
+        if self.kind is not DefenseKind.DETECTOR:
+            raise ValueError(f"{self.name}: only a detector has a detection score")
+        return DetectionScore(model, self.pre, seed)
 
 
 DEFENSES: Registry[Callable[[Mapping[str, Any], str], Defense]] = Registry("defense")
