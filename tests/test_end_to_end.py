@@ -174,7 +174,7 @@ def test_defense_study_scores_every_defense_both_ways(smoke: Path) -> None:
         assert len(gaps) == 1 + len(quantizers) and all(g["n_a"] > 0 for g in gaps)
         assert len([k for k in metrics if "/transfer_retention/" in k]) == len(quantizers) * len(defend["epsilons"])
     metrics = load_json(smoke / "reports" / "defenses" / "squeeze_detector.json")["defense"]["squeeze_detector"]
-    fprs = [v for k, v in metrics.items() if k.endswith("calib_false_positive_rate")]
+    fprs = [v for k, v in metrics.items() if k.endswith("threshold_false_positive_rate")]
     assert len(fprs) == 1 + len(quantizers) and all(v <= defend["defenses"]["squeeze_detector"]["fpr"] for v in fprs)
     assert len([k for k in metrics if k.endswith("/clean_rejection_rate")]) == 1 + len(quantizers)
     # Detection is reported for every attacked set: non-adaptive, plain adaptive and detector-aware.

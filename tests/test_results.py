@@ -416,7 +416,7 @@ def test_defense_note_gives_detector_rates_and_view_agreement() -> None:
     note = defense_note(
         {
             "squeeze": {
-                "m/calib_false_positive_rate": 0.05,
+                "m/threshold_false_positive_rate": 0.05,
                 "m/clean_rejection_rate": 0.06,
                 "m/detection_rate/adaptive/eps=0.1": {"rate": 0.25, "n": 80},
                 "m/detection_rate/adaptive/eps=0.02": {"rate": 0.9, "n": 10},
@@ -425,7 +425,7 @@ def test_defense_note_gives_detector_rates_and_view_agreement() -> None:
         },
         0.1,
     )
-    assert "squeeze on m: 5.0% of clean calibration images flagged" in note
-    assert "squeeze on m: 6.0% of clean evaluation inputs rejected" in note
-    assert "25.0% of the adaptive inputs that fool the bare model rejected (n=80, eps 0.1)" in note
-    assert "eps 0.02" not in note and "99.5% of 700 clean and adversarial inputs" in note
+    assert note.startswith("Measured beside the table (eps 0.1): squeeze on m: flags 5.0% of the clean validation")
+    assert "rejects 6.0% of clean evaluation inputs, rejects 25.0% of adaptive inputs that fool the bare model (n=80)" in note
+    assert "90.0%" not in note and "ensemble on m.ensemble: the attacker's combiner" in note
+    assert "99.5% of 700 clean and adversarial inputs" in note

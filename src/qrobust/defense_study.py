@@ -312,7 +312,7 @@ def run_defense(study: DefenseStudy, defense: Defense, calib: np.ndarray | None)
             system = defense.deploy([runtime], s.seed, calib)
             if defense.kind is DefenseKind.DETECTOR:
                 study.metrics[f"{target}/threshold"] = round(system.threshold, 6)
-                study.metrics[f"{target}/calib_false_positive_rate"] = round(system.calib_fpr, 4)
+                study.metrics[f"{target}/threshold_false_positive_rate"] = round(system.threshold_fpr, 4)
             module = open_module(threat_of(precision), target, study.spec)
             view = defense.attacker_view([module], s.seed + 1, s.eot_samples)
             non_adaptive = [study.suite_set(target)]

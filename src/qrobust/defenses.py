@@ -305,7 +305,7 @@ class SqueezeDetector:
     squeezers: tuple[Preprocessor, ...]
     generator: torch.Generator
     threshold: float = np.inf
-    calib_fpr: float = np.nan  # the share of the clean data ``fit`` saw that lies above the threshold
+    threshold_fpr: float = np.nan  # the share of the clean data ``fit`` saw that lies above the threshold
 
     def scores(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(labels on the plain input, detection score per input)."""
@@ -321,7 +321,7 @@ class SqueezeDetector:
         """Threshold at the (1 - fpr) quantile of clean scores: at most ``fpr`` of them lie above it."""
         _, score = self.scores(x_clean)
         self.threshold = float(np.quantile(score, 1.0 - fpr, method="higher"))
-        self.calib_fpr = float((score > self.threshold).mean())
+        self.threshold_fpr = float((score > self.threshold).mean())
         return self
 
     def predict(self, x: np.ndarray) -> np.ndarray:

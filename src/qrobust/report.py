@@ -345,30 +345,30 @@ def defense_table(
 
 
 def defense_note(metrics: Mapping[str, Mapping[str, Any]], epsilon: float) -> str:
-    """What the defense study measured beside the table, per defense (``reports/defenses/<name>.json``):
-    a detector's false-positive rate on calibration data, its rejection rate on the clean evaluation
-    inputs and, at ``epsilon``, the share of the adversarial inputs fooling the bare model that it rejects;
-    an ensemble view's agreement with the deployed combiner."""
-    parts = []
+    """What the defense study measured beside the table (``reports/defenses/<name>.json``), one clause per
+    defense and deployed model: a detector's false-positive rate on the clean validation images that set
+    its threshold, its rejection rate on the clean evaluation inputs and, at ``epsilon``, per attack the
+    share of the adversarial inputs fooling the bare model that it rejects; an ensemble view's agreement
+    with the deployed combiner."""
+    clauses: dict[tuple[str, str], list[str]] = {}
     for name, values in metrics.items():
         for key, value in values.items():
             model, _, what = key.partition("/")
-            if what == "calib_false_positive_rate":
-                parts.append(f"{name} on {model}: {pct(value)} of clean calibration images flagged")
+            said = clauses.setdefault((name, model), [])
+            if what == "threshold_false_positive_rate":
+                said.append(f"flags {pct(value)} of the clean validation images that set its threshold")
             elif what == "clean_rejection_rate":
-                parts.append(f"{name} on {model}: {pct(value)} of clean evaluation inputs rejected")
+                said.append(f"rejects {pct(value)} of clean evaluation inputs")
             elif what.startswith("detection_rate/") and what.endswith(f"/eps={epsilon:g}") and value["n"]:
                 attack = what.split("/")[1].replace("_", "-")
-                parts.append(
-                    f"{name} on {model}: {pct(value['rate'])} of the {attack} inputs that fool the bare model "
-                    f"rejected (n={value['n']}, eps {epsilon:g})"
-                )
+                said.append(f"rejects {pct(value['rate'])} of {attack} inputs that fool the bare model (n={value['n']})")
             elif what == "view_agreement":
-                parts.append(
-                    f"{name} {model}: the attacker's combiner gives the deployed label on {pct(value['all'])} of "
+                said.append(
+                    f"the attacker's combiner gives the deployed label on {pct(value['all'])} of "
                     f"{value['n']} clean and adversarial inputs"
                 )
-    return ("Measured beside the table: " + "; ".join(parts) + ".") if parts else ""
+    parts = [f"{name} on {model}: " + ", ".join(said) for (name, model), said in clauses.items() if said]
+    return (f"Measured beside the table (eps {epsilon:g}): " + "; ".join(parts) + ".") if parts else ""
 
 
 def curve_rows(rows: Sequence[Result], threat: ThreatModel, attack: str) -> list[Result]:
