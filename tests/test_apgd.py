@@ -137,6 +137,21 @@ def test_worst_case_is_the_per_sample_minimum() -> None:
     assert attribution["only_by"] == {"b/black_runtime": 1}
 
 
+def test_a_quantized_worst_case_is_paired_with_its_float_parent_on_shared_samples() -> None:
+    clean = {FLOAT: np.ones(6, dtype=bool), QUANT: np.array([1, 1, 1, 1, 1, 0], dtype=bool)}
+    worst = WorstCase(clean)
+    sizes = {k: np.full(6, 0.1, dtype=np.float32) for k in ("l0", "l1", "l2", "linf")}
+    # The float model is attacked on samples 0..5 and loses 0 and 1; the quantized one on 0..3 loses 0.
+    worst.add(FLOAT, "a/white_float", "linf", 0.1, np.arange(6), np.array([0, 0, 1, 1, 1, 1], bool), sizes)
+    worst.add(QUANT, "a/white_qnn_ste", "linf", 0.1, np.arange(4), np.array([0, 1, 1, 1], bool), sizes)
+    rows = {r.target: r for r in worst.rows()}
+    assert rows[str(FLOAT)].paired_reference == "" and math.isnan(rows[str(FLOAT)].paired_difference)
+    q = rows[str(QUANT)]
+    # Samples 0..3 are the shared ones: float robust on 2 of 4, quantized on 3 of 4.
+    assert q.paired_reference == str(FLOAT) and q.paired_difference == pytest.approx(0.25)
+    assert q.paired_low < 0.25 < q.paired_high and q.paired_mcnemar_p == pytest.approx(1.0)
+
+
 def test_boundary_distance_is_the_nearest_verified_example_and_counts_the_censored() -> None:
     clean = {FLOAT: np.array([1, 1, 1, 1, 0], dtype=bool)}
     worst = WorstCase(clean)

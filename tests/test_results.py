@@ -426,6 +426,9 @@ def test_defense_note_gives_detector_rates_and_view_agreement() -> None:
         0.1,
     )
     assert note.startswith("Measured beside the table (eps 0.1): squeeze on m: flags 5.0% of the clean validation")
-    assert "rejects 6.0% of clean evaluation inputs, rejects 25.0% of adaptive inputs that fool the bare model (n=80)" in note
+    assert (
+        "rejects 6.0% of clean evaluation inputs, rejects 25.0% of adaptive inputs that fool the bare model (n=80)"
+        in note
+    )
     assert "90.0%" not in note and "ensemble on m.ensemble: the attacker's combiner" in note
     assert "99.5% of 700 clean and adversarial inputs" in note

@@ -29,11 +29,11 @@ from qrobust.attacks import ATTACKS, attack_subset, craft, perturbation_norms
 from qrobust.defenses import REJECTED, Defense, DefenseKind, DetectionScore, view_agreement
 from qrobust.detector_attack import detector_aware_pgd
 from qrobust.errors import ConfigError
-from qrobust.evaluation import AdversarialSet, clean_row, paired, set_rows
+from qrobust.evaluation import AdversarialSet, clean_row, set_rows
 from qrobust.layout import adversarial_dir
 from qrobust.model_id import FLOAT, ModelId
 from qrobust.models import InputSpec
-from qrobust.results import NORMS, Result, ThreatModel, paired_difference
+from qrobust.results import NORMS, Result, ThreatModel, paired, paired_difference
 from qrobust.settings import AttackConfig, DefendSettings
 from qrobust.training import Recipe, attacker_view
 from qrobust.victims import module_victim, open_module, open_runtime

@@ -17,7 +17,7 @@ import numpy as np
 
 from qrobust.io import load_npz
 from qrobust.model_id import ModelId
-from qrobust.results import NORMS, Result, ThreatModel, paired_difference
+from qrobust.results import NORMS, Result, ThreatModel, paired
 from qrobust.worstcase import WorstCase
 
 
@@ -156,13 +156,6 @@ def predict_distinct(runtime: DeployedSystem, x: np.ndarray) -> np.ndarray:
 def _paired_with_parent(model: ModelId, scored: Mapping[ModelId, np.ndarray]) -> bool:
     """A quantized model whose float parent is scored too: its rows carry the paired difference."""
     return model.quantizer is not None and model.parent in scored
-
-
-def paired(row: Result, reference_name: object, reference: np.ndarray, robust: np.ndarray) -> Result:
-    """``row`` with the difference of ``robust`` (its per-sample outcome, (N,) or (draws, N)) from
-    ``reference``'s on the same samples (``results.paired_difference``)."""
-    fields = {f"paired_{key}": value for key, value in paired_difference(reference, robust).items()}
-    return replace(row, paired_reference=str(reference_name), **fields)
 
 
 def cross_evaluate(

@@ -64,6 +64,11 @@ def num(value: float | None) -> str:
     return "n/a" if value is None or math.isnan(value) else f"{value:.3f}"
 
 
+def points(difference: float, low: float, high: float) -> str:
+    """A difference of proportions in percentage points with its interval: ``+3.0 [-1.2, +7.1]``."""
+    return f"{100 * difference:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]"
+
+
 def with_ci(r: Result) -> str:
     return f"{pct(r.robust_accuracy)} [{pct(r.robust_accuracy_low)}, {pct(r.robust_accuracy_high)}]"
 
@@ -230,6 +235,8 @@ def headline_table(rows: Sequence[Result], norm: str, epsilon: float, reference:
             text = f"clean {pct(s.n_attackable / s.n)}; worst case {with_ci(s)} n={s.n}"
             if h.upper_bound:
                 text += f" (upper bound: own attacks on {h.own_n}, transfer only on the rest)"
+            if s.paired_reference:
+                text += f"; vs float {points(s.paired_difference, s.paired_low, s.paired_high)}"
         else:
             text = f"clean {pct(h.clean.robust_accuracy)}; {with_ci(s)} n={s.n}, by {s.attack} ({s.threat_model})"
         r = h.reference
@@ -241,7 +248,8 @@ def headline_table(rows: Sequence[Result], norm: str, epsilon: float, reference:
         ("architecture", *precisions),
         tuple((arch, *(cell(by_cell.get((arch, p))) for p in precisions)) for arch in archs),
         f"Robust accuracy here is {HEADLINE_RULE}; beside it the suite's {reference} on the model itself, on "
-        "its own subset. Where the attacks made on a model itself covered fewer samples than its worst case, the "
+        "its own subset. 'vs float': the quantized model's worst case minus its float parent's, in points, on the "
+        "samples both cover, with the 95% paired interval (Newcombe's; results.csv has McNemar's p). Where the attacks made on a model itself covered fewer samples than its worst case, the "
         "rest met only sets made on other models: the figure is an upper bound, and comparing it with a model "
         "attacked directly on every sample favours it. reports/worst_case.json says which attacks broke how many samples. These are the "
         "numbers reports/headline.json gives DVC (dvc exp show, dvc metrics diff).",
@@ -301,7 +309,10 @@ def defense_table(
             threat = ThreatModel.WHITE_FLOAT.value if t == base else ThreatModel.WHITE_QNN_STE.value
             own = [index.get((attack, threat, eps, t, t, "none")) for eps in epsilons]
             cells = [pct(r.robust_accuracy) if r else "" for r in own for _ in range(3)]
-            lines.append(("none", t, clean.target_precision, pct(clean.robust_accuracy), *cells, "", ""))
+            # Clean accuracy on the attack's own samples, as in every defense row, not on the whole subset.
+            first = next((r for r in own if r), None)
+            clean_here = first.n_attackable / first.n if first else clean.robust_accuracy
+            lines.append(("none", t, clean.target_precision, pct(clean_here), *cells, "", ""))
     for name in defenses:
         mine = [r for r in defended if r.defense == name]
         targets = sorted({r.target for r in mine}, key=_precision_order)
@@ -315,12 +326,12 @@ def defense_table(
                 worst = [r for r in here if r.threat_model == ThreatModel.WORST_CASE.value]
                 cells += [
                     pct(min(non_adaptive)) if non_adaptive else "",
-                    pct(adaptive[0].robust_accuracy) if adaptive else "",
+                    pct(min(r.robust_accuracy for r in adaptive)) if adaptive else "",
                     pct(worst[0].robust_accuracy) if worst else "",
                 ]
                 if worst:
                     w = worst[0]
-                    gap = f"{-100 * w.paired_difference:+.1f} [{-100 * w.paired_high:+.1f}, {-100 * w.paired_low:+.1f}]"
+                    gap = points(-w.paired_difference, -w.paired_high, -w.paired_low)
             draws = f"x{clean.draws} draws" if clean.draws > 1 else ""
             lines.append((name, t, clean.target_precision, pct(clean.robust_accuracy), *cells, gap, draws))
     headers = ["defense", "deployed model", "precision", "clean"]
@@ -330,13 +341,13 @@ def defense_table(
         f"Defenses against {attack}: non-adaptive (made without knowing the defense), adaptive, and the worst case",
         (*headers, f"gap at eps {epsilons[-1]:g} (points, 95% paired interval)", "randomness"),
         tuple(lines),
-        "Robust accuracy on each deployed system, on the attack's seeded samples (n in results; the none rows' clean "
-        "accuracy is on the whole evaluation subset); a sample counts only if the system gets its clean input right and "
+        "Robust accuracy on each deployed system, clean accuracy included, on the attack's seeded samples (n in "
+        "results); a sample counts only if the system gets its clean input right and "
         "its adversarial input right or refused (a refusal of a clean input is an error). Non-adaptive: the suite's sets "
         "made on the undefended standard model (white-box on float, straight-through on quantized models; for an "
         "ensemble, the strongest member's). Adaptive: the attack alone through the defense: BPDA through "
         "non-differentiable preprocessing, EOT over randomised ones, all squeezed branches of a detector, the ensemble's "
-        "combiner, or the recipe model itself. Worst case: per sample, robust only if neither fooled the deployed "
+        "combiner, or the recipe model itself; for a detector the lower of the plain and the detector-aware attack. Worst case: per sample, robust only if neither fooled the deployed "
         "system. The gap is how much the non-adaptive figure flatters the defense (non-adaptive minus worst case, "
         "with its paired interval: Newcombe's, or over the draws' per-sample means for a randomised defense). A "
         "randomised defense is queried afresh on every input; its figures are the mean over the draws."
@@ -361,7 +372,9 @@ def defense_note(metrics: Mapping[str, Mapping[str, Any]], epsilon: float) -> st
                 said.append(f"rejects {pct(value)} of clean evaluation inputs")
             elif what.startswith("detection_rate/") and what.endswith(f"/eps={epsilon:g}") and value["n"]:
                 attack = what.split("/")[1].replace("_", "-")
-                said.append(f"rejects {pct(value['rate'])} of {attack} inputs that fool the bare model (n={value['n']})")
+                said.append(
+                    f"rejects {pct(value['rate'])} of {attack} inputs that fool the bare model (n={value['n']})"
+                )
             elif what == "view_agreement":
                 said.append(
                     f"the attacker's combiner gives the deployed label on {pct(value['all'])} of "

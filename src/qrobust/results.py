@@ -80,6 +80,13 @@ def paired_difference(reference: np.ndarray, other: np.ndarray, z: float = 1.959
     return {"difference": d, "low": d - below, "high": d + above, "mcnemar_p": min(1.0, 2 * tail)}
 
 
+def paired(row: Result, reference_name: object, reference: np.ndarray, robust: np.ndarray) -> Result:
+    """``row`` with the difference of ``robust`` (its per-sample outcome, (N,) or (draws, N)) from
+    ``reference``'s on the same samples (``paired_difference``)."""
+    fields = {f"paired_{key}": value for key, value in paired_difference(reference, robust).items()}
+    return replace(row, paired_reference=str(reference_name), **fields)
+
+
 def _clustered_difference(reference: np.ndarray, other: np.ndarray, z: float) -> dict[str, float]:
     d = other - reference
     n = d.size

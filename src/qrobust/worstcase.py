@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from qrobust.model_id import ModelId
-from qrobust.results import NORMS, Result, ThreatModel
+from qrobust.results import NORMS, Result, ThreatModel, paired
 
 ATTACK = "worst_case"
 
@@ -102,32 +102,48 @@ class WorstCase:
                         budget.sizes[k][i] = sizes[k][position]
                 budget.broken_by[i].append(name)
 
+    def robust(self, target: ModelId, norm: str, epsilon: float) -> np.ndarray:
+        """(N,) bool: the target gets the sample right clean and no set at this budget fooled it."""
+        budget = self.budgets[(target, norm, epsilon)]
+        broken = np.array([bool(b) for b in budget.broken_by], dtype=bool)
+        return self.clean[target] & ~broken
+
     def rows(self) -> list[Result]:
-        """One worst-case row per (target, norm, epsilon), over the samples some set covered; then per
-        (target, norm) the nearest verified boundary distance at epsilon inf (``{norm}_*_success``)."""
+        """One worst-case row per (target, norm, epsilon), over the samples some set covered, a quantized
+        target's paired with its float parent's worst case; then per (target, norm) the nearest verified
+        boundary distance at epsilon inf (``{norm}_*_success``)."""
         out = []
         for (target, norm, epsilon), budget in sorted(self.budgets.items(), key=lambda kv: (str(kv[0][0]), kv[0][1:])):
             rows = np.flatnonzero(budget.covered)
             clean = self.clean[target][rows]
             broken = np.array([bool(budget.broken_by[i]) for i in rows], dtype=bool)
-            out.append(
-                Result.score(
-                    correct=clean & ~broken,
-                    clean=clean,
-                    attackable=clean,
-                    sizes={k: np.nan_to_num(v[rows], nan=0.0) for k, v in budget.sizes.items()},
-                    attack=ATTACK,
-                    norm=norm,
-                    epsilon=epsilon,
-                    threat_model=ThreatModel.WORST_CASE.value,
-                    source_threat_model=ThreatModel.WORST_CASE.value,
-                    source=str(target),
-                    target=str(target),
-                    target_arch=target.arch,
-                    target_precision=target.precision,
-                    defense="none",
-                )
+            row = Result.score(
+                correct=clean & ~broken,
+                clean=clean,
+                attackable=clean,
+                sizes={k: np.nan_to_num(v[rows], nan=0.0) for k, v in budget.sizes.items()},
+                attack=ATTACK,
+                norm=norm,
+                epsilon=epsilon,
+                threat_model=ThreatModel.WORST_CASE.value,
+                source_threat_model=ThreatModel.WORST_CASE.value,
+                source=str(target),
+                target=str(target),
+                target_arch=target.arch,
+                target_precision=target.precision,
+                defense="none",
             )
+            parent = self.budgets.get((target.parent, norm, epsilon))
+            if target.quantizer is not None and parent is not None:
+                # Quantization's effect on the worst case, paired on the samples both worst cases cover.
+                both = budget.covered & parent.covered
+                row = paired(
+                    row,
+                    target.parent,
+                    self.robust(target.parent, norm, epsilon)[both],
+                    self.robust(target, norm, epsilon)[both],
+                )
+            out.append(row)
         for (target, norm), distance in sorted(self.distances.items(), key=lambda kv: (str(kv[0][0]), kv[0][1])):
             rows = np.flatnonzero(distance.covered)
             clean = self.clean[target][rows]
