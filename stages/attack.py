@@ -36,18 +36,20 @@ def main(name: str) -> None:
     spec = input_spec(DATASETS.get(study.prepare.dataset))
     device = resolve_device(settings.device)
     x_all, y_all = load_split(PREPARED / "eval.npz")
-    index = attack_subset(len(x_all), config.samples, settings.seed)
-    x, y = x_all[index], y_all[index]
 
     summary: dict[str, dict[str, float]] = {}
     with atomic_dir(adversarial_dir(name)) as out:
         for threat in config.threat_models:
+            index = attack_subset(len(x_all), config.samples_for(threat), settings.seed)
+            x, y = x_all[index], y_all[index]
             for source in sources(threat, models, quantizers, noise=entry.kind is Kind.NOISE):
                 start = time.perf_counter()
                 exact = out / ThreatModel.WHITE_QNN_EXACT.value / f"{source}.npz"
-                if threat is ThreatModel.WHITE_QNN_STE and exact.exists() and float_activations(source):
+                weight_only = threat is ThreatModel.WHITE_QNN_STE and float_activations(source) and exact.exists()
+                reused = load_npz(exact) if weight_only else None
+                if reused is not None and np.array_equal(reused["index"], index):
                     # Weight-only: no activation rounding, so the ste twin is the exact twin; same set.
-                    record = load_npz(exact)
+                    record = reused
                 else:
                     victim = open_victim(threat, source, spec, device, labels_only=entry.kind is Kind.DECISION)
                     crafted = craft(

@@ -6,6 +6,7 @@ from qrobust.config import load_params
 from qrobust.data import FASHION_MNIST_SHA256
 from qrobust.errors import ConfigError
 from qrobust.models import ARCHITECTURES
+from qrobust.results import ThreatModel
 from qrobust.settings import AttackSettings, TrainSettings, validate
 from qrobust.study import merge, study_params
 from tests.conftest import ROOT
@@ -96,6 +97,14 @@ def test_study_merge_refuses_unknown_keys(params: dict) -> None:
     [
         (lambda a: a["fgsm"].pop("samples"), r"attack.attacks.fgsm.samples: missing"),
         (lambda a: a["fgsm"].update(samples=0), r"attack.attacks.fgsm.samples: expected a positive integer, got 0"),
+        (
+            lambda a: a["fgsm"].update(samples={"white_float": 5}),
+            r"fgsm.samples: expected a count for each of the threat models \['white_float', 'white_qnn_exact'",
+        ),
+        (
+            lambda a: a["fgsm"].update(samples={"white_float": 5, "white_qnn_exact": 0, "white_qnn_ste": 5}),
+            r"fgsm.samples.white_qnn_exact: expected a positive integer, got 0",
+        ),
         (lambda a: a["fgsm"].update(threat_models=[]), r"threat_models: expected a non-empty list"),
         (lambda a: a["square"].update(threat_models=["white_float"]), r"not possible for a score attack"),
         (lambda a: a["fgsm"].update(epsilons=[0.1, 1.5]), r"fgsm.epsilons\[1\]: expected a number in \(0.0, 1.0\]"),
@@ -110,6 +119,18 @@ def test_attack_settings_name_the_bad_key(params: dict, change, expected: str) -
     change(params["attack"]["attacks"])
     with pytest.raises(ConfigError, match=expected):
         AttackSettings.from_params(params)
+
+
+def test_samples_per_threat_model_nest_and_the_defense_attack_needs_one_count(params: dict) -> None:
+    params["attack"]["attacks"]["linf_pgd"]["samples"] = {"white_float": 40, "white_qnn_exact": 10, "white_qnn_ste": 40}
+    config = next(a for a in AttackSettings.from_params(params).attacks if a.name == "linf_pgd")
+    assert (config.samples, config.samples_for(ThreatModel.WHITE_QNN_EXACT)) == (40, 10)
+    validate(params)
+    params["attack"]["attacks"]["linf_pgd"]["samples"]["white_qnn_ste"] = 30
+    with pytest.raises(
+        ConfigError, match=r"linf_pgd.samples: .* need one count; got \{'white_float': 40, 'white_qnn_ste': 30\}"
+    ):
+        validate(params)
 
 
 def test_report_and_defend_refer_only_to_attacks_that_run(params: dict) -> None:

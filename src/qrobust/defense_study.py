@@ -65,7 +65,9 @@ class DefenseStudy:
     metrics: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.index = attack_subset(len(self.x_eval), self.attack.samples, self.settings.seed)
+        self.index = attack_subset(
+            len(self.x_eval), self.attack.samples_for(ThreatModel.WHITE_FLOAT), self.settings.seed
+        )
         self.x, self.y = self.x_eval[self.index], self.y_eval[self.index]
 
     def precisions(self) -> list[str]:

@@ -184,9 +184,17 @@ class AttackConfig:
 
     name: str
     epsilons: tuple[float, ...]
-    samples: int
+    samples_by_threat: Mapping[ThreatModel, int]
     threat_models: tuple[ThreatModel, ...]
     options: Mapping[str, Any]
+
+    @property
+    def samples(self) -> int:
+        """The most samples any threat model attacks: the nested subset every other one sits inside."""
+        return max(self.samples_by_threat.values())
+
+    def samples_for(self, threat: ThreatModel) -> int:
+        return self.samples_by_threat[threat]
 
     @classmethod
     def from_params(cls, name: str, body: Any, input_values: int) -> AttackConfig:
@@ -211,10 +219,21 @@ class AttackConfig:
             epsilons=c.epsilon_grid(
                 c.require(body, "epsilons", key), f"{key}.epsilons", max_epsilon(entry.norm, input_values)
             ),
-            samples=c.positive_int(c.require(body, "samples", key), f"{key}.samples"),
+            samples_by_threat=_samples_by_threat(c.require(body, "samples", key), threats, f"{key}.samples"),
             threat_models=tuple(ThreatModel(t) for t in threats),
             options=MappingProxyType(options),
         )
+
+
+def _samples_by_threat(value: Any, threats: list[str], key: str) -> Mapping[ThreatModel, int]:
+    """``samples``: one count for every threat model, or a mapping from each of the attack's threat models to
+    its own count (for example fewer through the exact twins, whose sets only diagnose gradient masking)."""
+    if not isinstance(value, Mapping):
+        count = c.positive_int(value, key)
+        return MappingProxyType({ThreatModel(t): count for t in threats})
+    if sorted(value) != sorted(threats):
+        raise ConfigError(f"{key}: expected a count for each of the threat models {threats}, got {sorted(value)}")
+    return MappingProxyType({ThreatModel(t): c.positive_int(value[t], f"{key}.{t}") for t in threats})
 
 
 @dataclass(frozen=True)
@@ -299,6 +318,12 @@ class DefendSettings:
             raise ConfigError(
                 f"defend.attack: {name!r} must run under white_float and white_qnn_ste (its sets are the "
                 f"non-adaptive attack); it runs under {[t.value for t in by_name[name].threat_models]}"
+            )
+        counts = {t.value: by_name[name].samples_for(t) for t in sorted(needed, key=lambda t: t.value)}
+        if len(set(counts.values())) > 1:
+            raise ConfigError(
+                f"attack.attacks.{name}.samples: the defense study compares float and quantized systems on the same "
+                f"samples, so white_float and white_qnn_ste need one count; got {counts}"
             )
         boundary = c.require(s, "boundary_attack", "defend")
         minimisers = [n for n in by_name if ATTACKS.get(n).kind is Kind.GRADIENT and ATTACKS.get(n).minimises()]
