@@ -189,3 +189,15 @@ def test_boundary_distance_is_the_nearest_verified_example_and_counts_the_censor
         FLOAT, "deepfool/white_float", "l2", math.inf, np.arange(4), np.array([0, 1, 1, 1], bool), sizes([0.5, 0, 0, 0])
     )
     assert worst2.boundary()[f"{FLOAT}/l2"]["median_censored"] == math.inf
+
+
+def test_boundary_table_gives_each_norm_of_the_worst_case_its_own_column() -> None:
+    from qrobust.report import boundary_table
+
+    worst = WorstCase({FLOAT: np.ones(3, dtype=bool)})
+    for norm, size in (("l2", 0.5), ("linf", 0.02)):
+        sizes = {k: np.full(3, size, dtype=np.float32) for k in ("l0", "l1", "l2", "linf")}
+        worst.add(FLOAT, f"deepfool_{norm}/white_float", norm, math.inf, np.arange(3), np.zeros(3, bool), sizes)
+    table = boundary_table(worst.rows())
+    assert table.headers[1:] == ("worst_case (l2, worst_case)", "worst_case (linf, worst_case)")
+    assert [cell.split()[0] for cell in table.rows[0][1:]] == ["0.5", "0.02"]

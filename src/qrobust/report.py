@@ -261,12 +261,13 @@ def boundary_table(rows: Sequence[Result]) -> Table:
     unbounded = [r for r in rows if _own(r) and r.defense == "none" and math.isinf(r.epsilon)]
     attacks = sorted({(r.attack, r.threat_model, r.norm) for r in unbounded})
     models = sorted({r.target for r in unbounded}, key=_precision_order)
-    index = {(r.attack, r.threat_model, r.target): r for r in unbounded}
+    # One column per (attack, threat model, norm): the worst case has a row in every norm.
+    index = {(r.attack, r.threat_model, r.norm, r.target): r for r in unbounded}
     lines = []
     for m in models:
         cells = []
-        for attack, threat, _norm in attacks:
-            r = index.get((attack, threat, m))
+        for attack, threat, norm in attacks:
+            r = index.get((attack, threat, norm, m))
             cells.append(
                 ""
                 if r is None
