@@ -51,6 +51,7 @@ def main() -> None:
     defense = DefenseStudy(
         rows=[r for name in names for r in read_results(REPORTS / "defenses" / f"{name}.csv")],
         attack=defend.attack,
+        composite=defend.composite,
         epsilons=defend.epsilons,
         baselines=[str(ModelId(a, DefendSettings.BASELINE)) for a in defend.archs],
         defenses=names,

@@ -220,6 +220,12 @@ def params() -> dict:
         (lambda p: p["defend"].update(recipes=["standard"]), r"'standard' is already trained on every arch"),
         (lambda p: p["defend"].update(epsilons=[0.03]), r"defend.epsilons: 0.03 is not in linf_pgd's grid"),
         (lambda p: p["defend"].update(attack="square"), r"'square' must run under white_float and white_qnn_ste"),
+        (
+            lambda p: p["defend"].update(composite="l2_pgd"),
+            r"defend.composite: 'l2_pgd' is not a fixed-epsilon gradient attack of attack.attacks in linf_pgd's norm; "
+            r"such attacks: \[.*'autoattack'",
+        ),
+        (lambda p: p["attack"]["attacks"].pop("autoattack"), r"defend.composite: 'autoattack' is not a fixed-epsilon"),
         (lambda p: p["defend"].update(quantizers=["tflite"]), r"defend.quantizers: unknown name 'tflite'; valid names"),
         (lambda p: p["defend"].update(eot_samples=0), r"defend.eot_samples: expected a positive integer, got 0"),
         (lambda p: p["defend"]["defenses"].update(blur={}), r"valid defense names: bit_depth"),
@@ -272,7 +278,7 @@ def _study(params: dict, tiny_data, shifts: tuple[float, ...] = (0.0,)):
         "linf_pgd", {"threat_models": ["white_float"], "epsilons": [0.1], "samples": 40}, 28 * 28
     )
     study = DefenseStudy(
-        settings=DefendSettings.from_params(params), attack=attack, boundary=attack, spec=SPEC,
+        settings=DefendSettings.from_params(params), attack=attack, composite=attack, boundary=attack, spec=SPEC,
         device=torch.device("cpu"), batch_size=40, x_eval=x_eval, y_eval=y_eval,
     )  # fmt: skip
     epsilons = study.settings.epsilons
@@ -422,3 +428,28 @@ def test_detector_aware_attack_stays_in_bounds_and_keeps_only_unflagged_successe
         assert accuracy < (clean_logits.argmax(1).numpy() == y).mean() - 0.2, norm
     with pytest.raises(ValueError, match="only a detector"):
         create_defense("median", {}).detection_view(trained_lenet, seed=0)
+
+
+def test_composite_runs_after_the_adaptive_attack_on_the_samples_it_left(
+    params: dict, tiny_data, trained_lenet, lenet_onnx
+) -> None:
+    """AutoAttack's protocol in the defense study: the composite attacks only what the plain adaptive
+    attack left right on the deployed system; elsewhere the adaptive example stands, so the sequence never
+    scores above the adaptive attack alone, and here (a one-step first attack) it breaks more."""
+    from qrobust.attacks import Norm, check_bounds
+    from qrobust.model_id import ModelId
+    from qrobust.results import ThreatModel
+    from qrobust.settings import AttackConfig
+
+    study, _ = _study(params, tiny_data)
+    body = {"threat_models": ["white_float"], "epsilons": [0.1], "samples": 40}
+    study.attack = AttackConfig.from_params("linf_pgd", {**body, "steps": 1}, 28 * 28)
+    study.composite = AttackConfig.from_params("autoattack", {**body, "steps": 10, "targets": 1, "queries": 50}, 28 * 28)
+    predict = OrtRuntime(lenet_onnx).predict
+    plain, composite = study.adaptive_sets(trained_lenet, predict, ModelId("lenet", "standard"), ThreatModel.WHITE_FLOAT)
+    assert (plain.attack, composite.attack) == ("linf_pgd", "autoattack")
+    check_bounds(composite.x_adv, study.x, composite.epsilons, Norm.LINF, "autoattack")
+    left, after = study.robust(predict, plain), study.robust(predict, composite)
+    assert not (after & ~left).any()
+    assert after.sum() < left.sum(), (after.sum(axis=1), left.sum(axis=1))
+    assert np.array_equal(composite.x_adv[~left], plain.x_adv[~left])

@@ -157,10 +157,13 @@ def test_defense_study_scores_every_defense_both_ways(smoke: Path) -> None:
             plain = [r for r in group if not r.adaptive]
             # Three figures on the same samples: non-adaptive, adaptive alone, and the per-sample worst case,
             # never above either, nor above the system's clean accuracy on those samples.
-            # A detector meets the plain adaptive attack and the detector-aware one.
-            assert len(worst) == 1 and len(adaptive) == (2 if name == "squeeze_detector" else 1) and plain
+            # The plain adaptive attack, then the composite on what it left; a detector meets the
+            # detector-aware attack too.
+            assert len(worst) == 1 and len(adaptive) == (3 if name == "squeeze_detector" else 2) and plain
+            by_attack = {r.attack: r.robust_accuracy for r in adaptive}
+            if draws == 1:
+                assert by_attack[defend["composite"]] <= by_attack[defend["attack"]], (target, by_attack)
             if name == "squeeze_detector" and eps == max(defend["epsilons"]):
-                by_attack = {r.attack: r.robust_accuracy for r in adaptive}
                 assert by_attack["detector_aware_pgd"] < by_attack[defend["attack"]], (target, by_attack)
             assert {r.n for r in group} == {clean[target].n} and clean[target].draws == draws
             assert worst[0].robust_accuracy <= min(r.robust_accuracy for r in [*plain, *adaptive])
@@ -177,12 +180,12 @@ def test_defense_study_scores_every_defense_both_ways(smoke: Path) -> None:
     fprs = [v for k, v in metrics.items() if k.endswith("threshold_false_positive_rate")]
     assert len(fprs) == 1 + len(quantizers) and all(v <= defend["defenses"]["squeeze_detector"]["fpr"] for v in fprs)
     assert len([k for k in metrics if k.endswith("/clean_rejection_rate")]) == 1 + len(quantizers)
-    # Detection is reported for every attacked set: non-adaptive, plain adaptive and detector-aware.
-    assert len([k for k in metrics if "/detection_rate/" in k]) == 3 * (1 + len(quantizers)) * len(defend["epsilons"])
+    # Detection is reported for every attacked set: non-adaptive, plain adaptive, composite and detector-aware.
+    assert len([k for k in metrics if "/detection_rate/" in k]) == 4 * (1 + len(quantizers)) * len(defend["epsilons"])
     metrics = load_json(smoke / "reports" / "defenses" / "ensemble.json")["defense"]["ensemble"]
     (agreement,) = [v for k, v in metrics.items() if k.endswith("/view_agreement")]
     assert agreement["clean"] >= 0.99 and agreement["all"] >= 0.99, agreement
-    assert "## Defenses against linf_pgd" in (smoke / "reports" / "report.md").read_text()
+    assert "## Defenses against linf_pgd, then autoattack" in (smoke / "reports" / "report.md").read_text()
 
 
 def test_second_repro_runs_nothing(smoke: Path) -> None:

@@ -313,6 +313,7 @@ def test_report_renders_tables_figures_and_plot_data() -> None:
                 ),
             ],
             attack="push",
+            composite="push_harder",
             epsilons=(0.5,),
             baselines=("toy-m",),
             defenses=("blur",),

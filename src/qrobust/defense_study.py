@@ -8,7 +8,8 @@ For each arch in defend.archs and each precision (the float model, then each of 
   the float model, white_qnn_ste on a quantized one; each member's set for an ensemble), scored on it;
 - adaptive: the same attack run again, through the defense (BPDA through non-differentiable steps, EOT
   over randomised ones, every branch of a detector, the ensemble's combined twin) or on the recipe
-  model itself (its float model, its straight-through twin).
+  model itself (its float model, its straight-through twin); then defend.composite (AutoAttack's
+  sequence) through the same view on the samples that attack left, as AutoAttack runs its members.
 
 ``stages/defend.py`` reads params, calls ``run_defense`` or ``run_recipe`` and writes what they return.
 """
@@ -55,6 +56,7 @@ class DefenseStudy:
 
     settings: DefendSettings
     attack: AttackConfig
+    composite: AttackConfig  # defend.composite: run after the adaptive attack on the samples it left
     boundary: AttackConfig  # defend.boundary_attack: the minimisation attack behind the recipes' boundary distances
     spec: InputSpec
     device: torch.device
@@ -99,6 +101,39 @@ class DefenseStudy:
             sizes=perturbation_norms(crafted.x_adv, self.x),
             queries_per_sample=crafted.queries_per_sample,
         )
+
+    def composite_set(self, view: Any, after: AdversarialSet, predict: Predict, draws: int) -> AdversarialSet:
+        """defend.composite through ``view``, run as AutoAttack runs its members: per epsilon only on the
+        samples the deployed system gets right clean and under ``after`` (the plain adaptive set) in every
+        draw; elsewhere ``after``'s example stands. Its row is thus the sequence adaptive attack, then the
+        composite, and never above the adaptive attack alone in a deterministic system."""
+        clean = np.all([predict(self.x) == self.y for _ in range(draws)], axis=0)
+        left = self.right(self.labels(predict, after, draws)).all(axis=0) & clean  # (epsilons, N)
+        victim = module_victim(view, self.device)
+        x_adv, queries = after.x_adv.copy(), 0.0
+        for e, eps in enumerate(self.settings.epsilons):
+            rows = np.flatnonzero(left[e])
+            if rows.size:
+                crafted = craft(
+                    victim, self.composite.name, self.composite.options, [eps], self.x[rows], self.y[rows],
+                    batch_size=self.batch_size, seed=self.settings.seed, key="attack.attacks",
+                )  # fmt: skip
+                x_adv[e, rows] = crafted.x_adv[0]
+                queries += crafted.queries_per_sample * int(crafted.attacked.sum())
+        return replace(
+            after,
+            attack=self.composite.name,
+            x_adv=x_adv,
+            sizes=perturbation_norms(x_adv, self.x),
+            queries_per_sample=after.queries_per_sample + queries / len(self.x),
+        )
+
+    def adaptive_sets(
+        self, view: Any, predict: Predict, target: ModelId, threat: ThreatModel, draws: int = 1
+    ) -> list[AdversarialSet]:
+        """The plain adaptive set, then the composite after it."""
+        plain = self.adaptive_set(view, target, threat)
+        return [plain, self.composite_set(view, plain, predict, draws)]
 
     def detector_aware_set(
         self, score: DetectionScore, threshold: float, target: ModelId, threat: ThreatModel
@@ -293,13 +328,13 @@ def run_defense(study: DefenseStudy, defense: Defense, calib: np.ndarray | None)
             # The combined twin is straight-through for every quantized member.
             view = defense.attacker_view(modules, s.seed + 1, s.eot_samples)
             target = base.quantized(defense.name)
-            adaptive = study.adaptive_set(view, target, ThreatModel.WHITE_QNN_STE)
+            adaptive = study.adaptive_sets(view, system.predict, target, ThreatModel.WHITE_QNN_STE)
             study.score(
-                defense.name, system.predict, target, non_adaptive, [adaptive], precision="+".join(defense.members)
+                defense.name, system.predict, target, non_adaptive, adaptive, precision="+".join(defense.members)
             )
             # How often the attacker's combiner gives the deployed label: clean, then every adversarial input.
             inputs = np.concatenate(
-                [study.x, *(a.x_adv.reshape(-1, *study.x.shape[1:]) for a in [*non_adaptive, adaptive])]
+                [study.x, *(a.x_adv.reshape(-1, *study.x.shape[1:]) for a in [*non_adaptive, *adaptive])]
             )
             study.metrics[f"{target}/view_agreement"] = {
                 "clean": round(view_agreement(view, system.predict, study.x, study.device), 4),
@@ -318,7 +353,7 @@ def run_defense(study: DefenseStudy, defense: Defense, calib: np.ndarray | None)
             module = open_module(threat_of(precision), target, study.spec)
             view = defense.attacker_view([module], s.seed + 1, s.eot_samples)
             non_adaptive = [study.suite_set(target)]
-            adaptive = [study.adaptive_set(view, target, threat_of(precision))]
+            adaptive = study.adaptive_sets(view, system.predict, target, threat_of(precision), draws)
             detector = defense.kind is DefenseKind.DETECTOR
             if detector:
                 # The detector-aware attack, on the detection score as well as the classifier.
@@ -345,12 +380,12 @@ def run_recipe(study: DefenseStudy, name: str, recipe: Recipe) -> None:
             target = defended.at(precision)
             view = attacker_view(recipe, open_module(threat_of(precision), target, study.spec, defended=True))
             non_adaptive = [study.suite_set(base.at(precision))]
-            adaptive = study.adaptive_set(view, target, threat_of(precision))
             runtime = open_runtime(target, defended=True)
+            adaptive = study.adaptive_sets(view, runtime.predict, target, threat_of(precision))
             standard = base.at(precision)
-            study.score(name, runtime.predict, target, non_adaptive, [adaptive], bare=open_runtime(standard).predict)
+            study.score(name, runtime.predict, target, non_adaptive, adaptive, bare=open_runtime(standard).predict)
             if float_set is None or float_runtime is None:
-                float_set, float_runtime = adaptive, runtime
+                float_set, float_runtime = adaptive[0], runtime
             else:
                 study.retention(float_set, float_runtime.predict, runtime.predict, target)
             study.metrics[f"{target}/boundary_distance_l2"] = bootstrap_median_difference(

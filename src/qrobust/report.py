@@ -291,6 +291,7 @@ def defense_table(
     defended: Sequence[Result],
     *,
     attack: str,
+    composite: str,
     epsilons: Sequence[float],
     baselines: Sequence[str],
     defenses: Sequence[str],
@@ -339,17 +340,19 @@ def defense_table(
     for eps in epsilons:
         headers += [f"eps {eps:g} non-adaptive", f"eps {eps:g} adaptive", f"eps {eps:g} worst case"]
     return Table(
-        f"Defenses against {attack}: non-adaptive (made without knowing the defense), adaptive, and the worst case",
+        f"Defenses against {attack}, then {composite}: non-adaptive (made without knowing the defense), adaptive, "
+        "and the worst case",
         (*headers, f"gap at eps {epsilons[-1]:g} (points, 95% paired interval)", "randomness"),
         tuple(lines),
         "Robust accuracy on each deployed system, clean accuracy included, on the attack's seeded samples (n in "
         "results); a sample counts only if the system gets its clean input right and "
         "its adversarial input right or refused (a refusal of a clean input is an error). Non-adaptive: the suite's sets "
         "made on the undefended standard model (white-box on float, straight-through on quantized models; for an "
-        "ensemble, the strongest member's). Adaptive: the attack alone through the defense: BPDA through "
+        "ensemble, the strongest member's). Adaptive: the attack through the defense (BPDA through "
         "non-differentiable preprocessing, EOT over randomised ones, all squeezed branches of a detector, the ensemble's "
-        "combiner, or the recipe model itself; for a detector the lower of the plain and the detector-aware attack. Worst case: per sample, robust only if neither fooled the deployed "
-        "system. The gap is how much the non-adaptive figure flatters the defense (non-adaptive minus worst case, "
+        f"combiner, or the recipe model itself), then {composite} through the same view on the samples it left "
+        "(AutoAttack's protocol); the cell is the lowest adaptive row: that sequence, or for a detector the "
+        "detector-aware attack. Worst case: per sample, robust only if no set fooled the deployed system. The gap is how much the non-adaptive figure flatters the defense (non-adaptive minus worst case, "
         "with its paired interval: Newcombe's, or over the draws' per-sample means for a randomised defense). A "
         "randomised defense is queried afresh on every input; its figures are the mean over the draws."
         + (f" {note}" if note else ""),
@@ -761,6 +764,7 @@ class DefenseStudy:
 
     rows: Sequence[Result]
     attack: str
+    composite: str  # run after the adaptive attack on the samples it left
     epsilons: Sequence[float]
     baselines: Sequence[str]  # the undefended standard models the defenses are compared with
     defenses: Sequence[str]  # test-time defenses, then train-based recipes, in params order
@@ -813,6 +817,7 @@ def build_report(
                 rows,
                 defense.rows,
                 attack=defense.attack,
+                composite=defense.composite,
                 epsilons=defense.epsilons,
                 baselines=defense.baselines,
                 defenses=defense.defenses,

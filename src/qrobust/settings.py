@@ -272,12 +272,14 @@ class DefendSettings:
     """The defense study: on the standard models of ``archs`` (float and every quantizer), each
     test-time defense, and each train-based recipe trained on those archs; every one attacked
     non-adaptively (the suite's sets of ``attack``, made without knowing the defense) and adaptively
-    (the same attack through the defense: BPDA, EOT over ``eot_samples`` draws, the combined twin)."""
+    (the same attack through the defense: BPDA, EOT over ``eot_samples`` draws, the combined twin, then
+    ``composite`` on the samples that attack left)."""
 
     archs: tuple[str, ...]
     recipes: tuple[str, ...]
     quantizers: tuple[str, ...]
     attack: str
+    composite: str  # a stronger fixed-epsilon gradient attack of attack.attacks (AutoAttack) run after the adaptive one
     epsilons: tuple[float, ...]
     eot_samples: int
     eval_draws: int  # independent draws of a randomised defense each adversarial and clean input is scored under
@@ -291,8 +293,8 @@ class DefendSettings:
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> DefendSettings:
         keys = {
-            "archs", "recipes", "quantizers", "attack", "epsilons", "eot_samples", "eval_draws", "threshold_samples",
-            "defenses", "boundary_attack",
+            "archs", "recipes", "quantizers", "attack", "composite", "epsilons", "eot_samples", "eval_draws",
+            "threshold_samples", "defenses", "boundary_attack",
         }  # fmt: skip
         s = c.section(params, "defend", keys)
         train = TrainSettings.from_params(params)
@@ -324,6 +326,19 @@ class DefendSettings:
             raise ConfigError(
                 f"attack.attacks.{name}.samples: the defense study compares float and quantized systems on the same "
                 f"samples, so white_float and white_qnn_ste need one count; got {counts}"
+            )
+        composite = c.require(s, "composite", "defend")
+        fixed = [
+            n
+            for n in by_name
+            if ATTACKS.get(n).kind is Kind.GRADIENT
+            and not ATTACKS.get(n).minimises()
+            and ATTACKS.get(n).norm is ATTACKS.get(name).norm
+        ]
+        if composite not in fixed:
+            raise ConfigError(
+                f"defend.composite: {composite!r} is not a fixed-epsilon gradient attack of attack.attacks in "
+                f"{name}'s norm; such attacks: {fixed}"
             )
         boundary = c.require(s, "boundary_attack", "defend")
         minimisers = [n for n in by_name if ATTACKS.get(n).kind is Kind.GRADIENT and ATTACKS.get(n).minimises()]
@@ -357,6 +372,7 @@ class DefendSettings:
             recipes=recipes,
             quantizers=quantizers,
             attack=name,
+            composite=composite,
             epsilons=epsilons,
             eot_samples=c.positive_int(c.require(s, "eot_samples", "defend"), "defend.eot_samples"),
             eval_draws=c.positive_int(c.require(s, "eval_draws", "defend"), "defend.eval_draws"),
