@@ -444,9 +444,13 @@ def test_composite_runs_after_the_adaptive_attack_on_the_samples_it_left(
     study, _ = _study(params, tiny_data)
     body = {"threat_models": ["white_float"], "epsilons": [0.1], "samples": 40}
     study.attack = AttackConfig.from_params("linf_pgd", {**body, "steps": 1}, 28 * 28)
-    study.composite = AttackConfig.from_params("autoattack", {**body, "steps": 10, "targets": 1, "queries": 50}, 28 * 28)
+    study.composite = AttackConfig.from_params(
+        "autoattack", {**body, "steps": 10, "targets": 1, "queries": 50}, 28 * 28
+    )
     predict = OrtRuntime(lenet_onnx).predict
-    plain, composite = study.adaptive_sets(trained_lenet, predict, ModelId("lenet", "standard"), ThreatModel.WHITE_FLOAT)
+    plain, composite = study.adaptive_sets(
+        trained_lenet, predict, ModelId("lenet", "standard"), ThreatModel.WHITE_FLOAT
+    )
     assert (plain.attack, composite.attack) == ("linf_pgd", "autoattack")
     check_bounds(composite.x_adv, study.x, composite.epsilons, Norm.LINF, "autoattack")
     left, after = study.robust(predict, plain), study.robust(predict, composite)
