@@ -34,7 +34,7 @@ def main(defense_name: str | None, recipe_name: str | None) -> None:
     study = DefenseStudy(
         settings=settings,
         attack=attacks.get(settings.attack),
-        composite=attacks.get(settings.composite),
+        composite=settings.composite_attack(attacks),
         boundary=attacks.get(settings.boundary_attack),
         spec=input_spec(DATASETS.get(params.prepare.dataset)),
         device=resolve_device(attacks.device),

@@ -226,6 +226,11 @@ def params() -> dict:
             r"such attacks: \[.*'autoattack'",
         ),
         (lambda p: p["attack"]["attacks"].pop("autoattack"), r"defend.composite: 'autoattack' is not a fixed-epsilon"),
+        (
+            lambda p: p["defend"]["composite_options"].update(steps=0),
+            r"defend.composite_options.steps: expected a positive integer, got 0",
+        ),
+        (lambda p: p["defend"]["composite_options"].update(restarts=2), r"defend.composite_options.*restarts"),
         (lambda p: p["defend"].update(quantizers=["tflite"]), r"defend.quantizers: unknown name 'tflite'; valid names"),
         (lambda p: p["defend"].update(eot_samples=0), r"defend.eot_samples: expected a positive integer, got 0"),
         (lambda p: p["defend"]["defenses"].update(blur={}), r"valid defense names: bit_depth"),

@@ -299,16 +299,29 @@ class LinfAutoAttack(FixedEpsilonAttack):
         targets: target classes of APGD-T (AutoAttack's standard version uses 9).
         queries: Square's query budget per sample (AutoAttack's uses 5,000).
         eot_samples: gradients averaged per APGD step against a randomised model.
+        apgd_ce, square: run that member (AutoAttack's ``attacks_to_run``); APGD-T always runs. Leaving
+            APGD-CE out fits a caller that has just run a cross-entropy attack on the same samples.
     """
 
     distance = linf
 
-    def __init__(self, *, steps: int = 100, targets: int = 9, queries: int = 5000, eot_samples: int = 1) -> None:
-        self.members: tuple[tuple[str, FixedEpsilonAttack], ...] = (
-            ("apgd_ce", LinfAPGD(steps=steps, loss="ce", eot_samples=eot_samples)),
-            ("apgd_t", LinfAPGD(steps=steps, loss="dlr", targets=targets, eot_samples=eot_samples)),
-            ("square", LinfSquareAttack(queries=queries)),
-        )
+    def __init__(
+        self,
+        *,
+        steps: int = 100,
+        targets: int = 9,
+        queries: int = 5000,
+        eot_samples: int = 1,
+        apgd_ce: bool = True,
+        square: bool = True,
+    ) -> None:
+        members: list[tuple[str, FixedEpsilonAttack]] = []
+        if apgd_ce:
+            members.append(("apgd_ce", LinfAPGD(steps=steps, loss="ce", eot_samples=eot_samples)))
+        members.append(("apgd_t", LinfAPGD(steps=steps, loss="dlr", targets=targets, eot_samples=eot_samples)))
+        if square:
+            members.append(("square", LinfSquareAttack(queries=queries)))
+        self.members = tuple(members)
         self.found_by: dict[str, int] = {}  # samples each member fooled first, over every call
 
     def run(self, model: Model, inputs: Any, criterion: Any, *, epsilon: float, **kwargs: Any) -> Any:

@@ -185,7 +185,7 @@ _register(
     G,
     _autoattack,
     "Croce & Hein 2020 (APGD-CE, APGD-T, Square)",
-    defaults={"steps": 100, "targets": 9, "queries": 5000, "eot_samples": 1},
+    defaults={"steps": 100, "targets": 9, "queries": 5000, "eot_samples": 1, "apgd_ce": True, "square": True},
 )
 _register(
     "mi_fgsm",

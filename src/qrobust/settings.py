@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -280,6 +280,7 @@ class DefendSettings:
     quantizers: tuple[str, ...]
     attack: str
     composite: str  # a stronger fixed-epsilon gradient attack of attack.attacks (AutoAttack) run after the adaptive one
+    composite_options: Mapping[str, Any]  # over attack.attacks.<composite>'s options, in the defense study only
     epsilons: tuple[float, ...]
     eot_samples: int
     eval_draws: int  # independent draws of a randomised defense each adversarial and clean input is scored under
@@ -293,8 +294,8 @@ class DefendSettings:
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> DefendSettings:
         keys = {
-            "archs", "recipes", "quantizers", "attack", "composite", "epsilons", "eot_samples", "eval_draws",
-            "threshold_samples", "defenses", "boundary_attack",
+            "archs", "recipes", "quantizers", "attack", "composite", "composite_options", "epsilons", "eot_samples",
+            "eval_draws", "threshold_samples", "defenses", "boundary_attack",
         }  # fmt: skip
         s = c.section(params, "defend", keys)
         train = TrainSettings.from_params(params)
@@ -340,6 +341,12 @@ class DefendSettings:
                 f"defend.composite: {composite!r} is not a fixed-epsilon gradient attack of attack.attacks in "
                 f"{name}'s norm; such attacks: {fixed}"
             )
+        composite_options = c.require(s, "composite_options", "defend")
+        if not isinstance(composite_options, Mapping):
+            raise ConfigError(
+                f"defend.composite_options: expected a mapping of {composite}'s options, got {composite_options!r}"
+            )
+        ATTACKS.get(composite).build({**by_name[composite].options, **composite_options}, "defend.composite_options")
         boundary = c.require(s, "boundary_attack", "defend")
         minimisers = [n for n in by_name if ATTACKS.get(n).kind is Kind.GRADIENT and ATTACKS.get(n).minimises()]
         if boundary not in minimisers:
@@ -373,6 +380,7 @@ class DefendSettings:
             quantizers=quantizers,
             attack=name,
             composite=composite,
+            composite_options=MappingProxyType(dict(composite_options)),
             epsilons=epsilons,
             eot_samples=c.positive_int(c.require(s, "eot_samples", "defend"), "defend.eot_samples"),
             eval_draws=c.positive_int(c.require(s, "eval_draws", "defend"), "defend.eval_draws"),
@@ -381,6 +389,11 @@ class DefendSettings:
             boundary_attack=boundary,
             seed=_seed(params),
         )
+
+    def composite_attack(self, attacks: AttackSettings) -> AttackConfig:
+        """attack.attacks.<composite> with defend.composite_options over its options."""
+        attack = attacks.get(self.composite)
+        return replace(attack, options=MappingProxyType({**attack.options, **self.composite_options}))
 
     def model_ids(self) -> tuple[ModelId, ...]:
         """The recipe models the defense study trains and quantizes (beside the study's own models)."""
