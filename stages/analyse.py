@@ -21,18 +21,19 @@ import torch
 from qrobust.analysis import Deployed, analyse, bootstrap_median_difference, boundary_distances, loss_plateaus
 from qrobust.attacks import attack_subset, craft
 from qrobust.backends import load_twin
+from qrobust.convergence import Convergence, check_convergence, checkable
 from qrobust.data import DATASETS, load_split
 from qrobust.errors import ConfigError, run_stage
 from qrobust.evaluation import AdversarialSet
 from qrobust.io import save_json
 from qrobust.layout import PREPARED, REPORTS, adversarial_dir, model_dir
 from qrobust.model_id import ModelId
-from qrobust.models import input_spec
+from qrobust.models import InputSpec, input_spec
 from qrobust.results import ThreatModel
-from qrobust.settings import load_study
+from qrobust.settings import Study, load_study
 from qrobust.training import resolve_device
 from qrobust.twins import GradMode
-from qrobust.victims import module_victim, open_module, open_runtime
+from qrobust.victims import module_victim, open_module, open_runtime, open_victim
 
 
 def main(model_name: str) -> None:
@@ -78,8 +79,41 @@ def main(model_name: str) -> None:
         measured[q.name]["boundary_distance_l2"] = bootstrap_median_difference(
             float_distances, distances(ModelId.parse(q.name)), settings.seed
         )
-    save_json(REPORTS / "analysis" / f"{model}.json", {"analysis": {str(model): measured}})
+    convergence = [
+        check.record() for check in converge(study, model, x_all, input_spec(DATASETS.get(study.prepare.dataset)))
+    ]
+    save_json(REPORTS / "analysis" / f"{model}.json", {"analysis": {str(model): measured}, "convergence": convergence})
     print(f"{model}: analysed with {len(quantized)} quantized models in {time.perf_counter() - start:.1f}s")
+
+
+def converge(study: Study, model: ModelId, x_eval: np.ndarray, spec: InputSpec) -> list[Convergence]:
+    """The convergence check of every white-box minimisation set made on ``model`` or its quantized models."""
+    device = resolve_device(study.attack.device)
+    checks = []
+    for config in study.attack.attacks:
+        if not checkable(config.name, config.options):
+            continue
+        for threat in config.threat_models:
+            sources = (
+                [model]
+                if threat is ThreatModel.WHITE_FLOAT
+                else [model.quantized(q) for q in study.quantize.quantizers]
+            )
+            for source in sources:
+                adv = AdversarialSet.load(adversarial_dir(config.name) / threat.value / f"{source}.npz")
+                checks.append(
+                    check_convergence(
+                        adv,
+                        x_eval,
+                        open_victim(threat, source, spec, device, labels_only=False),
+                        open_runtime(source).predict,
+                        config.options,
+                        samples=study.analysis.convergence_samples,
+                        batch_size=study.attack.batch_size,
+                        seed=study.attack.seed,
+                    )  # fmt: skip
+                )
+    return checks
 
 
 if __name__ == "__main__":

@@ -65,6 +65,7 @@ def main() -> None:
         {f"{p.parent.name}@{p.stem}": load_json(p).get("machine") for p in sorted(TIMING.rglob("*.json"))},
     )
     save_json(REPORTS / "provenance.json", record)
+    analysed = {m: load_json(REPORTS / "analysis" / f"{m}.json") for m in study.train.model_ids()}
     report = build_report(
         rows,
         float_metrics,
@@ -77,9 +78,8 @@ def main() -> None:
         max_drop_points=settings.max_quant_drop_points,
         findings=evidence["findings"],
         masking=(evidence["masking_flags"], CHECKS),
-        analysis={
-            str(m): load_json(REPORTS / "analysis" / f"{m}.json")["analysis"][str(m)] for m in study.train.model_ids()
-        },
+        analysis={str(m): analysed[m]["analysis"][str(m)] for m in study.train.model_ids()},
+        convergence=[check for m in study.train.model_ids() for check in analysed[m]["convergence"]],
         provenance=record,
         headline=study_budget(study),
         summary=[

@@ -256,8 +256,49 @@ def headline_table(rows: Sequence[Result], norm: str, epsilon: float, reference:
     )
 
 
-def boundary_table(rows: Sequence[Result]) -> Table:
-    """Median minimal perturbation of the minimisation attacks: the distance to the decision boundary."""
+def _median_of(check: Mapping[str, Any], key: str, found_key: str) -> str:
+    """A convergence record's median as written to JSON (null: beyond every size tried, or no sample)."""
+    value = check[key]
+    if value is not None:
+        return _distance(value)
+    return "n/a" if check["n"] == 0 else f"beyond ({check[found_key]} of {check['n']} found)"
+
+
+def _unconverged(check: Mapping[str, Any]) -> str:
+    """The flag beside a boundary distance whose attack moved when its steps doubled."""
+    change = check["change"]
+    moved = "no median at either" if change is None else f"median {100 * change:+.0f}%"
+    return f"NOT CONVERGED: {moved} at {2 * check['steps']} steps"
+
+
+def convergence_table(checks: Sequence[Mapping[str, Any]]) -> Table:
+    """Each white-box minimisation set's check: its median at the suite's steps and at twice as many."""
+    lines = tuple(
+        (
+            c["source"],
+            f"{c['attack']} ({c['norm']}, {c['threat_model']})",
+            str(c["n"]),
+            f"{_median_of(c, 'median', 'found')} / {_median_of(c, 'median_doubled', 'found_doubled')}",
+            f"{c['steps']} / {2 * c['steps']}",
+            "n/a" if c["change"] is None else f"{100 * c['change']:+.1f}%",
+            "converged" if c["converged"] else "NOT CONVERGED",
+        )
+        for c in checks
+    )
+    return Table(
+        "Convergence of the boundary distances: each white-box minimisation attack again at twice its steps",
+        ("model", "attack", "samples", "median distance (steps / doubled)", "steps", "change", "verdict"),
+        lines,
+        f"Rule: converged when {checks[0]['rule']}; on the set's first analysis.convergence_samples "
+        "samples that the runtime gets right clean; both medians are verified on the deployed runtime. A median "
+        "'beyond' (half the samples or more not fooled) is not converged. Decision-based attacks are not checked.",
+    )
+
+
+def boundary_table(rows: Sequence[Result], convergence: Sequence[Mapping[str, Any]] = ()) -> Table:
+    """Median minimal perturbation of the minimisation attacks: the distance to the decision boundary,
+    flagged where the attack's convergence check failed."""
+    checked = {(c["attack"], c["threat_model"], c["source"]): c for c in convergence}
     unbounded = [r for r in rows if _own(r) and r.defense == "none" and math.isinf(r.epsilon)]
     attacks = sorted({(r.attack, r.threat_model, r.norm) for r in unbounded})
     models = sorted({r.target for r in unbounded}, key=_precision_order)
@@ -268,11 +309,12 @@ def boundary_table(rows: Sequence[Result]) -> Table:
         cells = []
         for attack, threat, norm in attacks:
             r = index.get((attack, threat, norm, m))
-            cells.append(
-                ""
-                if r is None
-                else f"{_distance(r.median_distance_censored)} (found {pct(r.success_rate)} of {r.n_attackable})"
-            )
+            if r is None:
+                cells.append("")
+                continue
+            cell = f"{_distance(r.median_distance_censored)} (found {pct(r.success_rate)} of {r.n_attackable})"
+            check = checked.get((attack, threat, m))
+            cells.append(cell if check is None or check["converged"] else f"{cell} {_unconverged(check)}")
         lines.append((m, *cells))
     return Table(
         "Distance to the decision boundary: median minimal perturbation over every sample, a sample without an "
@@ -282,7 +324,8 @@ def boundary_table(rows: Sequence[Result]) -> Table:
         "Unclipped outputs of the minimisation attacks, scored on the deployed runtime, over the samples the model gets "
         "right clean. 'beyond' when the attack failed on half or more: the median lies past every distance it tried. "
         "The median over found samples alone (results.csv, *_median_success) would make a model the attack fails on "
-        "more often look closer to the boundary.",
+        "more often look closer to the boundary. NOT CONVERGED: doubling the attack's steps moved its median by 5% or "
+        "more (the convergence table).",
     )
 
 
@@ -785,6 +828,7 @@ def build_report(
     findings: Mapping[str, Mapping[str, Any]] | None = None,
     masking: tuple[Sequence[Mapping[str, str]], Sequence[str]] | None = None,
     analysis: Mapping[str, Mapping[str, Any]] | None = None,
+    convergence: Sequence[Mapping[str, Any]] = (),
     provenance: Mapping[str, Any] | None = None,
     headline: tuple[str, float] | None = None,
     summary: Sequence[str] = (),
@@ -800,7 +844,8 @@ def build_report(
         clean_table(rows, float_metrics, quant_metrics),
         quantization_table(float_metrics, quant_metrics),
         *attack_tables(rows, attacks),
-        boundary_table(rows),
+        boundary_table(rows, convergence),
+        *([convergence_table(convergence)] if convergence else []),
     ]
     if findings:
         sections.append(findings_evidence_table(findings))

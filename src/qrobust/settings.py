@@ -412,11 +412,14 @@ class AnalysisSettings:
     trace_epsilon: float  # the traced PGD behind the loss-plateau indicator: its Linf budget,
     trace_steps: int  # steps
     trace_samples: int  # and the first this many of the analysis samples
+    convergence_samples: int  # the first this many of each white-box minimisation set, re-run at twice its steps
     seed: int
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> AnalysisSettings:
-        s = c.section(params, "analysis", {"attack", "epsilons", "samples", "boundary_attack", "trace"})
+        s = c.section(
+            params, "analysis", {"attack", "epsilons", "samples", "boundary_attack", "trace", "convergence_samples"}
+        )
         trace = c.section(
             {"analysis.trace": c.require(s, "trace", "analysis")}, "analysis.trace", {"epsilon", "steps", "samples"}
         )
@@ -458,6 +461,9 @@ class AnalysisSettings:
             trace_steps=c.positive_int(c.require(trace, "steps", "analysis.trace"), "analysis.trace.steps"),
             trace_samples=min(
                 samples, c.positive_int(c.require(trace, "samples", "analysis.trace"), "analysis.trace.samples")
+            ),
+            convergence_samples=c.positive_int(
+                c.require(s, "convergence_samples", "analysis"), "analysis.convergence_samples"
             ),
             seed=_seed(params),
         )
