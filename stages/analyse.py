@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -21,7 +22,7 @@ import torch
 from qrobust.analysis import Deployed, analyse, bootstrap_median_difference, boundary_distances, loss_plateaus
 from qrobust.attacks import attack_subset, craft
 from qrobust.backends import load_twin
-from qrobust.convergence import Convergence, check_convergence, checkable
+from qrobust.convergence import Convergence, Predict, check_convergence, checkable
 from qrobust.data import DATASETS, load_split
 from qrobust.errors import ConfigError, run_stage
 from qrobust.evaluation import AdversarialSet
@@ -45,7 +46,8 @@ def main(model_name: str) -> None:
     x_all, y_all = load_split(PREPARED / "eval.npz")
     index = attack_subset(len(x_all), settings.samples, settings.seed)
     x, y = x_all[index], y_all[index]
-    module = open_module(ThreatModel.WHITE_FLOAT, model, input_spec(DATASETS.get(study.prepare.dataset)))
+    spec = input_spec(DATASETS.get(study.prepare.dataset))
+    module = open_module(ThreatModel.WHITE_FLOAT, model, spec)
     # Channels-last weights for the analysis' own gradients too (module_victim converts its copy alike).
     module.to(memory_format=torch.channels_last)
     start = time.perf_counter()
@@ -54,13 +56,15 @@ def main(model_name: str) -> None:
         study.attack.get(settings.attack).options, settings.epsilons, x, y,
         batch_size=study.attack.batch_size, seed=settings.seed, key="attack.attacks",
     )  # fmt: skip
+    # Each deployed runtime opened once: the analysis, the boundary distances and the convergence check score on it.
+    predicts = {m: open_runtime(m).predict for m in (model, *(model.quantized(q) for q in study.quantize.quantizers))}
     quantized = []
     for name in study.quantize.quantizers:
         q = model.quantized(name)
         twins = {mode: load_twin(model_dir(q), mode) for mode in GradMode}
-        quantized.append(Deployed(str(q), open_runtime(q).predict, twins[GradMode.EXACT], twins[GradMode.STE]))
+        quantized.append(Deployed(str(q), predicts[q], twins[GradMode.EXACT], twins[GradMode.STE]))
     measured = analyse(
-        module.cpu(), open_runtime(model).predict, quantized, x, y, crafted.x_adv[: len(settings.epsilons)],
+        module.cpu(), predicts[model], quantized, x, y, crafted.x_adv[: len(settings.epsilons)],
         settings.epsilons, settings.seed,
     )  # fmt: skip
     n = settings.trace_samples
@@ -72,22 +76,23 @@ def main(model_name: str) -> None:
     def distances(source: ModelId) -> np.ndarray:
         adv = AdversarialSet.load(adversarial_dir(settings.boundary_attack) / "black_runtime" / f"{source}.npz")
         k = adv.epsilons.index(math.inf)
-        return boundary_distances(open_runtime(source).predict, adv.x_adv[k], adv.labels, adv.sizes["l2"][k])
+        return boundary_distances(predicts[source], adv.x_adv[k], adv.labels, adv.sizes["l2"][k])
 
     float_distances = distances(model)
     for q in quantized:
         measured[q.name]["boundary_distance_l2"] = bootstrap_median_difference(
             float_distances, distances(ModelId.parse(q.name)), settings.seed
         )
-    convergence = [
-        check.record() for check in converge(study, model, x_all, input_spec(DATASETS.get(study.prepare.dataset)))
-    ]
+    convergence = [check.record() for check in converge(study, model, x_all, spec, predicts)]
     save_json(REPORTS / "analysis" / f"{model}.json", {"analysis": {str(model): measured}, "convergence": convergence})
     print(f"{model}: analysed with {len(quantized)} quantized models in {time.perf_counter() - start:.1f}s")
 
 
-def converge(study: Study, model: ModelId, x_eval: np.ndarray, spec: InputSpec) -> list[Convergence]:
-    """The convergence check of every white-box minimisation set made on ``model`` or its quantized models."""
+def converge(
+    study: Study, model: ModelId, x_eval: np.ndarray, spec: InputSpec, predicts: Mapping[ModelId, Predict]
+) -> list[Convergence]:
+    """The convergence check of every white-box minimisation set made on ``model`` or its quantized models,
+    scored on ``predicts``, the deployed runtime of each."""
     device = resolve_device(study.attack.device)
     checks = []
     for config in study.attack.attacks:
@@ -106,7 +111,7 @@ def converge(study: Study, model: ModelId, x_eval: np.ndarray, spec: InputSpec) 
                         adv,
                         x_eval,
                         open_victim(threat, source, spec, device, labels_only=False),
-                        open_runtime(source).predict,
+                        predicts[source],
                         config.options,
                         samples=study.analysis.convergence_samples,
                         batch_size=study.attack.batch_size,
