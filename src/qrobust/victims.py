@@ -65,20 +65,61 @@ class _Counting(nn.Module):
 
 
 def module_victim(module: nn.Module, device: torch.device) -> Victim:
-    """A white-box victim: Foolbox's PyTorchModel on an explicit device (it would pick cuda:0 by itself)."""
+    """A white-box victim: Foolbox's PyTorchModel on an explicit device (it would pick cuda:0 by itself),
+    around ``attack_copy(module)``."""
     import foolbox
 
-    # Foolbox differentiates with ``loss.backward()``, which would also compute (and accumulate) every
-    # weight's gradient at each step; frozen weights leave backward the input gradient alone: the same
-    # input gradient for less work. Frozen on a copy, so the caller's model stays trainable.
-    # Channels-last weights take oneDNN's faster convolution path on CPU (forward plus backward at the
-    # study's batch: ResNet-8 1.56x, DS-CNN 1.41x, LeNet 1.18x); a one-channel image has the same memory in
-    # either layout, so inputs and gradients are unchanged tensors.
-    frozen = copy.deepcopy(module).to(device).requires_grad_(False).to(memory_format=torch.channels_last)
-    counting = _Counting(frozen).eval()
+    counting = _Counting(attack_copy(module, device)).eval()
     victim = Victim(foolbox.PyTorchModel(counting, bounds=BOUNDS, device=device), torch_device=device)
     counting.victim = victim
     return victim
+
+
+def attack_copy(module: nn.Module, device: torch.device) -> nn.Module:
+    """The copy of ``module`` an attack differentiates: the same function, computed faster.
+
+    Foolbox differentiates with ``loss.backward()``, which would also compute (and accumulate) every
+    weight's gradient at each step; frozen weights leave backward the input gradient alone: the same
+    input gradient for less work. Frozen on a copy, so the caller's model stays trainable.
+    Channels-last weights take oneDNN's faster convolution path on CPU (forward plus backward at the
+    study's batch: ResNet-8 1.56x, DS-CNN 1.41x, LeNet 1.18x); a one-channel image has the same memory in
+    either layout, so inputs and gradients are unchanged tensors. Batch norms are folded into the
+    convolutions before them (another 1.25x on ResNet-8, 1.6x on DS-CNN; the logits move by about 3e-6).
+    A ReLU before a max pool runs after it instead (they commute exactly, gradients included), on a
+    quarter of the values (LeNet's forward plus backward 1.15x).
+    """
+    frozen = pool_before_relu(fold_batch_norms(copy.deepcopy(module).eval())).to(device).requires_grad_(False)
+    return frozen.to(memory_format=torch.channels_last)
+
+
+def fold_batch_norms(module: nn.Module) -> nn.Module:
+    """``module`` with every BatchNorm2d that directly follows a Conv2d inside an ``nn.Sequential``, both
+    in eval mode, folded into that convolution (torch's ``fuse_conv_bn_eval``) and replaced by an
+    identity: the same function up to float rounding, one pass over the activations fewer forward and
+    backward. Edits ``module`` in place; a batch norm anywhere else is left as it is."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    for parent in [m for m in module.modules() if isinstance(m, nn.Sequential)]:
+        children = list(parent.named_children())
+        for (name, conv), (bn_name, bn) in zip(children, children[1:], strict=False):
+            if type(conv) is nn.Conv2d and type(bn) is nn.BatchNorm2d and not conv.training and not bn.training:
+                setattr(parent, name, fuse_conv_bn_eval(conv, bn))
+                setattr(parent, bn_name, nn.Identity())
+    return module
+
+
+def pool_before_relu(module: nn.Module) -> nn.Module:
+    """``module`` with every ReLU directly followed by a MaxPool2d inside an ``nn.Sequential`` swapped
+    with it. max(relu(a), relu(b)) = relu(max(a, b)) for every a, b, and both orders route the gradient
+    to the same input (the window's first maximum if it is positive, none otherwise), so the output and
+    the input gradient are the same bits, for a ReLU over a quarter of the values. Edits in place."""
+    for parent in [m for m in module.modules() if isinstance(m, nn.Sequential)]:
+        children = list(parent.named_children())
+        for (name, relu), (pool_name, pool) in zip(children, children[1:], strict=False):
+            if type(relu) is nn.ReLU and type(pool) is nn.MaxPool2d and pool.padding == 0:
+                setattr(parent, name, pool)
+                setattr(parent, pool_name, relu)
+    return module
 
 
 def runtime_victim(runtime: Runtime, *, labels_only: bool) -> Victim:
