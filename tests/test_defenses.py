@@ -282,8 +282,11 @@ def _study(params: dict, tiny_data, shifts: tuple[float, ...] = (0.0,)):
     attack = AttackConfig.from_params(
         "linf_pgd", {"threat_models": ["white_float"], "epsilons": [0.1], "samples": 40}, 28 * 28
     )
+    boundary = AttackConfig.from_params(
+        "deepfool_l2", {"threat_models": ["white_float", "white_qnn_ste"], "epsilons": [1.0], "samples": 40}, 28 * 28
+    )
     study = DefenseStudy(
-        settings=DefendSettings.from_params(params), attack=attack, composite=attack, boundary=attack, spec=SPEC,
+        settings=DefendSettings.from_params(params), attack=attack, composite=attack, boundary=boundary, spec=SPEC,
         device=torch.device("cpu"), batch_size=40, x_eval=x_eval, y_eval=y_eval,
     )  # fmt: skip
     epsilons = study.settings.epsilons
@@ -462,3 +465,37 @@ def test_composite_runs_after_the_adaptive_attack_on_the_samples_it_left(
     assert not (after & ~left).any()
     assert after.sum() < left.sum(), (after.sum(axis=1), left.sum(axis=1))
     assert np.array_equal(composite.x_adv[~left], plain.x_adv[~left])
+
+
+def test_the_boundary_attack_must_have_made_the_standard_models_reference_sets(params: dict, tiny_data) -> None:
+    """The recipes' reference distances are the boundary attack's suite sets on the standard models, so an
+    attack the suite does not run through the straight-through twins is refused before any attack runs."""
+    from qrobust.defense_study import DefenseStudy
+    from qrobust.settings import AttackConfig
+    from tests.conftest import SPEC
+
+    x_eval, y_eval = tiny_data["test"]
+    attack = AttackConfig.from_params(
+        "linf_pgd", {"threat_models": ["white_float"], "epsilons": [0.1], "samples": 40}, 28 * 28
+    )
+    boundary = AttackConfig.from_params(
+        "deepfool_l2", {"threat_models": ["white_float"], "epsilons": [1.0], "samples": 40}, 28 * 28
+    )
+    with pytest.raises(ConfigError, match=r"defend.boundary_attack: 'deepfool_l2' must run under white_float and "):
+        DefenseStudy(
+            settings=DefendSettings.from_params(params), attack=attack, composite=attack, boundary=boundary,
+            spec=SPEC, device=torch.device("cpu"), batch_size=40, x_eval=x_eval, y_eval=y_eval,
+        )  # fmt: skip
+
+
+def test_recipe_boundary_distances_are_made_on_the_given_samples(params: dict, tiny_data, trained_lenet) -> None:
+    """The recipe model's distances come from the samples of the standard model's suite set: every
+    verified distance is positive and there is at most one per given sample."""
+    from qrobust.attacks import attack_subset
+
+    study, _ = _study(params, tiny_data)
+    index = attack_subset(len(study.x_eval), 12, 1)
+    predict = lambda x: trained_lenet(torch.from_numpy(x)).argmax(1).numpy()  # noqa: E731
+    distances = study.boundary_distances(trained_lenet, predict, index)
+    assert 0 < len(distances) <= len(index)
+    assert (distances > 0).all()

@@ -171,10 +171,14 @@ def test_defense_study_scores_every_defense_both_ways(smoke: Path) -> None:
             assert worst[0].paired_low <= worst[0].paired_difference <= min(worst[0].paired_high, 1e-9)
         metrics = load_json(smoke / "reports" / "defenses" / f"{name}.json")["defense"][name]
         assert len([k for k in metrics if "/gap/" in k]) == len({r.target for r in attacked}) * len(defend["epsilons"])
-    for name in defend["recipes"]:  # boundary distance against the standard model, transfer float -> quantized
+    # Boundary distance against the standard model (on the samples of the suite's boundary-attack sets),
+    # transfer float -> quantized.
+    boundary_samples = params["attack"]["attacks"][defend["boundary_attack"]]["samples"]
+    for name in defend["recipes"]:
         metrics = load_json(smoke / "reports" / "defenses" / f"{name}.json")["defense"][name]
         gaps = [v for k, v in metrics.items() if k.endswith("/boundary_distance_l2")]
-        assert len(gaps) == 1 + len(quantizers) and all(g["n_a"] > 0 for g in gaps)
+        assert len(gaps) == 1 + len(quantizers)
+        assert all(0 < g["n_a"] <= boundary_samples and g["n_b"] <= boundary_samples for g in gaps), gaps
         assert len([k for k in metrics if "/transfer_retention/" in k]) == len(quantizers) * len(defend["epsilons"])
     metrics = load_json(smoke / "reports" / "defenses" / "squeeze_detector.json")["defense"]["squeeze_detector"]
     fprs = [v for k, v in metrics.items() if k.endswith("threshold_false_positive_rate")]

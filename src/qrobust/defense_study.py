@@ -67,6 +67,13 @@ class DefenseStudy:
     metrics: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        # The boundary attack's suite sets on the standard models are the recipes' reference distances.
+        ran = {t.value for t in self.boundary.threat_models}
+        if not {threat_of(p).value for p in self.precisions()} <= ran:
+            raise ConfigError(
+                f"defend.boundary_attack: {self.boundary.name!r} must run under white_float and white_qnn_ste "
+                f"(attack.attacks.{self.boundary.name}.threat_models: {sorted(ran)})"
+            )
         self.index = attack_subset(
             len(self.x_eval), self.attack.samples_for(ThreatModel.WHITE_FLOAT), self.settings.seed
         )
@@ -82,6 +89,12 @@ class DefenseStudy:
         if not np.array_equal(adv.index, self.index):
             raise ConfigError(f"{path}: made on other samples than attack.attacks.{self.attack.name}; re-run its stage")
         return adv.at(self.settings.epsilons)
+
+    def suite_boundary(self, source: ModelId) -> AdversarialSet:
+        """The boundary attack's unbounded outputs, made by the attack suite on ``source`` (the standard
+        model) under the threat model of its precision."""
+        path = adversarial_dir(self.boundary.name) / threat_of(source.precision).value / f"{source}.npz"
+        return AdversarialSet.load(path).at([math.inf])
 
     def adaptive_set(self, view: Any, target: ModelId, threat: ThreatModel) -> AdversarialSet:
         """The attack run again on ``view``, the attacker's differentiable model of the defended system."""
@@ -285,16 +298,15 @@ class DefenseStudy:
             defense=keys["defense"],
         )
 
-    def boundary_distances(self, view: Any, predict: Predict) -> np.ndarray:
+    def boundary_distances(self, view: Any, predict: Predict, index: np.ndarray) -> np.ndarray:
         """The L2 sizes of the boundary attack's unbounded outputs, made on ``view`` (the attacker's
-        model), that fool ``predict`` (the deployed runtime)."""
+        model) for the evaluation samples at ``index``, that fool ``predict`` (the deployed runtime)."""
+        x, y = self.x_eval[index], self.y_eval[index]
         crafted = craft(
-            module_victim(view, self.device), self.boundary.name, self.boundary.options, (), self.x, self.y,
+            module_victim(view, self.device), self.boundary.name, self.boundary.options, (), x, y,
             batch_size=self.batch_size, seed=self.settings.seed, key="attack.attacks",
         )  # fmt: skip
-        return boundary_distances(
-            predict, crafted.x_adv[-1], self.y, perturbation_norms(crafted.x_adv, self.x)["l2"][-1]
-        )
+        return boundary_distances(predict, crafted.x_adv[-1], y, perturbation_norms(crafted.x_adv, x)["l2"][-1])
 
     def retention(self, float_set: AdversarialSet, float_predict: Predict, predict: Predict, target: ModelId) -> None:
         """Of the float recipe model's adaptive examples that fool its runtime, the share that also fool
@@ -369,7 +381,7 @@ def run_defense(study: DefenseStudy, defense: Defense, calib: np.ndarray | None)
 def run_recipe(study: DefenseStudy, name: str, recipe: Recipe) -> None:
     """A train-based defense: the baseline's sets transferred to the recipe model, and the attack on it.
     Beside the rows, per precision the recipe model's boundary distance against the standard model's
-    (difference of medians with a bootstrap interval), and per quantized recipe model how many of the
+    (difference of medians with a bootstrap interval, on the samples of the suite's boundary-attack set), and per quantized recipe model how many of the
     float recipe model's adaptive examples still fool it."""
     s = study.settings
     for arch in s.archs:
@@ -388,11 +400,14 @@ def run_recipe(study: DefenseStudy, name: str, recipe: Recipe) -> None:
                 float_set, float_runtime = adaptive[0], runtime
             else:
                 study.retention(float_set, float_runtime.predict, runtime.predict, target)
+            # The standard model's distances are the suite's (the same attack, view and samples every recipe
+            # would otherwise repeat); the recipe model's are made on the same samples.
+            reference = study.suite_boundary(standard)
             study.metrics[f"{target}/boundary_distance_l2"] = bootstrap_median_difference(
-                study.boundary_distances(
-                    open_module(threat_of(precision), standard, study.spec), open_runtime(standard).predict
+                boundary_distances(
+                    open_runtime(standard).predict, reference.x_adv[0], reference.labels, reference.sizes["l2"][0]
                 ),
-                study.boundary_distances(view, runtime.predict),
+                study.boundary_distances(view, runtime.predict, reference.index),
                 s.seed,
             )
             print(f"{name} on {target}: {time.perf_counter() - start:.1f}s")
