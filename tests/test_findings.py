@@ -89,7 +89,37 @@ def test_masking_claim_judges_robustness_on_the_worst_case_where_there_is_one() 
     worst = [row(0.1, ThreatModel.WORST_CASE, 0.1, m, attack="worst_case") for m in (FLOAT_MODEL, QUANT)]
     (finding,) = [f for f in judge(rows + worst, SCOPE) if f.key == "bernhard2019_masking"]
     assert finding.verdict is Verdict.INCONCLUSIVE
-    assert any("(worst case)" in str(e) for e in finding.evidence)
+    assert any("(worst case and pgd)" in str(e) for e in finding.evidence)
+
+
+@pytest.mark.parametrize(
+    ("worst_float", "worst_quant", "expected"),
+    [
+        (0.1, 0.5, Verdict.INCONCLUSIVE),  # only the worst cases separate: an attack only the float model had
+        (0.5, 0.1, Verdict.HOLDS),  # the worst case shows the quantized model no more robust
+    ],
+)
+def test_a_defense_must_show_in_the_worst_case_and_under_the_same_attack(
+    worst_float: float, worst_quant: float, expected: Verdict
+) -> None:
+    """The float model's worst case holds attacks its quantized model never met (AutoAttack through the
+    float model only): quantized above float there, with the same attack level, is no defense."""
+    rows = masking_rows(0.5, 0.5, 0.5)  # no masking; the same robust accuracy under the same attack
+    worst = [
+        row(worst_float, ThreatModel.WORST_CASE, 0.1, FLOAT_MODEL, attack="worst_case"),
+        row(worst_quant, ThreatModel.WORST_CASE, 0.1, QUANT, attack="worst_case"),
+    ]
+    (finding,) = [f for f in judge(rows + worst, SCOPE) if f.key == "bernhard2019_masking"]
+    assert finding.verdict is expected
+
+
+def test_a_defense_that_shows_in_the_worst_case_and_under_the_same_attack_contradicts_the_claim() -> None:
+    rows = masking_rows(0.5, 0.5, 0.1)
+    worst = [
+        row(0.1, ThreatModel.WORST_CASE, 0.1, FLOAT_MODEL, attack="worst_case"),
+        row(0.5, ThreatModel.WORST_CASE, 0.1, QUANT, attack="worst_case"),
+    ]
+    assert verdict("bernhard2019_masking", rows + worst) is Verdict.FAILS
 
 
 @pytest.mark.parametrize(

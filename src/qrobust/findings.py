@@ -242,19 +242,35 @@ def _masking(rows: Rows, scope: Scope) -> tuple[Evidence, ...]:
                     Rate.of("ste", ste),
                 )
             )
-            # No defense: only a quantized model separated above its float model contradicts; overlap is neutral.
-            # Judged on the per-sample worst case over every attack where evaluate wrote one for both.
-            worst = [rows.own(WORST_CASE, ThreatModel.WORST_CASE, eps, m) for m in (float_model, quant)]
-            if worst[0] is not None and worst[1] is not None:
-                label, pair = "worst case", (Rate.of("float", worst[0]), Rate.of("quantized", worst[1]))
-            else:
-                label, pair = scope.attack, (Rate.of("float", white), Rate.of("quantized ste", ste))
-            evidence.append(
-                claimed_above(
-                    f"{quant} eps {eps:g}: float model at least as robust as its quantized model ({label})", *pair
-                )
-            )
+            evidence.append(_no_defense(rows, scope.attack, eps, float_model, quant, (white, ste)))
     return tuple(evidence)
+
+
+def _no_defense(
+    rows: Rows, attack: str, eps: float, float_model: ModelId, quant: ModelId, matched: tuple[Result, Result]
+) -> Evidence:
+    """Whether ``quant`` is more robust than its float model: only a quantized model separated above it
+    contradicts the claim; overlap is neutral.
+
+    Where evaluate wrote a per-sample worst case for both, a defense must show in the worst case and under
+    the same attack (``matched``: the float model's white-box set against the quantized model's
+    straight-through one). Either alone can mislead: ``attack`` through a twin can be masked, which the
+    worst case exposes; and the float model's worst case holds attacks run on float models only
+    (AutoAttack), so the two worst cases can differ by attack strength alone.
+    """
+    label = f"{quant} eps {eps:g}: float model at least as robust as its quantized model"
+    same = (Rate.of(f"float {attack}", matched[0]), Rate.of(f"quantized ste {attack}", matched[1]))
+    worst = [rows.own(WORST_CASE, ThreatModel.WORST_CASE, eps, m) for m in (float_model, quant)]
+    if worst[0] is None or worst[1] is None:
+        return claimed_above(f"{label} ({attack})", *same)
+    worst_pair = (Rate.of("float worst case", worst[0]), Rate.of("quantized worst case", worst[1]))
+    if above(*worst_pair) or above(*same):
+        outcome = Outcome.SUPPORTS
+    elif above(worst_pair[1], worst_pair[0]) and above(same[1], same[0]):
+        outcome = Outcome.CONTRADICTS
+    else:
+        outcome = Outcome.UNDECIDED
+    return Evidence(f"{label} (worst case and {attack})", outcome, (*worst_pair, *same))
 
 
 def _transfer(rows: Rows, scope: Scope) -> tuple[Evidence, ...]:
@@ -547,8 +563,9 @@ CLAIMS = (
         "Quantization is no defense: the apparent white-box robustness of low-bit models is gradient masking.",
         "Bernhard et al. 2019",
         "per quantized model and epsilon: robust accuracy under the exact-rounding attack above that under the "
-        "straight-through one (masking), and the float model's white-box robust accuracy against its quantized "
-        "model's straight-through one (a quantized model separated above its float model would be a defense)",
+        "straight-through one (masking); and the float model's robust accuracy against its quantized model's, in "
+        "the per-sample worst case and under the same attack (white-box on the float model, straight-through on "
+        "the quantized one): a quantized model separated above its float model in both would be a defense",
         _masking,
     ),
     ClaimEntry(
