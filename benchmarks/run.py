@@ -26,9 +26,9 @@ Figures are medians or best-of runs on this machine; ratios are what to compare 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
-import hashlib
 import os
 import shutil
 import tempfile
