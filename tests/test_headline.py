@@ -6,12 +6,14 @@ import dataclasses
 import json
 import math
 
+import numpy as np
 import yaml
 
 from qrobust.headline import headline_budget, headline_metrics, headlines
 from qrobust.io import dumps_json
-from qrobust.results import ThreatModel
-from tests.test_findings import FLOAT_MODEL, QUANT, row
+from qrobust.report import headline_table
+from qrobust.results import ThreatModel, paired
+from tests.test_findings import FLOAT_MODEL, N, QUANT, row
 
 
 def test_budget_is_the_middle_of_the_grid() -> None:
@@ -92,3 +94,29 @@ def test_the_worst_case_row_is_the_headline_and_says_when_it_is_an_upper_bound()
     partial = dataclasses.replace(rows[1], n=rows[1].n // 5)
     (h,) = headlines([rows[0], partial, *rows[2:]], "linf", 0.05, reference="pgd")
     assert h.upper_bound and h.own_n == partial.n
+
+
+def test_attacks_made_on_the_float_parent_only_are_named_beside_the_quantized_models_comparison() -> None:
+    rows = [
+        row(0.9, ThreatModel.CLEAN, 0.0, FLOAT_MODEL),
+        row(0.9, ThreatModel.CLEAN, 0.0, QUANT),
+        row(0.3, ThreatModel.WHITE_FLOAT, 0.05, FLOAT_MODEL),
+        row(0.2, ThreatModel.WHITE_FLOAT, 0.05, FLOAT_MODEL, attack="apgd"),
+        row(0.1, ThreatModel.WORST_CASE, 0.05, FLOAT_MODEL, attack="worst_case"),
+        row(0.3, ThreatModel.WHITE_QNN_STE, 0.05, QUANT),
+        row(0.25, ThreatModel.TRANSFER, 0.05, QUANT, source=FLOAT_MODEL, attack="apgd"),
+        row(0.2, ThreatModel.WORST_CASE, 0.05, QUANT, attack="worst_case"),
+    ]
+    found = {h.model: h for h in headlines(rows, "linf", 0.05, reference="pgd")}
+    # apgd reached the quantized model by transfer only; pgd was made on both; the worst case is no attack.
+    assert found[str(QUANT)].float_only == ("apgd",)
+    assert found[str(FLOAT_MODEL)].float_only == ()
+    own = [r for r in rows if not (r.attack == "apgd" and r.source == str(FLOAT_MODEL))]
+    assert {h.model: h.float_only for h in headlines(own, "linf", 0.05, reference="pgd")}[str(QUANT)] == ()
+
+    # The report names them beside 'vs float'.
+    rows[-1] = paired(rows[-1], FLOAT_MODEL, np.arange(N) < 10, np.arange(N) < 20)
+    table = headline_table(rows, "linf", 0.05, reference="pgd")
+    (cells,) = table.rows
+    assert "vs float +" in cells[2] and cells[2].endswith("(float only: apgd); pgd alone 30.0% n=400")
+    assert "float only" not in cells[1] and "'float only'" in table.note

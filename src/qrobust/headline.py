@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from qrobust.model_id import ModelId
 from qrobust.results import Result, ThreatModel
 
 if TYPE_CHECKING:
@@ -46,6 +47,9 @@ class Headline:
     strongest: Result | None  # the per-sample worst case; None when no attack of the headline norm reached it
     reference: Result | None = None  # the reference attack on the model itself (the suite's PGD), on its own
     own_n: int = 0  # the most samples any attack made on the model itself covered at this budget
+    # Attacks made on the float parent itself at this budget but never on this quantized model itself: its
+    # worst case met them by transfer only, so 'vs float' compares attacks of unequal strength.
+    float_only: tuple[str, ...] = ()
 
     @property
     def upper_bound(self) -> bool:
@@ -86,7 +90,20 @@ def headlines(rows: Iterable[Result], norm: str, epsilon: float, reference: str 
         ]
         return max(mine, default=0)
 
-    return [Headline(model, row, worst(model), own(model), own_n(model)) for model, row in clean.items()]
+    def made_on(model: str) -> set[str]:
+        return {
+            r.attack
+            for r in attacked.get(model, [])
+            if r.source == model and r.threat_model != ThreatModel.WORST_CASE.value
+        }
+
+    def float_only(model: str) -> tuple[str, ...]:
+        parent = str(ModelId.parse(model).parent)
+        return () if parent == model else tuple(sorted(made_on(parent) - made_on(model)))
+
+    return [
+        Headline(model, row, worst(model), own(model), own_n(model), float_only(model)) for model, row in clean.items()
+    ]
 
 
 def headline_metrics(

@@ -237,6 +237,8 @@ def headline_table(rows: Sequence[Result], norm: str, epsilon: float, reference:
                 text += f" (upper bound: own attacks on {h.own_n}, transfer only on the rest)"
             if s.paired_reference:
                 text += f"; vs float {points(s.paired_difference, s.paired_low, s.paired_high)}"
+                if h.float_only:
+                    text += f" (float only: {', '.join(h.float_only)})"
         else:
             text = f"clean {pct(h.clean.robust_accuracy)}; {with_ci(s)} n={s.n}, by {s.attack} ({s.threat_model})"
         r = h.reference
@@ -249,7 +251,10 @@ def headline_table(rows: Sequence[Result], norm: str, epsilon: float, reference:
         tuple((arch, *(cell(by_cell.get((arch, p))) for p in precisions)) for arch in archs),
         f"Robust accuracy here is {HEADLINE_RULE}; beside it the suite's {reference} on the model itself, on "
         "its own subset. 'vs float': the quantized model's worst case minus its float parent's, in points, on the "
-        "samples both cover, with the 95% paired interval (Newcombe's; results.csv has McNemar's p). Where the attacks made on a model itself covered fewer samples than its worst case, the "
+        "samples both cover, with the 95% paired interval (Newcombe's; results.csv has McNemar's p). 'float only': "
+        "attacks made on the float model itself that reached the quantized model by transfer only, so a positive "
+        "'vs float' there can be attack strength, not robustness (the masking finding also compares both under "
+        "the same attack). Where the attacks made on a model itself covered fewer samples than its worst case, the "
         "rest met only sets made on other models: the figure is an upper bound, and comparing it with a model "
         "attacked directly on every sample favours it. reports/worst_case.json says which attacks broke how many samples. These are the "
         "numbers reports/headline.json gives DVC (dvc exp show, dvc metrics diff).",
