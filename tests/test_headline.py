@@ -13,7 +13,7 @@ from qrobust.headline import headline_budget, headline_metrics, headlines
 from qrobust.io import dumps_json
 from qrobust.report import headline_table
 from qrobust.results import ThreatModel, paired
-from tests.test_findings import FLOAT_MODEL, N, QUANT, row
+from tests.test_findings import FLOAT_MODEL, QUANT, N, row
 
 
 def test_budget_is_the_middle_of_the_grid() -> None:
