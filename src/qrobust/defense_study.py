@@ -20,6 +20,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -82,9 +83,14 @@ class DefenseStudy:
     def precisions(self) -> list[str]:
         return [FLOAT, *self.settings.quantizers]
 
+    @staticmethod
+    def suite_path(attack: str, source: ModelId) -> Path:
+        """Where the attack suite wrote ``attack``'s set on ``source``, under the threat model of its precision."""
+        return adversarial_dir(attack) / threat_of(source.precision).value / f"{source}.npz"
+
     def suite_set(self, source: ModelId) -> AdversarialSet:
         """The non-adaptive set: made by the attack suite on ``source`` without any defense."""
-        path = adversarial_dir(self.attack.name) / threat_of(source.precision).value / f"{source}.npz"
+        path = self.suite_path(self.attack.name, source)
         adv = AdversarialSet.load(path)
         if not np.array_equal(adv.index, self.index):
             raise ConfigError(f"{path}: made on other samples than attack.attacks.{self.attack.name}; re-run its stage")
@@ -93,8 +99,7 @@ class DefenseStudy:
     def suite_boundary(self, source: ModelId) -> AdversarialSet:
         """The boundary attack's unbounded outputs, made by the attack suite on ``source`` (the standard
         model) under the threat model of its precision."""
-        path = adversarial_dir(self.boundary.name) / threat_of(source.precision).value / f"{source}.npz"
-        return AdversarialSet.load(path).at([math.inf])
+        return AdversarialSet.load(self.suite_path(self.boundary.name, source)).at([math.inf])
 
     def adaptive_set(self, view: Any, target: ModelId, threat: ThreatModel) -> AdversarialSet:
         """The attack run again on ``view``, the attacker's differentiable model of the defended system."""
@@ -381,8 +386,8 @@ def run_defense(study: DefenseStudy, defense: Defense, calib: np.ndarray | None)
 def run_recipe(study: DefenseStudy, name: str, recipe: Recipe) -> None:
     """A train-based defense: the baseline's sets transferred to the recipe model, and the attack on it.
     Beside the rows, per precision the recipe model's boundary distance against the standard model's
-    (difference of medians with a bootstrap interval, on the samples of the suite's boundary-attack set), and per quantized recipe model how many of the
-    float recipe model's adaptive examples still fool it."""
+    (difference of medians with a bootstrap interval, on the samples of the suite's boundary-attack set),
+    and per quantized recipe model how many of the float recipe model's adaptive examples still fool it."""
     s = study.settings
     for arch in s.archs:
         base, defended = ModelId(arch, DefendSettings.BASELINE), ModelId(arch, name)
@@ -395,7 +400,8 @@ def run_recipe(study: DefenseStudy, name: str, recipe: Recipe) -> None:
             runtime = open_runtime(target, defended=True)
             adaptive = study.adaptive_sets(view, runtime.predict, target, threat_of(precision))
             standard = base.at(precision)
-            study.score(name, runtime.predict, target, non_adaptive, adaptive, bare=open_runtime(standard).predict)
+            bare = open_runtime(standard).predict
+            study.score(name, runtime.predict, target, non_adaptive, adaptive, bare=bare)
             if float_set is None or float_runtime is None:
                 float_set, float_runtime = adaptive[0], runtime
             else:
@@ -404,9 +410,7 @@ def run_recipe(study: DefenseStudy, name: str, recipe: Recipe) -> None:
             # would otherwise repeat); the recipe model's are made on the same samples.
             reference = study.suite_boundary(standard)
             study.metrics[f"{target}/boundary_distance_l2"] = bootstrap_median_difference(
-                boundary_distances(
-                    open_runtime(standard).predict, reference.x_adv[0], reference.labels, reference.sizes["l2"][0]
-                ),
+                boundary_distances(bare, reference.x_adv[0], reference.labels, reference.sizes["l2"][0]),
                 study.boundary_distances(view, runtime.predict, reference.index),
                 s.seed,
             )

@@ -84,22 +84,20 @@ def headlines(rows: Iterable[Result], norm: str, epsilon: float, reference: str 
         mine = [r for r in attacked.get(model, []) if r.attack == reference and r.source == model]
         return min(mine, key=lambda r: (r.robust_accuracy, r.threat_model), default=None)
 
-    def own_n(model: str) -> int:
-        mine = [
-            r.n for r in attacked.get(model, []) if r.source == model and r.threat_model != ThreatModel.WORST_CASE.value
+    def made_on(model: str) -> list[Result]:
+        """The rows of sets made on ``model`` itself (no transfer, no worst case)."""
+        return [
+            r for r in attacked.get(model, []) if r.source == model and r.threat_model != ThreatModel.WORST_CASE.value
         ]
-        return max(mine, default=0)
 
-    def made_on(model: str) -> set[str]:
-        return {
-            r.attack
-            for r in attacked.get(model, [])
-            if r.source == model and r.threat_model != ThreatModel.WORST_CASE.value
-        }
+    def own_n(model: str) -> int:
+        return max((r.n for r in made_on(model)), default=0)
 
     def float_only(model: str) -> tuple[str, ...]:
         parent = str(ModelId.parse(model).parent)
-        return () if parent == model else tuple(sorted(made_on(parent) - made_on(model)))
+        if parent == model:
+            return ()
+        return tuple(sorted({r.attack for r in made_on(parent)} - {r.attack for r in made_on(model)}))
 
     return [
         Headline(model, row, worst(model), own(model), own_n(model), float_only(model)) for model, row in clean.items()
