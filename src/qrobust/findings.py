@@ -255,8 +255,8 @@ def _no_defense(
     Where evaluate wrote a per-sample worst case for both, a defense must show in the worst case and under
     the same attack (``matched``: the float model's white-box set against the quantized model's
     straight-through one). Either alone can mislead: ``attack`` through a twin can be masked, which the
-    worst case exposes; and the float model's worst case holds attacks run on float models only
-    (AutoAttack), so the two worst cases can differ by attack strength alone.
+    worst case exposes; and the float model's worst case can hold attacks run on float models only (in the
+    default study BIM, MI-FGSM and Linf DeepFool), so the two worst cases can differ by attack strength alone.
     """
     label = f"{quant} eps {eps:g}: float model at least as robust as its quantized model"
     same = (Rate.of(f"float {attack}", matched[0]), Rate.of(f"quantized ste {attack}", matched[1]))
