@@ -27,7 +27,7 @@ from qrobust.data import DATASETS, load_split
 from qrobust.errors import ConfigError, run_stage
 from qrobust.evaluation import AdversarialSet
 from qrobust.io import save_json
-from qrobust.layout import PREPARED, REPORTS, adversarial_dir, model_dir
+from qrobust.layout import PREPARED, REPORTS, adversarial_set, model_dir
 from qrobust.model_id import ModelId
 from qrobust.models import InputSpec, input_spec
 from qrobust.results import ThreatModel
@@ -74,7 +74,7 @@ def main(model_name: str) -> None:
 
     # Boundary distance: the minimisation attack's unbounded outputs on each runtime, float vs quantized.
     def distances(source: ModelId) -> np.ndarray:
-        adv = AdversarialSet.load(adversarial_dir(settings.boundary_attack) / "black_runtime" / f"{source}.npz")
+        adv = AdversarialSet.load(adversarial_set(settings.boundary_attack, ThreatModel.BLACK_RUNTIME.value, source))
         k = adv.epsilons.index(math.inf)
         return boundary_distances(predicts[source], adv.x_adv[k], adv.labels, adv.sizes["l2"][k])
 
@@ -105,7 +105,7 @@ def converge(
                 else [model.quantized(q) for q in study.quantize.quantizers]
             )
             for source in sources:
-                adv = AdversarialSet.load(adversarial_dir(config.name) / threat.value / f"{source}.npz")
+                adv = AdversarialSet.load(adversarial_set(config.name, threat.value, source))
                 checks.append(
                     check_convergence(
                         adv,

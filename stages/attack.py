@@ -17,7 +17,7 @@ from qrobust.attacks import ATTACKS, Kind, attack_subset, craft, perturbation_no
 from qrobust.data import DATASETS, load_split
 from qrobust.errors import run_stage
 from qrobust.io import atomic_dir, load_npz, save_npz
-from qrobust.layout import PREPARED, adversarial_dir
+from qrobust.layout import PREPARED, adversarial_dir, set_file
 from qrobust.models import input_spec
 from qrobust.provenance import save_timing
 from qrobust.results import ThreatModel
@@ -44,7 +44,7 @@ def main(name: str) -> None:
             x, y = x_all[index], y_all[index]
             for source in sources(threat, models, quantizers, noise=entry.kind is Kind.NOISE):
                 start = time.perf_counter()
-                exact = out / ThreatModel.WHITE_QNN_EXACT.value / f"{source}.npz"
+                exact = out / set_file(ThreatModel.WHITE_QNN_EXACT.value, source)
                 weight_only = threat is ThreatModel.WHITE_QNN_STE and float_activations(source) and exact.exists()
                 reused = load_npz(exact) if weight_only else None
                 if reused is not None and np.array_equal(reused["index"], index):
@@ -70,7 +70,7 @@ def main(name: str) -> None:
                         **{f"norm_{k}": v for k, v in sizes.items()},
                     }
                 record["threat_model"] = np.asarray(threat.value)
-                save_npz(out / threat.value / f"{source}.npz", record)
+                save_npz(out / set_file(threat.value, source), record)
                 seconds = time.perf_counter() - start
                 summary[f"{threat.value}/{source}"] = {
                     "seconds": round(seconds, 2),

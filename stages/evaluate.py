@@ -17,7 +17,7 @@ from qrobust.data import load_split
 from qrobust.errors import ConfigError, run_stage
 from qrobust.evaluation import AdversarialSet, Target, cross_evaluate, flat_metrics
 from qrobust.io import load_json, save_json
-from qrobust.layout import PREPARED, REPORTS, adversarial_dir, model_dir
+from qrobust.layout import PREPARED, REPORTS, adversarial_set, model_dir
 from qrobust.results import write_results
 from qrobust.settings import load_study
 from qrobust.victims import open_runtime, sources
@@ -38,7 +38,7 @@ def main() -> None:
         noise = ATTACKS.get(attack.name).kind is Kind.NOISE
         for threat in attack.threat_models:
             for source in sources(threat, train.model_ids(), quantize.quantizers, noise=noise):
-                path = adversarial_dir(attack.name) / threat.value / f"{source}.npz"
+                path = adversarial_set(attack.name, threat.value, source)
                 adv = AdversarialSet.load(path)
                 if adv.index.max() >= len(y) or not np.array_equal(adv.labels, y[adv.index]):
                     raise ConfigError(

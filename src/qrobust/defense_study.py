@@ -32,7 +32,7 @@ from qrobust.defenses import REJECTED, Defense, DefenseKind, DetectionScore, vie
 from qrobust.detector_attack import detector_aware_pgd
 from qrobust.errors import ConfigError
 from qrobust.evaluation import AdversarialSet, clean_row, set_rows
-from qrobust.layout import adversarial_dir
+from qrobust.layout import adversarial_set
 from qrobust.model_id import FLOAT, ModelId
 from qrobust.models import InputSpec
 from qrobust.results import NORMS, Result, ThreatModel, paired, paired_difference
@@ -86,7 +86,7 @@ class DefenseStudy:
     @staticmethod
     def suite_path(attack: str, source: ModelId) -> Path:
         """Where the attack suite wrote ``attack``'s set on ``source``, under the threat model of its precision."""
-        return adversarial_dir(attack) / threat_of(source.precision).value / f"{source}.npz"
+        return adversarial_set(attack, threat_of(source.precision).value, source)
 
     def suite_set(self, source: ModelId) -> AdversarialSet:
         """The non-adaptive set: made by the attack suite on ``source`` without any defense."""

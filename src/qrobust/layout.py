@@ -29,5 +29,15 @@ def adversarial_dir(attack: str) -> Path:
     return ADVERSARIAL / attack
 
 
+def set_file(threat: str, source: object) -> Path:
+    """An adversarial set's place inside its attack's folder: <threat_model>/<source>.npz."""
+    return Path(threat) / f"{source}.npz"
+
+
+def adversarial_set(attack: str, threat: str, source: object) -> Path:
+    """data/adversarial/<attack>/<threat_model>/<source>.npz: the set attack@<attack> made on ``source``."""
+    return adversarial_dir(attack) / set_file(threat, source)
+
+
 def timing_path(stage: str, name: str) -> Path:
     return TIMING / stage / f"{name}.json"
