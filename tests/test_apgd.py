@@ -89,6 +89,8 @@ def test_eot_averages_gradients_of_a_randomised_model(trained_lenet, samples) ->
     x, y = samples
 
     class Noisy(torch.nn.Module):
+        randomised = True
+
         def __init__(self) -> None:
             super().__init__()
             self.inner = trained_lenet

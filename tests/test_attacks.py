@@ -12,7 +12,7 @@ from qrobust.models import ARCHITECTURES, create_model
 from qrobust.runtime import OrtRuntime
 from qrobust.settings import AttackConfig
 from qrobust.training import predict_logits
-from qrobust.victims import Victim, attack_copy, module_victim, runtime_victim
+from qrobust.victims import CPU_CHUNK_ROWS, Victim, attack_copy, module_victim, runtime_victim
 from tests.conftest import SPEC, accuracy
 
 # Budgets that move a stripe image to another class (stripes differ by about 6 in L2); random noise
@@ -280,3 +280,47 @@ def test_the_attacked_copy_of_every_architecture_computes_the_same_function(arch
         results.append((logits.detach(), torch.autograd.grad(torch.nn.functional.cross_entropy(logits, y), xg)[0]))
     torch.testing.assert_close(results[1][0], results[0][0], rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(results[1][1], results[0][1], rtol=1e-3, atol=1e-6)
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES.names())
+def test_a_victim_run_in_chunks_gives_the_bits_of_one_batch(arch: str) -> None:
+    """On CPU a victim runs ``CPU_CHUNK_ROWS`` inputs at a time (faster: they stay in cache); every op of
+    the attacked copy is per sample, so a batch of whole chunks gives the same bits as one pass. A batch
+    with a remainder agrees to float rounding: its last rows go through a kernel's tail either way."""
+    torch.manual_seed(0)
+    victim = module_victim(create_model(arch, SPEC).eval(), torch.device("cpu"))
+    counting = victim.module
+    assert counting.rows == CPU_CHUNK_ROWS
+    for n, exact in ((CPU_CHUNK_ROWS * 3, True), (CPU_CHUNK_ROWS * 2 + 7, False)):
+        x = torch.rand(n, 1, SPEC.size, SPEC.size)
+        y = torch.arange(n) % SPEC.num_classes
+        results = []
+        for rows in (CPU_CHUNK_ROWS, None):
+            counting.rows = rows
+            xg = x.clone().requires_grad_(True)
+            logits = counting(xg)
+            gradient = torch.autograd.grad(torch.nn.functional.cross_entropy(logits, y), xg)[0]
+            results.append((logits.detach(), gradient))
+        chunked, whole = results
+        if exact:
+            assert torch.equal(chunked[0], whole[0]) and torch.equal(chunked[1], whole[1])
+        else:
+            torch.testing.assert_close(chunked[0], whole[0], rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(chunked[1], whole[1], rtol=1e-3, atol=1e-9)
+
+
+def test_a_victim_that_draws_randomness_runs_in_one_batch(trained_lenet) -> None:
+    """Cutting the batch would change which random numbers each input gets."""
+
+    class Noisy(torch.nn.Module):
+        randomised = True
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = trained_lenet
+
+        def forward(self, t: torch.Tensor) -> torch.Tensor:
+            return self.inner(t + 0.1 * torch.randn_like(t))
+
+    assert module_victim(Noisy(), torch.device("cpu")).module.rows is None
+    assert module_victim(trained_lenet, torch.device("cpu")).module.rows == CPU_CHUNK_ROWS

@@ -3,7 +3,7 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from qrobust.twins import ONNX_OPS, GradMode, OnnxQdqTwin, fake_quantize, quantize_levels
+from qrobust.twins import ONNX_OPS, GradMode, OnnxQdqTwin, dequantize_levels, fake_quantize, quantize_levels
 
 
 def test_quantize_levels_round_and_saturate() -> None:
@@ -40,3 +40,27 @@ def test_unsupported_onnx_op_is_named(tmp_path) -> None:
     with pytest.raises(NotImplementedError, match=r"\['Softsign'\] have no twin; supported: .*Conv"):
         OnnxQdqTwin(tmp_path / "m.onnx")
     assert {"QuantizeLinear", "DequantizeLinear", "Conv", "Gemm"} <= set(ONNX_OPS)
+
+
+@pytest.mark.parametrize("mode", list(GradMode))
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_fake_quantize_gives_the_bits_of_quantize_then_dequantize(mode: GradMode, per_channel: bool) -> None:
+    """``dequantize_levels`` (the twins' fast path) against ``(quantize_levels - zero_point) * scale``:
+    the same values and the same input gradients, bit for bit, saturated values included."""
+    torch.manual_seed(0)
+    x = torch.randn(4, 3, 5, 5) * 3
+    if per_channel:
+        scale, zero, shape = torch.tensor([0.02, 0.05, 0.011]), torch.tensor([0.0, 7.0, 128.0]), (1, 3, 1, 1)
+        scale, zero = scale.view(shape), zero.view(shape)
+    else:
+        scale, zero = torch.tensor(0.0123), torch.tensor(41.0)
+    results = []
+    for fn in (dequantize_levels, lambda s, z, lo, hi, sc, m: (quantize_levels(s, z, lo, hi, m) - z) * sc):
+        xg = x.clone().requires_grad_(True)
+        out = fn(xg / scale, zero, 0, 255, scale, mode)
+        (grad,) = torch.autograd.grad((out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum(), xg)
+        with torch.no_grad():
+            results.append((out.detach(), grad, fn(x / scale, zero, 0, 255, scale, mode)))
+    for ours, theirs in zip(*results, strict=True):
+        assert torch.equal(ours, theirs)
+    assert (results[0][0] == 255 * scale - zero * scale).any() or (results[0][0] == -zero * scale).any()

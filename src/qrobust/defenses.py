@@ -245,6 +245,7 @@ class Preprocessed(nn.Module):
     def __init__(self, model: nn.Module, pre: Preprocessor, seed: int) -> None:
         super().__init__()
         self.model, self.pre, self.generator = model, pre, _generator(seed)
+        self.randomised = pre.randomised  # read by victims.draws_randomness
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(_bpda(self.pre, x, self.generator))

@@ -28,8 +28,9 @@ TWIN_MODES = {ThreatModel.WHITE_QNN_EXACT: GradMode.EXACT, ThreatModel.WHITE_QNN
 
 
 class Victim:
-    def __init__(self, model: Any, *, torch_device: torch.device | None) -> None:
+    def __init__(self, model: Any, *, torch_device: torch.device | None, module: nn.Module | None = None) -> None:
         self.model = model  # a Foolbox model
+        self.module = module  # the torch module the Foolbox model runs, for a white-box victim
         self.queries = 0
         self._device = torch_device
 
@@ -52,25 +53,49 @@ class Victim:
         return self.logits(x).argmax(1)
 
 
+# Rows a CPU forward pass of a white-box victim takes at a time. Measured on 2 cores at the attacks' batch
+# of 500 (forward plus input gradient; forward alone): DS-CNN 1.7x / 2.0x faster in chunks of 100, ResNet-8
+# 1.3x / 1.4x, their straight-through twins 1.3x / 2.3x and 1.3x / 1.6x, LeNet the same: the activations
+# of 100 images stay in cache through the element-wise passes. Every op in eval mode is per sample: whole
+# chunks give the bits of one pass; the last few rows of a batch go through a kernel's tail loop either way,
+# and may round differently in the last bit (tests/test_attacks.py checks both).
+CPU_CHUNK_ROWS = 100
+
+
 class _Counting(nn.Module):
-    def __init__(self, module: nn.Module, victim: Victim | None = None) -> None:
+    """Counts the inputs the attack asks about; runs them ``rows`` at a time when ``rows`` is set."""
+
+    def __init__(self, module: nn.Module, victim: Victim | None = None, rows: int | None = None) -> None:
         super().__init__()
         self.module = module
         self.victim = victim
+        self.rows = rows
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> Any:
         if self.victim is not None:
             self.victim.queries += len(x)
-        return self.module(x)
+        if self.rows is None or len(x) <= self.rows:
+            return self.module(x)
+        parts = [self.module(part) for part in x.split(self.rows)]
+        if isinstance(parts[0], tuple):  # a detector's (logits, score)
+            return tuple(torch.cat(column) for column in zip(*parts, strict=True))
+        return torch.cat(parts)
+
+
+def draws_randomness(module: nn.Module) -> bool:
+    """Whether ``module`` or a submodule declares ``randomised = True`` (a fresh random draw every call)."""
+    return any(getattr(m, "randomised", False) for m in module.modules())
 
 
 def module_victim(module: nn.Module, device: torch.device) -> Victim:
     """A white-box victim: Foolbox's PyTorchModel on an explicit device (it would pick cuda:0 by itself),
-    around ``attack_copy(module)``."""
+    around ``attack_copy(module)``. On CPU it runs ``CPU_CHUNK_ROWS`` inputs at a time, unless the module
+    draws randomness: its draws would then depend on how the batch is cut."""
     import foolbox
 
-    counting = _Counting(attack_copy(module, device)).eval()
-    victim = Victim(foolbox.PyTorchModel(counting, bounds=BOUNDS, device=device), torch_device=device)
+    rows = CPU_CHUNK_ROWS if device.type == "cpu" and not draws_randomness(module) else None
+    counting = _Counting(attack_copy(module, device), rows=rows).eval()
+    victim = Victim(foolbox.PyTorchModel(counting, bounds=BOUNDS, device=device), torch_device=device, module=counting)
     counting.victim = victim
     return victim
 
