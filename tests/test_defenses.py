@@ -11,7 +11,7 @@ import torch
 
 from qrobust.attacks import craft
 from qrobust.config import load_params
-from qrobust.defenses import DEFENSES, REJECTED, DefenseKind, apply, create_defense, view_agreement
+from qrobust.defenses import DEFENSES, REJECTED, DefenseKind, ResizePad, apply, create_defense, view_agreement
 from qrobust.errors import ConfigError
 from qrobust.runtime import OrtRuntime
 from qrobust.settings import DefendSettings, validate
@@ -499,3 +499,31 @@ def test_recipe_boundary_distances_are_made_on_the_given_samples(params: dict, t
     distances = study.boundary_distances(trained_lenet, predict, index)
     assert 0 < len(distances) <= len(index)
     assert (distances > 0).all()
+
+
+def test_resize_pad_pastes_each_resized_image_at_its_own_offset() -> None:
+    """The batched paste against the definition written per image: the same draws from the stream give
+    the same pixels and, through the view, the same input gradient."""
+    torch.manual_seed(0)
+    x = torch.rand(40, 1, 12, 12)
+    pre = ResizePad(min_size=7)
+
+    def one_at_a_time(t: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        n, _, h, w = t.shape
+        sides = torch.randint(pre.min_size, min(h, w) + 1, (n,), generator=generator)
+        offsets = torch.rand((n, 2), generator=generator)
+        out = torch.zeros_like(t)
+        for i, side in enumerate(sides.tolist()):
+            top, left = int(offsets[i, 0] * (h - side + 1)), int(offsets[i, 1] * (w - side + 1))
+            resized = torch.nn.functional.interpolate(t[i : i + 1], size=(side, side), mode="bilinear")
+            out[i, :, top : top + side, left : left + side] = resized[0]
+        return out
+
+    results = []
+    for transform in (pre.transform, one_at_a_time):
+        xg = x.clone().requires_grad_(True)
+        out = transform(xg, torch.Generator().manual_seed(5))
+        (grad,) = torch.autograd.grad((out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum(), xg)
+        results.append((out.detach(), grad))
+    assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
+    assert len({int((o > 0).sum()) for o in results[0][0]}) > 1  # the sides drawn differ between images
