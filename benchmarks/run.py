@@ -6,8 +6,8 @@ Run after `make repro` (it reads the default study's models and evaluation subse
 - attack: Linf PGD over the study's whole epsilon grid, adversarial examples per second, through
   qrobust's runner (``attacks.craft``) against a bare Foolbox loop (PyTorchModel + LinfPGD with the
   same grid, nothing else) on the same model and samples; the limit is the rate of the forward and
-  backward passes alone (input gradient only) on the copy the runner attacks (``victims.attack_copy``),
-  as many inputs per pass as the runner's; the three are timed in turn. Beside it, the study's L2 DeepFool against Foolbox's on the same frozen victim.
+  backward passes alone (input gradient only) on the module the runner attacks (``victims.attack_copy``
+  run in ``victims.CPU_CHUNK_ROWS`` chunks, as the runner's victim runs it), as many inputs per pass as the runner's; the three are timed in turn. Beside it, the study's L2 DeepFool against Foolbox's on the same frozen victim.
 - runtime: deployed latency at batch 1 and throughput at batch 256 of every quantized model against
   the float ONNX Runtime session, and INC int8 against float torch eager; ``--compile`` adds INC int8
   lowered by ``torch.compile`` (inductor, frozen weights) with its compile time.
@@ -52,7 +52,7 @@ from qrobust.models import InputSpec, create_model, input_spec
 from qrobust.runtime import OrtRuntime, latencies
 from qrobust.settings import load_study
 from qrobust.training import RECIPES, TrainConfig, fit
-from qrobust.victims import attack_copy, module_victim
+from qrobust.victims import module_victim
 
 OUT = Path("build/benchmark.json")
 STEPS = 10
@@ -151,7 +151,7 @@ def attack_section(archs: list[str], spec: InputSpec, x: np.ndarray, y: np.ndarr
         model = float_model(arch, spec)
         xs, ys = correct(model, x, y)
         examples = len(xs) * len(grid)
-        attacked = attack_copy(model, CPU)
+        attacked = module_victim(model, CPU).module  # the attacked copy, in the victim's chunks
         per_pass = batch // len(grid) * len(grid)  # inputs of one pass, as ``craft`` batches the grid
         stack, labels = np.tile(xs, (len(grid), 1, 1, 1)), np.tile(ys, len(grid))
         seconds = best_seconds_each(
