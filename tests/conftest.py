@@ -57,6 +57,20 @@ def lenet_onnx(
     return path
 
 
+class Noisy(torch.nn.Module):
+    """``inner`` on the input plus fresh Gaussian noise each call (clipped to [0, 1]): a randomised model,
+    declared as such (``randomised``, which ``victims.draws_randomness`` reads)."""
+
+    randomised = True
+
+    def __init__(self, inner: torch.nn.Module, sigma: float) -> None:
+        super().__init__()
+        self.inner, self.sigma = inner, sigma
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        return self.inner((t + self.sigma * torch.randn_like(t)).clamp(0, 1))
+
+
 def accuracy(predictions: np.ndarray, labels: np.ndarray) -> float:
     return float((predictions == labels).mean())
 

@@ -12,6 +12,7 @@ from qrobust.model_id import ModelId
 from qrobust.results import ThreatModel
 from qrobust.victims import module_victim
 from qrobust.worstcase import WorstCase
+from tests.conftest import Noisy
 
 # The tiny model keeps about two thirds of its samples against PGD-10 here: room for a stronger attack to show.
 EPSILON = 0.15
@@ -88,17 +89,7 @@ def test_eot_averages_gradients_of_a_randomised_model(trained_lenet, samples) ->
     """Against a model that adds fresh noise, averaging gradients over draws breaks at least as many samples."""
     x, y = samples
 
-    class Noisy(torch.nn.Module):
-        randomised = True
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.inner = trained_lenet
-
-        def forward(self, t: torch.Tensor) -> torch.Tensor:
-            return self.inner((t + 0.15 * torch.randn_like(t)).clamp(0, 1))
-
-    victim = module_victim(Noisy(), torch.device("cpu"))
+    victim = module_victim(Noisy(trained_lenet, sigma=0.15), torch.device("cpu"))
     one = robust(victim, "apgd_ce", {"steps": 10, "eot_samples": 1}, x, y, 0.1)
     many = robust(victim, "apgd_ce", {"steps": 10, "eot_samples": 8}, x, y, 0.1)
     assert many.mean() <= one.mean() + 0.05

@@ -13,7 +13,7 @@ from qrobust.runtime import OrtRuntime
 from qrobust.settings import AttackConfig
 from qrobust.training import predict_logits
 from qrobust.victims import CPU_CHUNK_ROWS, Victim, attack_copy, module_victim, runtime_victim
-from tests.conftest import SPEC, accuracy
+from tests.conftest import SPEC, Noisy, accuracy
 
 # Budgets that move a stripe image to another class (stripes differ by about 6 in L2); random noise
 # needs more than an attack to do the same.
@@ -311,16 +311,5 @@ def test_a_victim_run_in_chunks_gives_the_bits_of_one_batch(arch: str) -> None:
 
 def test_a_victim_that_draws_randomness_runs_in_one_batch(trained_lenet) -> None:
     """Cutting the batch would change which random numbers each input gets."""
-
-    class Noisy(torch.nn.Module):
-        randomised = True
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.inner = trained_lenet
-
-        def forward(self, t: torch.Tensor) -> torch.Tensor:
-            return self.inner(t + 0.1 * torch.randn_like(t))
-
-    assert module_victim(Noisy(), torch.device("cpu")).module.rows is None
+    assert module_victim(Noisy(trained_lenet, sigma=0.1), torch.device("cpu")).module.rows is None
     assert module_victim(trained_lenet, torch.device("cpu")).module.rows == CPU_CHUNK_ROWS
