@@ -8,17 +8,28 @@ from qrobust.twins import ONNX_OPS, GradMode, OnnxQdqTwin, dequantize_levels, fa
 
 def test_quantize_levels_round_and_saturate() -> None:
     scaled = torch.tensor([-3.6, -0.4, 0.5, 1.5, 250.2, 300.0])
-    assert quantize_levels(scaled, 2, 0, 255, GradMode.EXACT).tolist() == [0.0, 2.0, 2.0, 4.0, 252.0, 255.0]
+    assert quantize_levels(scaled, 2, 0, 255).tolist() == [0.0, 2.0, 2.0, 4.0, 252.0, 255.0]
+
+
+def composed_fake_quantize(scaled, zero_point, qmin, qmax, scale, mode: GradMode) -> torch.Tensor:
+    """The definition the twins' fast path must equal bit for bit: quantize, shift, scale, one op at a
+    time; straight through as ``levels.detach() + (s - s.detach()) * inside``."""
+    levels = quantize_levels(scaled, zero_point, qmin, qmax)
+    if mode is GradMode.STE and scaled.requires_grad:
+        q = scaled.detach() + zero_point
+        inside = (q >= qmin - 0.5) & (q <= qmax + 0.5)
+        levels = levels.detach() + (scaled - scaled.detach()) * inside
+    return (levels - zero_point) * scale
 
 
 @pytest.mark.parametrize("mode", list(GradMode))
 def test_gradient_passes_only_straight_through_and_only_where_not_saturated(mode: GradMode) -> None:
     # -0.4 rounds onto the lower bound 0 (a background pixel at the calibrated minimum): not saturated.
     scaled = torch.tensor([-0.4, 10.3, -7.0, 300.0], requires_grad=True)
-    levels = quantize_levels(scaled, 0, 0, 255, mode)
-    assert levels.tolist() == [0.0, 10.0, 0.0, 255.0]  # the gradient mode leaves the values alone
+    levels = dequantize_levels(scaled, 0, 0, 255, 2.0, mode)
+    assert levels.tolist() == [0.0, 20.0, 0.0, 510.0]  # the gradient mode leaves the values alone
     levels.sum().backward()
-    expected = [0.0, 0.0, 0.0, 0.0] if mode is GradMode.EXACT else [1.0, 1.0, 0.0, 0.0]
+    expected = [0.0, 0.0, 0.0, 0.0] if mode is GradMode.EXACT else [2.0, 2.0, 0.0, 0.0]
     assert scaled.grad.tolist() == expected
 
 
@@ -45,8 +56,8 @@ def test_unsupported_onnx_op_is_named(tmp_path) -> None:
 @pytest.mark.parametrize("mode", list(GradMode))
 @pytest.mark.parametrize("per_channel", [False, True])
 def test_fake_quantize_gives_the_bits_of_quantize_then_dequantize(mode: GradMode, per_channel: bool) -> None:
-    """``dequantize_levels`` (the twins' fast path) against ``(quantize_levels - zero_point) * scale``:
-    the same values and the same input gradients, bit for bit, saturated values included."""
+    """``dequantize_levels`` (the twins' fast path) against the composed definition: the same values and
+    the same input gradients, bit for bit, saturated values included."""
     torch.manual_seed(0)
     x = torch.randn(4, 3, 5, 5) * 3
     if per_channel:
@@ -55,7 +66,7 @@ def test_fake_quantize_gives_the_bits_of_quantize_then_dequantize(mode: GradMode
     else:
         scale, zero = torch.tensor(0.0123), torch.tensor(41.0)
     results = []
-    for fn in (dequantize_levels, lambda s, z, lo, hi, sc, m: (quantize_levels(s, z, lo, hi, m) - z) * sc):
+    for fn in (dequantize_levels, composed_fake_quantize):
         xg = x.clone().requires_grad_(True)
         out = fn(xg / scale, zero, 0, 255, scale, mode)
         (grad,) = torch.autograd.grad((out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum(), xg)

@@ -49,41 +49,36 @@ def record_activation_levels() -> Iterator[list[torch.Tensor]]:
         _RECORDED = previous
 
 
-def quantize_levels(scaled: torch.Tensor, zero_point: Any, qmin: int, qmax: int, mode: GradMode) -> torch.Tensor:
+def quantize_levels(scaled: torch.Tensor, zero_point: Any, qmin: int, qmax: int) -> torch.Tensor:
     """clamp(round(scaled) + zero_point): the integer level of each value, as a float tensor, in the
-    order ONNX QuantizeLinear and torch's decomposed quantize ops compute it.
-
-    ``exact`` differentiates it as it is (zero almost everywhere). ``ste`` passes the gradient
-    straight through wherever the quantizer does not saturate, i.e. wherever round(q) lands inside
-    [qmin, qmax]; values that round onto the boundary (a background pixel at the calibrated minimum)
-    keep their gradient, which torch.clamp's backward would drop.
-    """
-    straight = mode is GradMode.STE and torch.is_grad_enabled() and scaled.requires_grad
-    with torch.set_grad_enabled(torch.is_grad_enabled() and not straight):
-        levels = torch.clamp(torch.round(scaled) + zero_point, qmin, qmax)  # round half to even, as both do
-        if _RECORDED is not None and (not isinstance(zero_point, torch.Tensor) or zero_point.numel() == 1):
-            _RECORDED.append((levels - zero_point).detach())
-        if not straight:
-            return levels
-        q = scaled + zero_point
-        inside = (q >= qmin - 0.5) & (q <= qmax + 0.5)
-    return _StraightThrough.apply(scaled, levels, inside)
+    order ONNX QuantizeLinear and torch's decomposed quantize ops compute it, differentiated as it is
+    (zero almost everywhere: the exact twins' gradient)."""
+    levels = torch.clamp(torch.round(scaled) + zero_point, qmin, qmax)  # round half to even, as both do
+    if _RECORDED is not None and (not isinstance(zero_point, torch.Tensor) or zero_point.numel() == 1):
+        _RECORDED.append((levels - zero_point).detach())
+    return levels
 
 
 def dequantize_levels(
     scaled: torch.Tensor, zero_point: Any, qmin: int, qmax: int, scale: Any, mode: GradMode
 ) -> torch.Tensor:
-    """``(quantize_levels(scaled, ...) - zero_point) * scale``: the fake-quantized value, bit for bit, with
-    the same gradient bits, in fewer passes over the tensor.
+    """``(quantize_levels(scaled, ...) - zero_point) * scale``: the fake-quantized value, with the chosen
+    rounding gradient.
+
+    ``exact`` differentiates the composition as it is. ``ste`` passes the gradient (times the scale)
+    straight through wherever the quantizer does not saturate, i.e. wherever round(q) lands inside
+    [qmin, qmax]; values that round onto the boundary (a background pixel at the calibrated minimum)
+    keep their gradient, which torch.clamp's backward would drop.
 
     Written out because fake quantization is most of a twin's cost (a ResNet-8 twin's forward pass took
     twice its float model's). Levels and zero points are whole numbers that float32 holds exactly, so
     ``clamp(round(s) + zp, qmin, qmax) - zp`` equals ``clamp(round(s), qmin - zp, qmax - zp)``: one pass
-    and one new tensor fewer. A straight-through pass is one autograd node, whose backward multiplies by
-    the scale and by the in-range mask in the order the composed ops' backward did."""
+    and one new tensor fewer. A straight-through pass is one autograd node (``_ScaledStraightThrough``)
+    where ``levels.detach() + (q - q.detach()) * inside`` would take four and keep their tensors alive:
+    the same values and gradient bits (tests/test_twins.py holds the composed reference)."""
     straight = mode is GradMode.STE and torch.is_grad_enabled() and scaled.requires_grad
     if torch.is_grad_enabled() and scaled.requires_grad and not straight:
-        return (quantize_levels(scaled, zero_point, qmin, qmax, mode) - zero_point) * scale
+        return (quantize_levels(scaled, zero_point, qmin, qmax) - zero_point) * scale
     if isinstance(zero_point, torch.Tensor) and zero_point.numel() == 1:
         zero_point = float(zero_point)
     with torch.no_grad():
@@ -100,7 +95,8 @@ def dequantize_levels(
 
 
 class _ScaledStraightThrough(torch.autograd.Function):
-    """``_StraightThrough`` followed by the zero-point shift and the scale, as one node."""
+    """The fake-quantized value forward; backward, the gradient times the scale, then times the in-range
+    mask (the order in which the composed ops' backward multiplies)."""
 
     @staticmethod
     def forward(ctx: Any, scaled: torch.Tensor, out: torch.Tensor, inside: torch.Tensor, scale: Any) -> torch.Tensor:
@@ -112,22 +108,6 @@ class _ScaledStraightThrough(torch.autograd.Function):
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:
         (inside,) = ctx.saved_tensors
         return (grad * ctx.scale).mul_(inside), None, None, None
-
-
-class _StraightThrough(torch.autograd.Function):
-    """The levels forward, the gradient times the in-range mask backward: one autograd node where
-    ``levels.detach() + (q - q.detach()) * inside`` would take four and keep their tensors alive
-    (the same values and gradients; 10 to 20% less time per attack step through a twin)."""
-
-    @staticmethod
-    def forward(ctx: Any, scaled: torch.Tensor, levels: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(inside)
-        return levels
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
-        (inside,) = ctx.saved_tensors
-        return grad * inside, None, None
 
 
 def fake_quantize(
