@@ -19,7 +19,8 @@ Run after `make repro` (it reads the default study's models and evaluation subse
 - pipeline: what DVC pays over the study to rewrite ``dvc.lock`` after every stage it runs (its own
   ``modify_yaml``: a round-trip parse and dump of the whole file), for the committed lock against the same
   lock with each stage's code dependencies (the modules under src/ and stages/ it lists) as one entry, and
-  against one lock per phase of the pipeline (each stage rewriting only its phase's).
+  against one lock per phase of the pipeline (each stage rewriting only its phase's); and what it pays
+  to read its YAML files, with ruamel's C loader (ruamel.yaml.clib) against its pure-Python one.
 
 Figures are medians or best-of runs on this machine; ratios are what to compare across machines.
 """
@@ -380,7 +381,30 @@ def pipeline_section() -> list[dict]:
     return [
         figure("pipeline", name, "s", stages * seconds[0], ("code deps as one entry per stage", stages * seconds[1])),
         figure("pipeline", name, "s", stages * seconds[0], (f"one lock per phase ({len(phases)})", per_phase)),
+        yaml_loader_row(),
     ]
+
+
+def yaml_loader_row() -> dict:
+    """DVC reads dvc.yaml, dvc.lock and params.yaml with ruamel's safe loader (``parse_yaml``), several times
+    per stage it runs: with ruamel.yaml.clib installed (requirements.txt) that is the C parser; the
+    baseline is the pure-Python parser DVC falls back to without it."""
+    from ruamel.yaml import YAML
+
+    texts = [Path(name).read_text() for name in ("dvc.yaml", "dvc.lock", "params.yaml")]
+
+    def parse(pure: bool) -> Callable[[], None]:
+        def run() -> None:
+            for text in texts:
+                YAML(typ="safe", pure=pure).load(text)
+
+        return run
+
+    loader = YAML(typ="safe").Parser.__name__  # CParser with ruamel.yaml.clib, Parser without
+    c, pure = best_seconds_each([parse(False), parse(True)], repeats=3)
+    return figure(
+        "pipeline", f"read dvc.yaml, dvc.lock and params.yaml once ({loader})", "s", c, ("pure-Python loader", pure)
+    )
 
 
 def markdown(rows: list[dict]) -> str:
