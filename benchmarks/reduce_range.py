@@ -12,14 +12,14 @@ from pathlib import Path
 
 import torch
 
-from qrobust.backends import load_runtime
-from qrobust.data import DATASETS, load_split
-from qrobust.layout import PREPARED, model_dir
-from qrobust.model_id import ModelId
+from qrobust.core.backends import load_runtime
+from qrobust.core.data import DATASETS, load_split
+from qrobust.core.layout import PREPARED, model_dir
+from qrobust.core.model_id import ModelId
+from qrobust.core.quantizers import FloatModel, calibration_subset, create_quantizer
+from qrobust.core.runtime import OrtRuntime
+from qrobust.core.settings import DefendSettings, load_study
 from qrobust.models import create_model, input_spec
-from qrobust.quantizers import FloatModel, calibration_subset, create_quantizer
-from qrobust.runtime import OrtRuntime
-from qrobust.settings import DefendSettings, load_study
 
 
 def main() -> None:

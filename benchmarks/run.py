@@ -45,15 +45,15 @@ import yaml
 from dvc.utils.serialize import modify_yaml
 from torch.nn import functional as F
 
-from qrobust.attacks import craft
-from qrobust.backends import load_runtime, open_artefact
-from qrobust.data import DATASETS, load_split
-from qrobust.layout import ADVERSARIAL, FLOAT_MODELS, PREPARED, QUANT_MODELS
+from qrobust.core.attacks import craft
+from qrobust.core.backends import load_runtime, open_artefact
+from qrobust.core.data import DATASETS, load_split
+from qrobust.core.layout import ADVERSARIAL, FLOAT_MODELS, PREPARED, QUANT_MODELS
+from qrobust.core.runtime import OrtRuntime, latencies
+from qrobust.core.settings import load_study
+from qrobust.core.training import RECIPES, TrainConfig, fit
+from qrobust.core.victims import module_victim
 from qrobust.models import InputSpec, create_model, input_spec
-from qrobust.runtime import OrtRuntime, latencies
-from qrobust.settings import load_study
-from qrobust.training import RECIPES, TrainConfig, fit
-from qrobust.victims import module_victim
 
 OUT = Path("build/benchmark.json")
 STEPS = 10
@@ -183,7 +183,7 @@ def deepfool_row(arch: str, model: torch.nn.Module, x: np.ndarray, y: np.ndarray
     against Foolbox's on the same frozen victim, the study's options: the change alone."""
     import foolbox
 
-    from qrobust.deepfool import L2DeepFool
+    from qrobust.core.deepfool import L2DeepFool
 
     victim = module_victim(model, CPU)
     options = {"steps": 50, "candidates": 4}

@@ -20,21 +20,21 @@ import numpy as np
 import torch
 
 from qrobust.analysis import Deployed, analyse, bootstrap_median_difference, boundary_distances, loss_plateaus
-from qrobust.attacks import attack_subset, craft
-from qrobust.backends import load_twin
 from qrobust.convergence import Convergence, Predict, check_convergence, checkable
-from qrobust.data import DATASETS, load_split
-from qrobust.errors import ConfigError, run_stage
+from qrobust.core.attacks import attack_subset, craft
+from qrobust.core.backends import load_twin
+from qrobust.core.data import DATASETS, load_split
+from qrobust.core.errors import ConfigError, run_stage
+from qrobust.core.io import save_json
+from qrobust.core.layout import PREPARED, REPORTS, adversarial_set, model_dir
+from qrobust.core.model_id import ModelId
+from qrobust.core.results import ThreatModel
+from qrobust.core.settings import Study, load_study
+from qrobust.core.training import resolve_device
+from qrobust.core.twins import GradMode
+from qrobust.core.victims import module_victim, open_module, open_runtime, open_victim
 from qrobust.evaluation import AdversarialSet
-from qrobust.io import save_json
-from qrobust.layout import PREPARED, REPORTS, adversarial_set, model_dir
-from qrobust.model_id import ModelId
 from qrobust.models import InputSpec, input_spec
-from qrobust.results import ThreatModel
-from qrobust.settings import Study, load_study
-from qrobust.training import resolve_device
-from qrobust.twins import GradMode
-from qrobust.victims import module_victim, open_module, open_runtime, open_victim
 
 
 def main(model_name: str) -> None:

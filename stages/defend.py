@@ -8,18 +8,18 @@ from __future__ import annotations
 import argparse
 import time
 
-from qrobust.data import DATASETS, load_split
+from qrobust.core.data import DATASETS, load_split
+from qrobust.core.defenses import DefenseKind, create_defense
+from qrobust.core.errors import ConfigError, run_stage
+from qrobust.core.io import save_json
+from qrobust.core.layout import PREPARED, REPORTS
+from qrobust.core.quantizers import calibration_subset
+from qrobust.core.results import write_results
+from qrobust.core.settings import load_study
+from qrobust.core.training import RECIPES, resolve_device
 from qrobust.defense_study import DefenseStudy, run_defense, run_recipe
-from qrobust.defenses import DefenseKind, create_defense
-from qrobust.errors import ConfigError, run_stage
-from qrobust.io import save_json
-from qrobust.layout import PREPARED, REPORTS
 from qrobust.models import input_spec
 from qrobust.provenance import save_timing
-from qrobust.quantizers import calibration_subset
-from qrobust.results import write_results
-from qrobust.settings import load_study
-from qrobust.training import RECIPES, resolve_device
 
 
 def main(defense_name: str | None, recipe_name: str | None) -> None:

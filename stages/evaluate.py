@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from qrobust.attacks import ATTACKS, Kind
-from qrobust.data import load_split
-from qrobust.errors import ConfigError, run_stage
+from qrobust.core.attacks import ATTACKS, Kind
+from qrobust.core.data import load_split
+from qrobust.core.errors import ConfigError, run_stage
+from qrobust.core.io import load_json, save_json
+from qrobust.core.layout import PREPARED, REPORTS, adversarial_set, model_dir
+from qrobust.core.results import write_results
+from qrobust.core.settings import load_study
+from qrobust.core.victims import open_runtime, sources
 from qrobust.evaluation import AdversarialSet, Target, cross_evaluate, flat_metrics
-from qrobust.io import load_json, save_json
-from qrobust.layout import PREPARED, REPORTS, adversarial_set, model_dir
-from qrobust.results import write_results
-from qrobust.settings import load_study
-from qrobust.victims import open_runtime, sources
 
 
 def main() -> None:

@@ -10,16 +10,16 @@ flag with its numbers), which the report renders first.
 
 from __future__ import annotations
 
-from qrobust.attacks import ATTACKS, Kind
-from qrobust.defenses import DefenseKind, create_defense
+from qrobust.core.attacks import ATTACKS, Kind
+from qrobust.core.defenses import DefenseKind, create_defense
+from qrobust.core.errors import run_stage
+from qrobust.core.io import load_json, save_json
+from qrobust.core.layout import REPORTS
+from qrobust.core.results import read_results
+from qrobust.core.settings import load_study
 from qrobust.diagnostics import CHECKS, masking_flags
-from qrobust.errors import run_stage
 from qrobust.findings import Scope, judge
 from qrobust.headline import headline_metrics, headlines, study_budget
-from qrobust.io import load_json, save_json
-from qrobust.layout import REPORTS
-from qrobust.results import read_results
-from qrobust.settings import load_study
 
 DQ_RECIPE = "dq"  # Defensive Quantization (Lin et al. 2019), judged when the defense study trains it
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from qrobust.data import DATASETS, Split, split_dataset
-from qrobust.errors import run_stage
-from qrobust.io import atomic_dir, save_json, save_npz, sha256_file
-from qrobust.layout import PREPARED
-from qrobust.settings import load_study
+from qrobust.core.data import DATASETS, Split, split_dataset
+from qrobust.core.errors import run_stage
+from qrobust.core.io import atomic_dir, save_json, save_npz, sha256_file
+from qrobust.core.layout import PREPARED
+from qrobust.core.settings import load_study
 
 
 def main() -> None:

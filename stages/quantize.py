@@ -12,18 +12,18 @@ import argparse
 
 import torch
 
-from qrobust.backends import artefact_bytes, load_runtime, load_twin, weight_census
-from qrobust.data import DATASETS, load_split
-from qrobust.errors import ConfigError, run_stage
-from qrobust.io import atomic_dir, load_json, save_json
-from qrobust.layout import PREPARED, model_dir
-from qrobust.model_id import ModelId
+from qrobust.core.backends import artefact_bytes, load_runtime, load_twin, weight_census
+from qrobust.core.data import DATASETS, load_split
+from qrobust.core.errors import ConfigError, run_stage
+from qrobust.core.io import atomic_dir, load_json, save_json
+from qrobust.core.layout import PREPARED, model_dir
+from qrobust.core.model_id import ModelId
+from qrobust.core.quantizers import FloatModel, calibration_subset, create_quantizer
+from qrobust.core.runtime import OrtRuntime, latencies
+from qrobust.core.settings import load_study
+from qrobust.core.twins import GradMode, verify_twin
 from qrobust.models import create_model, input_spec
 from qrobust.provenance import save_timing
-from qrobust.quantizers import FloatModel, calibration_subset, create_quantizer
-from qrobust.runtime import OrtRuntime, latencies
-from qrobust.settings import load_study
-from qrobust.twins import GradMode, verify_twin
 
 
 def main(model_name: str, quantizer_name: str) -> None:

@@ -6,16 +6,16 @@ import csv
 import io
 from pathlib import Path
 
+from qrobust.core.errors import run_stage
+from qrobust.core.io import load_json, save_json, write_text
+from qrobust.core.layout import PREPARED, REPORTS, TIMING, model_dir, timing_path
+from qrobust.core.model_id import ModelId
+from qrobust.core.results import read_results
+from qrobust.core.settings import DefendSettings, load_study
 from qrobust.diagnostics import CHECKS
-from qrobust.errors import run_stage
 from qrobust.headline import study_budget
-from qrobust.io import load_json, save_json, write_text
-from qrobust.layout import PREPARED, REPORTS, TIMING, model_dir, timing_path
-from qrobust.model_id import ModelId
 from qrobust.provenance import provenance
 from qrobust.report import DefenseStudy, build_report, defense_note, plot_rows, write_pages
-from qrobust.results import read_results
-from qrobust.settings import DefendSettings, load_study
 
 
 def to_csv(records: list[dict[str, object]]) -> str:

@@ -11,16 +11,16 @@ import time
 
 import torch
 
-from qrobust.data import DATASETS, load_split
-from qrobust.errors import ConfigError, run_stage
-from qrobust.io import atomic_dir, save_json
-from qrobust.layout import PREPARED, model_dir
-from qrobust.model_id import ModelId
+from qrobust.core.data import DATASETS, load_split
+from qrobust.core.errors import ConfigError, run_stage
+from qrobust.core.io import atomic_dir, save_json
+from qrobust.core.layout import PREPARED, model_dir
+from qrobust.core.model_id import ModelId
+from qrobust.core.runtime import OrtRuntime, export_onnx, latencies, verify_export
+from qrobust.core.settings import load_study
+from qrobust.core.training import RECIPES, fit, seed_everything
 from qrobust.models import count_macs, create_model, input_spec, parameter_count
 from qrobust.provenance import save_timing
-from qrobust.runtime import OrtRuntime, export_onnx, latencies, verify_export
-from qrobust.settings import load_study
-from qrobust.training import RECIPES, fit, seed_everything
 
 
 def main(arch: str, recipe: str) -> None:

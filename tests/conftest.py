@@ -12,9 +12,9 @@ import pytest
 import torch
 import yaml
 
+from qrobust.core.training import Standard, TrainConfig, fit, seed_everything
 from qrobust.models import InputSpec, create_model
 from qrobust.study import materialize
-from qrobust.training import Standard, TrainConfig, fit, seed_everything
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = InputSpec(channels=1, size=28, num_classes=10, mean=(0.3,), std=(0.3,))
@@ -50,7 +50,7 @@ def lenet_onnx(
     tiny_data: dict[str, tuple[np.ndarray, np.ndarray]],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Path:
-    from qrobust.runtime import export_onnx
+    from qrobust.core.runtime import export_onnx
 
     path = tmp_path_factory.mktemp("onnx") / "model.onnx"
     export_onnx(trained_lenet, torch.from_numpy(tiny_data["test"][0][:2]), path)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qrobust.data import DATASETS
+from qrobust.core.data import DATASETS
 
 
 def learnable_images(n: int, channels: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -25,7 +25,7 @@ from qrobust.analysis import (
     same_size_noise,
     sample_change,
 )
-from qrobust.twins import GradMode, fake_quantize
+from qrobust.core.twins import GradMode, fake_quantize
 
 
 class FakeQuant(nn.Module):
@@ -172,8 +172,8 @@ def test_quartiles() -> None:
 @pytest.fixture(scope="module")
 def deployed(trained_lenet, lenet_onnx, tiny_data, tmp_path_factory) -> list:
     from qrobust.analysis import Deployed
-    from qrobust.backends import load_runtime, load_twin
-    from qrobust.quantizers import FloatModel, create_quantizer
+    from qrobust.core.backends import load_runtime, load_twin
+    from qrobust.core.quantizers import FloatModel, create_quantizer
     from tests.conftest import SPEC
 
     out = []
@@ -189,7 +189,7 @@ def deployed(trained_lenet, lenet_onnx, tiny_data, tmp_path_factory) -> list:
 
 def test_analyse_on_real_twins(trained_lenet, lenet_onnx, deployed, tiny_data) -> None:
     from qrobust.analysis import activation_levels, analyse
-    from qrobust.runtime import OrtRuntime
+    from qrobust.core.runtime import OrtRuntime
 
     x, y = tiny_data["test"][0][:40], tiny_data["test"][1][:40]
     int8, weight_only = deployed
@@ -221,7 +221,7 @@ def test_a_twin_identical_to_its_float_model_changes_its_output_no_more_and_keep
     trained_lenet, lenet_onnx, tiny_data
 ) -> None:
     from qrobust.analysis import Deployed, analyse
-    from qrobust.runtime import OrtRuntime
+    from qrobust.core.runtime import OrtRuntime
 
     x, y = tiny_data["test"][0][:40], tiny_data["test"][1][:40]
     predict = OrtRuntime(lenet_onnx).predict

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from qrobust.apgd import LinfAPGD, LinfAutoAttack, checkpoints, dlr_loss, targeted_dlr_loss
-from qrobust.attacks import craft
-from qrobust.model_id import ModelId
-from qrobust.results import ThreatModel
-from qrobust.victims import module_victim
+from qrobust.core.apgd import LinfAPGD, LinfAutoAttack, checkpoints, dlr_loss, targeted_dlr_loss
+from qrobust.core.attacks import craft
+from qrobust.core.model_id import ModelId
+from qrobust.core.results import ThreatModel
+from qrobust.core.victims import module_victim
 from qrobust.worstcase import WorstCase
 from tests.conftest import Noisy
 

@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from qrobust.attacks import craft
-from qrobust.backends import load_runtime, load_twin, weight_census
+from qrobust.core.attacks import craft
+from qrobust.core.backends import load_runtime, load_twin, weight_census
+from qrobust.core.quantizers import FloatModel, create_quantizer
+from qrobust.core.runtime import OrtRuntime, export_onnx
+from qrobust.core.training import Standard, TrainConfig, fit, seed_everything
+from qrobust.core.twins import GradMode, verify_twin
+from qrobust.core.victims import module_victim
 from qrobust.models import ARCHITECTURES, create_model
-from qrobust.quantizers import FloatModel, create_quantizer
-from qrobust.runtime import OrtRuntime, export_onnx
 from qrobust.study import study_params
-from qrobust.training import Standard, TrainConfig, fit, seed_everything
-from qrobust.twins import GradMode, verify_twin
-from qrobust.victims import module_victim
 from tests.conftest import ROOT, SPEC, accuracy
 from tests.test_quantizers import LOGIT_TOLERANCE
 

@@ -6,13 +6,13 @@ import pytest
 import torch
 from foolbox.attacks.base import MinimizationAttack
 
-from qrobust.attacks import ATTACKS, Kind, Norm, attack_subset, craft, perturbation_norms, starting_points
-from qrobust.errors import ConfigError
+from qrobust.core.attacks import ATTACKS, Kind, Norm, attack_subset, craft, perturbation_norms, starting_points
+from qrobust.core.errors import ConfigError
+from qrobust.core.runtime import OrtRuntime
+from qrobust.core.settings import AttackConfig
+from qrobust.core.training import predict_logits
+from qrobust.core.victims import CPU_CHUNK_ROWS, Victim, attack_copy, module_victim, runtime_victim
 from qrobust.models import ARCHITECTURES, create_model
-from qrobust.runtime import OrtRuntime
-from qrobust.settings import AttackConfig
-from qrobust.training import predict_logits
-from qrobust.victims import CPU_CHUNK_ROWS, Victim, attack_copy, module_victim, runtime_victim
 from tests.conftest import SPEC, Noisy, accuracy
 
 # Budgets that move a stripe image to another class (stripes differ by about 6 in L2); random noise
@@ -138,9 +138,9 @@ def test_starting_points_are_adversarial(lenet_onnx, tiny_data) -> None:
 
 def test_straight_through_gradients_beat_the_masked_ones(trained_lenet, lenet_onnx, tiny_data, tmp_path) -> None:
     """White-box through the exact twin is gradient masking; the straight-through twin (BPDA) is not."""
-    from qrobust.backends import load_runtime, load_twin
-    from qrobust.quantizers import FloatModel, create_quantizer
-    from qrobust.twins import GradMode
+    from qrobust.core.backends import load_runtime, load_twin
+    from qrobust.core.quantizers import FloatModel, create_quantizer
+    from qrobust.core.twins import GradMode
     from tests.conftest import SPEC
 
     create_quantizer("ort_int8", {}).quantize(
@@ -196,7 +196,7 @@ def test_perturbation_norms() -> None:
 def test_whole_grid_in_one_batch_matches_one_epsilon_at_a_time(name: str, trained_lenet, tiny_data) -> None:
     """The grid runs as one batch, one epsilon per input; each epsilon's slice is an attack at that
     epsilon: inside its own ball, and as strong as the attack run on that epsilon alone."""
-    from qrobust.attacks import per_sample_epsilon
+    from qrobust.core.attacks import per_sample_epsilon
 
     x, y = tiny_data["test"][0][:48], tiny_data["test"][1][:48]
     entry = ATTACKS.get(name)
@@ -220,7 +220,7 @@ def test_whole_grid_in_one_batch_matches_one_epsilon_at_a_time(name: str, traine
 
 
 def test_attacks_without_a_per_sample_epsilon_keep_foolbox_loop() -> None:
-    from qrobust.attacks import per_sample_epsilon
+    from qrobust.core.attacks import per_sample_epsilon
 
     for name in ("deepfool_l2", "cw_l2", "apgd_ce", "square", "boundary"):
         assert per_sample_epsilon(ATTACKS.get(name).build({}, "attack")) is None

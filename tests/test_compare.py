@@ -7,8 +7,8 @@ import math
 import pytest
 
 from qrobust.compare import Revision, compare, row_differences, two_proportion_p
+from qrobust.core.results import ThreatModel
 from qrobust.report import Figure, write_pages
-from qrobust.results import ThreatModel
 from tests.browser import assert_reads_in_the_window
 from tests.test_findings import FLOAT_MODEL, QUANT, row
 

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from qrobust.attacks import ATTACKS, craft, perturbation_norms
 from qrobust.convergence import TOLERANCE, Convergence, check_convergence, verified_distances
+from qrobust.core.attacks import ATTACKS, craft, perturbation_norms
+from qrobust.core.io import dumps_json
+from qrobust.core.model_id import ModelId
+from qrobust.core.results import ThreatModel
+from qrobust.core.victims import module_victim
 from qrobust.evaluation import AdversarialSet
-from qrobust.io import dumps_json
-from qrobust.model_id import ModelId
 from qrobust.report import boundary_table, convergence_table
-from qrobust.results import ThreatModel
-from qrobust.victims import module_victim
 from qrobust.worstcase import WorstCase
 
 FLOAT = ModelId("lenet", "standard")

@@ -5,7 +5,7 @@ import pickle
 import numpy as np
 import pytest
 
-from qrobust.data import (
+from qrobust.core.data import (
     CIFAR10_FOLDER,
     DATASETS,
     FASHION_MNIST_SHA256,
@@ -15,8 +15,8 @@ from qrobust.data import (
     split_dataset,
     verify_files,
 )
-from qrobust.errors import DataError
-from qrobust.settings import load_study
+from qrobust.core.errors import DataError
+from qrobust.core.settings import load_study
 from tests.conftest import ROOT
 from tests.formats import learnable_images, write_idx, write_release
 

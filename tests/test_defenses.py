@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from qrobust.attacks import craft
-from qrobust.config import load_params
-from qrobust.defenses import DEFENSES, REJECTED, DefenseKind, ResizePad, apply, create_defense, view_agreement
-from qrobust.errors import ConfigError
-from qrobust.runtime import OrtRuntime
-from qrobust.settings import DefendSettings, validate
-from qrobust.victims import module_victim
+from qrobust.core.attacks import craft
+from qrobust.core.config import load_params
+from qrobust.core.defenses import DEFENSES, REJECTED, DefenseKind, ResizePad, apply, create_defense, view_agreement
+from qrobust.core.errors import ConfigError
+from qrobust.core.runtime import OrtRuntime
+from qrobust.core.settings import DefendSettings, validate
+from qrobust.core.victims import module_victim
 from tests.conftest import ROOT
 
 PREPROCESSORS = [n for n in DEFENSES.names() if create_defense(n, {}).kind is DefenseKind.PREPROCESSOR]
@@ -270,12 +270,12 @@ def test_default_study_includes_every_defense(params: dict) -> None:
 def _study(params: dict, tiny_data, shifts: tuple[float, ...] = (0.0,)):
     """A defense study on the toy data (40 samples), and one hand-made set per shift: each epsilon's
     inputs shifted by that epsilon plus the shift, so sets are told apart by their inputs."""
-    from qrobust.attacks import perturbation_norms
+    from qrobust.core.attacks import perturbation_norms
+    from qrobust.core.model_id import ModelId
+    from qrobust.core.results import ThreatModel
+    from qrobust.core.settings import AttackConfig
     from qrobust.defense_study import DefenseStudy
     from qrobust.evaluation import AdversarialSet
-    from qrobust.model_id import ModelId
-    from qrobust.results import ThreatModel
-    from qrobust.settings import AttackConfig
     from tests.conftest import SPEC
 
     x_eval, y_eval = tiny_data["test"]
@@ -344,7 +344,7 @@ def test_detector_scoring_is_the_standard_one(params: dict, tiny_data, refuse_cl
 def test_defense_rows_give_three_figures_and_paired_gaps(params: dict, tiny_data) -> None:
     """Per epsilon: the non-adaptive set's row, the adaptive set's own row, and the per-sample worst
     case (robust only if neither fooled the system), the latter two paired with the non-adaptive one."""
-    from qrobust.results import ThreatModel, paired_difference
+    from qrobust.core.results import ThreatModel, paired_difference
 
     study, (plain, adaptive) = _study(params, tiny_data, shifts=(0.0, 0.01))
     n = len(study.y)
@@ -444,10 +444,10 @@ def test_composite_runs_after_the_adaptive_attack_on_the_samples_it_left(
     """AutoAttack's protocol in the defense study: the composite attacks only what the plain adaptive
     attack left right on the deployed system; elsewhere the adaptive example stands, so the sequence never
     scores above the adaptive attack alone, and here (a one-step first attack) it breaks more."""
-    from qrobust.attacks import Norm, check_bounds
-    from qrobust.model_id import ModelId
-    from qrobust.results import ThreatModel
-    from qrobust.settings import AttackConfig
+    from qrobust.core.attacks import Norm, check_bounds
+    from qrobust.core.model_id import ModelId
+    from qrobust.core.results import ThreatModel
+    from qrobust.core.settings import AttackConfig
 
     study, _ = _study(params, tiny_data)
     body = {"threat_models": ["white_float"], "epsilons": [0.1], "samples": 40}
@@ -470,8 +470,8 @@ def test_composite_runs_after_the_adaptive_attack_on_the_samples_it_left(
 def test_the_boundary_attack_must_have_made_the_standard_models_reference_sets(params: dict, tiny_data) -> None:
     """The recipes' reference distances are the boundary attack's suite sets on the standard models, so an
     attack the suite does not run through the straight-through twins is refused before any attack runs."""
+    from qrobust.core.settings import AttackConfig
     from qrobust.defense_study import DefenseStudy
-    from qrobust.settings import AttackConfig
     from tests.conftest import SPEC
 
     x_eval, y_eval = tiny_data["test"]
@@ -491,7 +491,7 @@ def test_the_boundary_attack_must_have_made_the_standard_models_reference_sets(p
 def test_recipe_boundary_distances_are_made_on_the_given_samples(params: dict, tiny_data, trained_lenet) -> None:
     """The recipe model's distances come from the samples of the standard model's suite set: every
     verified distance is positive and there is at most one per given sample."""
-    from qrobust.attacks import attack_subset
+    from qrobust.core.attacks import attack_subset
 
     study, _ = _study(params, tiny_data)
     index = attack_subset(len(study.x_eval), 12, 1)

@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 
+from qrobust.core.results import NORMS, Result, ThreatModel
 from qrobust.diagnostics import masking_flags
-from qrobust.results import NORMS, Result, ThreatModel
 from tests.test_findings import FLOAT_MODEL, QUANT, row
 
 

@@ -14,9 +14,9 @@ import psutil
 import pytest
 import yaml
 
+from qrobust.core.io import PARTIAL, load_json
+from qrobust.core.results import ThreatModel, read_results
 from qrobust.findings import CLAIMS, Verdict
-from qrobust.io import PARTIAL, load_json
-from qrobust.results import ThreatModel, read_results
 from qrobust.study import materialize
 from tests.browser import assert_reads_in_the_window
 from tests.conftest import DVC, ROOT, dvc, locked_outs, venv_env

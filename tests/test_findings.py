@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from qrobust.core.model_id import ModelId
+from qrobust.core.results import NORMS, Result, ThreatModel
 from qrobust.findings import CLAIMS, Outcome, Scope, Verdict, decide, judge
-from qrobust.model_id import ModelId
-from qrobust.results import NORMS, Result, ThreatModel
 
 N = 400
 FLOAT_MODEL = ModelId("lenet", "standard")

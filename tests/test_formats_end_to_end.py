@@ -17,8 +17,8 @@ import onnx
 import pytest
 import yaml
 
-from qrobust.data import DATASETS
-from qrobust.io import load_json
+from qrobust.core.data import DATASETS
+from qrobust.core.io import load_json
 from qrobust.study import materialize
 from tests.conftest import ROOT, dvc
 from tests.formats import write_release

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from qrobust.backends import ARTEFACT, BACKENDS, FLOAT_BITS, artefact_bytes, load_runtime, load_twin, weight_census
-from qrobust.errors import ConfigError
-from qrobust.io import load_json, save_json
-from qrobust.quantizers import QUANTIZERS, FloatModel, calibration_subset, create_quantizer
-from qrobust.runtime import OrtRuntime
-from qrobust.twins import GradMode, verify_twin
+from qrobust.core.backends import ARTEFACT, BACKENDS, FLOAT_BITS, artefact_bytes, load_runtime, load_twin, weight_census
+from qrobust.core.errors import ConfigError
+from qrobust.core.io import load_json, save_json
+from qrobust.core.quantizers import QUANTIZERS, FloatModel, calibration_subset, create_quantizer
+from qrobust.core.runtime import OrtRuntime
+from qrobust.core.twins import GradMode, verify_twin
 from tests.conftest import SPEC, accuracy
 
 # Every registered quantizer with its defaults, plus the options worth covering on their own.
@@ -46,7 +46,7 @@ def test_artefact_reloads_in_a_fresh_process(artefact, tiny_data, tmp_path) -> N
     x = tiny_data["test"][0]
     np.save(tmp_path / "x.npy", x)
     code = (
-        "import sys, numpy as np; from pathlib import Path; from qrobust.backends import load_runtime; "
+        "import sys, numpy as np; from pathlib import Path; from qrobust.core.backends import load_runtime; "
         "np.save(sys.argv[3], load_runtime(Path(sys.argv[1])).logits(np.load(sys.argv[2])))"
     )
     subprocess.run(
@@ -176,7 +176,7 @@ def test_unknown_backend_in_an_artefact_is_refused_with_the_valid_list(artefact,
 
 
 def test_twin_below_threshold_fails_with_figures(artefact, tiny_data) -> None:
-    from qrobust.errors import VerificationError
+    from qrobust.core.errors import VerificationError
     from qrobust.models import create_model
 
     *_, folder = artefact
@@ -214,7 +214,7 @@ def test_calibration_subset_is_seeded() -> None:
 
 def test_inc_program_folds_its_weight_quantization_without_changing_an_output(artefact, tiny_data) -> None:
     """The deployed INC program rounds its weights once at load; every logit stays bit for bit the same."""
-    from qrobust.backends import _export_load, fold_weight_quantization
+    from qrobust.core.backends import _export_load, fold_weight_quantization
 
     name, _, out = artefact
     if name != "inc_int8":

@@ -4,7 +4,17 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 import pytest
 
-from qrobust.attacks import perturbation_norms
+from qrobust.core.attacks import perturbation_norms
+from qrobust.core.model_id import ModelId
+from qrobust.core.results import (
+    NORMS,
+    Result,
+    ThreatModel,
+    paired_difference,
+    read_results,
+    wilson_interval,
+    write_results,
+)
 from qrobust.diagnostics import CHECKS
 from qrobust.evaluation import (
     AdversarialSet,
@@ -17,17 +27,7 @@ from qrobust.evaluation import (
     set_rows,
 )
 from qrobust.findings import Scope, judge
-from qrobust.model_id import ModelId
 from qrobust.report import DefenseStudy, build_report, plot_rows, render_html, render_markdown
-from qrobust.results import (
-    NORMS,
-    Result,
-    ThreatModel,
-    paired_difference,
-    read_results,
-    wilson_interval,
-    write_results,
-)
 
 
 def test_wilson_interval_matches_known_values() -> None:
@@ -385,7 +385,7 @@ def test_report_renders_tables_figures_and_plot_data() -> None:
 def test_cluster_interval_counts_samples_not_draws() -> None:
     """One trial per sample: Wald's interval (n = 2,000). Ten identical draws per sample: the same
     interval, not one over 20,000 independent trials; every sample alike: Wilson's on the samples."""
-    from qrobust.results import cluster_interval
+    from qrobust.core.results import cluster_interval
 
     robust = np.random.default_rng(0).random(2000) < 0.3
     p = robust.mean()

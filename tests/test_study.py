@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from qrobust.errors import ConfigError
+from qrobust.core.errors import ConfigError
 from qrobust.study import MARKER, materialize
 from tests.conftest import ROOT
 

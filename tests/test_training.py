@@ -3,11 +3,19 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from qrobust.attacks import craft
-from qrobust.errors import ConfigError
+from qrobust.core.attacks import craft
+from qrobust.core.errors import ConfigError
+from qrobust.core.training import (
+    RECIPES,
+    TrainConfig,
+    fit,
+    linf_ascent,
+    orthogonality_gap,
+    predict_logits,
+    seed_everything,
+)
+from qrobust.core.victims import module_victim
 from qrobust.models import create_model
-from qrobust.training import RECIPES, TrainConfig, fit, linf_ascent, orthogonality_gap, predict_logits, seed_everything
-from qrobust.victims import module_victim
 from tests.conftest import SPEC, accuracy
 
 CONFIG = TrainConfig(epochs=2, batch_size=64, lr=0.003, weight_decay=0.0, seed=0, device="cpu")
@@ -55,7 +63,7 @@ def test_adversarial_training_and_trades_raise_robust_accuracy(standard, tiny_da
 def test_distillation_student_learns_its_teachers_soft_labels(standard, tiny_data) -> None:
     """At temperature T the student's softmax matches the teacher's soft labels (Papernot et al. 2016)
     far more closely than a model trained on hard labels does."""
-    from qrobust.training import Distillation
+    from qrobust.core.training import Distillation
 
     seed_everything(0)
     x, y = tiny_data["train"]

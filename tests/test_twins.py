@@ -3,7 +3,7 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from qrobust.twins import ONNX_OPS, GradMode, OnnxQdqTwin, dequantize_levels, fake_quantize, quantize_levels
+from qrobust.core.twins import ONNX_OPS, GradMode, OnnxQdqTwin, dequantize_levels, fake_quantize, quantize_levels
 
 
 def test_quantize_levels_round_and_saturate() -> None:

@@ -31,9 +31,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from qrobust.runtime import batched
-from qrobust.training import orthogonality_gap, predict_logits
-from qrobust.twins import record_activation_levels
+from qrobust.core.runtime import batched
+from qrobust.core.training import orthogonality_gap, predict_logits
+from qrobust.core.twins import record_activation_levels
 
 Predict = Callable[[np.ndarray], np.ndarray]
 

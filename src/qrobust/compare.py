@@ -23,11 +23,11 @@ from typing import Any
 
 import yaml
 
-from qrobust.errors import ConfigError
+from qrobust.core.errors import ConfigError
+from qrobust.core.model_id import ModelId
+from qrobust.core.results import Result, ThreatModel, read_results
 from qrobust.headline import HEADLINE_RULE, Headline, headline_budget, headlines
-from qrobust.model_id import ModelId
 from qrobust.report import Curves, Figure, Report, Table, _precision_order, curve_rows, curves_png, pct, write_pages
-from qrobust.results import Result, ThreatModel, read_results
 
 WORKSPACE = "workspace"
 ALPHA = 0.05  # a difference "exceeds its noise" when the two-proportion test rejects equality at this level

@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from qrobust.attacks import ATTACKS, Kind, craft, perturbation_norms
+from qrobust.core.attacks import ATTACKS, Kind, craft, perturbation_norms
+from qrobust.core.victims import Victim
 from qrobust.evaluation import AdversarialSet
-from qrobust.victims import Victim
 from qrobust.worstcase import censored_median
 
 TOLERANCE = 0.05  # the relative change of the median distance that doubling the steps may cause

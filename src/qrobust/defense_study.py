@@ -27,18 +27,18 @@ import numpy as np
 import torch
 
 from qrobust.analysis import bootstrap_median_difference, boundary_distances
-from qrobust.attacks import ATTACKS, attack_subset, craft, perturbation_norms
-from qrobust.defenses import REJECTED, Defense, DefenseKind, DetectionScore, view_agreement
+from qrobust.core.attacks import ATTACKS, attack_subset, craft, perturbation_norms
+from qrobust.core.defenses import REJECTED, Defense, DefenseKind, DetectionScore, view_agreement
+from qrobust.core.errors import ConfigError
+from qrobust.core.layout import adversarial_set
+from qrobust.core.model_id import FLOAT, ModelId
+from qrobust.core.results import NORMS, Result, ThreatModel, paired, paired_difference
+from qrobust.core.settings import AttackConfig, DefendSettings
+from qrobust.core.training import Recipe, attacker_view
+from qrobust.core.victims import module_victim, open_module, open_runtime
 from qrobust.detector_attack import detector_aware_pgd
-from qrobust.errors import ConfigError
 from qrobust.evaluation import AdversarialSet, clean_row, set_rows
-from qrobust.layout import adversarial_set
-from qrobust.model_id import FLOAT, ModelId
 from qrobust.models import InputSpec
-from qrobust.results import NORMS, Result, ThreatModel, paired, paired_difference
-from qrobust.settings import AttackConfig, DefendSettings
-from qrobust.training import Recipe, attacker_view
-from qrobust.victims import module_victim, open_module, open_runtime
 from qrobust.worstcase import ATTACK as WORST_CASE_ATTACK
 
 Predict = Callable[[np.ndarray], np.ndarray]

@@ -25,8 +25,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from qrobust.core.results import Result, ThreatModel, wilson_interval
 from qrobust.findings import Rate, above
-from qrobust.results import Result, ThreatModel, wilson_interval
 
 WHITE = (ThreatModel.WHITE_FLOAT.value, ThreatModel.WHITE_QNN_EXACT.value, ThreatModel.WHITE_QNN_STE.value)
 CHECKS = (

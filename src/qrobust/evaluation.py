@@ -15,14 +15,14 @@ from typing import Protocol
 
 import numpy as np
 
-from qrobust.io import load_npz
-from qrobust.model_id import ModelId
-from qrobust.results import NORMS, Result, ThreatModel, paired
+from qrobust.core.io import load_npz
+from qrobust.core.model_id import ModelId
+from qrobust.core.results import NORMS, Result, ThreatModel, paired
 from qrobust.worstcase import WorstCase
 
 
 class DeployedSystem(Protocol):
-    """What a target is scored on: a runtime (``qrobust.runtime.Runtime``), or a defended system built on
+    """What a target is scored on: a runtime (``qrobust.core.runtime.Runtime``), or a defended system built on
     runtimes, whose labels may be ``defenses.REJECTED``."""
 
     def predict(self, x: np.ndarray) -> np.ndarray: ...

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from qrobust.model_id import FLOAT, ModelId
-from qrobust.results import Result, ThreatModel, wilson_interval
+from qrobust.core.model_id import FLOAT, ModelId
+from qrobust.core.results import Result, ThreatModel, wilson_interval
 from qrobust.worstcase import ATTACK as WORST_CASE
 
 

@@ -12,11 +12,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from qrobust.model_id import ModelId
-from qrobust.results import Result, ThreatModel
+from qrobust.core.model_id import ModelId
+from qrobust.core.results import Result, ThreatModel
 
 if TYPE_CHECKING:
-    from qrobust.settings import Study
+    from qrobust.core.settings import Study
 
 HEADLINE_RULE = (
     "the per-sample worst case at the headline epsilon: a sample counts as robust only if the deployed model "
@@ -34,7 +34,7 @@ def headline_budget(norm: str, grid: Sequence[float]) -> tuple[str, float]:
 def study_budget(study: Study) -> tuple[str, float]:
     """The headline budget of a study: the middle of the grid of the attack its white-box figure draws
     (report.curves.white_float; the defense study's attack when it draws none)."""
-    from qrobust.attacks import ATTACKS
+    from qrobust.core.attacks import ATTACKS
 
     curve = study.report.curves.get(ThreatModel.WHITE_FLOAT, study.defend.attack)
     return headline_budget(ATTACKS.get(curve).norm.value, study.attack.get(curve).epsilons)

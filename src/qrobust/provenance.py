@@ -18,8 +18,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from qrobust.io import save_json
-from qrobust.layout import timing_path
+from qrobust.core.io import save_json
+from qrobust.core.layout import timing_path
 
 PACKAGES = (
     "torch", "torchvision", "onnx", "onnxruntime", "neural-compressor", "foolbox", "dvc", "numpy", "pyyaml",

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from qrobust.core.io import write_bytes, write_text
+from qrobust.core.model_id import ModelId
+from qrobust.core.results import Result, ThreatModel
 from qrobust.findings import AGGREGATE_RULE
 from qrobust.headline import HEADLINE_RULE, Headline, headlines
-from qrobust.io import write_bytes, write_text
-from qrobust.model_id import ModelId
-from qrobust.results import Result, ThreatModel
 
 Metrics = Mapping[str, Any]
 

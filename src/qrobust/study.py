@@ -20,9 +20,9 @@ from typing import Any
 
 import yaml
 
-from qrobust.config import load_params
-from qrobust.errors import ConfigError
-from qrobust.settings import validate
+from qrobust.core.config import load_params
+from qrobust.core.errors import ConfigError
+from qrobust.core.settings import validate
 
 STUDIES = Path("studies")
 # Written into the .git of every folder materialize makes (so a clone of a study does not carry it):

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from qrobust.model_id import ModelId
-from qrobust.results import NORMS, Result, ThreatModel, paired
+from qrobust.core.model_id import ModelId
+from qrobust.core.results import NORMS, Result, ThreatModel, paired
 
 ATTACK = "worst_case"
 

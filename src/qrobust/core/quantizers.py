@@ -2,7 +2,7 @@
 
 A quantizer turns a float model (its torch module and its ONNX export) plus calibration images, drawn
 from the training data and never from test data, into an artefact folder: the deployed model files and
-``artefact.json`` naming its backend. From there on ``qrobust.backends`` opens, twins and measures it.
+``artefact.json`` naming its backend. From there on ``qrobust.core.backends`` opens, twins and measures it.
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from qrobust.backends import ARTEFACT, BACKENDS, FLOAT_BITS
-from qrobust.config import boolean, check_options, choice, positive_int
-from qrobust.errors import ConfigError
-from qrobust.io import save_json
+from qrobust.core.backends import ARTEFACT, BACKENDS, FLOAT_BITS
+from qrobust.core.config import boolean, check_options, choice, positive_int
+from qrobust.core.errors import ConfigError
+from qrobust.core.io import save_json
+from qrobust.core.registry import Registry
+from qrobust.core.runtime import batches
 from qrobust.models import InputSpec
-from qrobust.registry import Registry
-from qrobust.runtime import batches
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class FloatModel:
 
 
 class Quantizer(Protocol):
-    backend: str  # its entry in qrobust.backends.BACKENDS
+    backend: str  # its entry in qrobust.core.backends.BACKENDS
     weight_bits: int  # nominal; the artefact's metrics measure what was stored
     activation_bits: int
 

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from qrobust.errors import VerificationError
-from qrobust.io import atomic_path
+from qrobust.core.errors import VerificationError
+from qrobust.core.io import atomic_path
 
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
 
@@ -77,11 +77,13 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str | Path) -> No
 class OrtRuntime:
     """An ONNX Runtime CPU session behind a numpy ``logits(x)`` call."""
 
-    def __init__(self, path: str | Path, *, threads: int = 0) -> None:
+    def __init__(self, path: str | Path, *, threads: int | None = None) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
+        # As many threads as torch runs (its default, like ONNX Runtime's, is one per physical core): a
+        # process that shares the cores with others (qrobust.workers) sets torch's count for both.
+        options.intra_op_num_threads = torch.get_num_threads() if threads is None else threads
         options.log_severity_level = 3
         self.path = Path(path)
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
@@ -147,7 +149,7 @@ def latencies(runtime: OrtRuntime | TorchRuntime, x: np.ndarray, *, repeats: int
 
 def verify_export(model: nn.Module, runtime: OrtRuntime, x: np.ndarray, *, atol: float = 1e-3) -> dict[str, float]:
     """The ONNX export must give the float model's logits and predictions; fail loudly if not."""
-    from qrobust.training import predict_logits
+    from qrobust.core.training import predict_logits
 
     reference = predict_logits(model, x)
     exported = runtime.logits(x)

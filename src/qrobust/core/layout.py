@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from qrobust.model_id import ModelId
+from qrobust.core.model_id import ModelId
 
 PREPARED = Path("data/prepared")
 FLOAT_MODELS = Path("models/float")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qrobust.io import write_text
+from qrobust.core.io import write_text
 
 
 class ThreatModel(Enum):

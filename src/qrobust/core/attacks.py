@@ -23,11 +23,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from qrobust.config import typed_options
-from qrobust.errors import ConfigError
-from qrobust.registry import Registry
-from qrobust.results import ThreatModel
-from qrobust.victims import Victim
+from qrobust.core.config import typed_options
+from qrobust.core.errors import ConfigError
+from qrobust.core.registry import Registry
+from qrobust.core.results import ThreatModel
+from qrobust.core.victims import Victim
 
 
 class Norm(Enum):
@@ -62,14 +62,14 @@ def _foolbox(name: str) -> Callable[..., Any]:
 
 
 def _square(**options: Any) -> Any:
-    from qrobust.square import LinfSquareAttack
+    from qrobust.core.square import LinfSquareAttack
 
     return LinfSquareAttack(**options)
 
 
 def _apgd(norm: str, **fixed: Any) -> Callable[..., Any]:
     def factory(**options: Any) -> Any:
-        from qrobust import apgd
+        from qrobust.core import apgd
 
         return {"linf": apgd.LinfAPGD, "l2": apgd.L2APGD}[norm](**fixed, **options)
 
@@ -78,7 +78,7 @@ def _apgd(norm: str, **fixed: Any) -> Callable[..., Any]:
 
 def _deepfool(norm: str) -> Callable[..., Any]:
     def factory(**options: Any) -> Any:
-        from qrobust import deepfool
+        from qrobust.core import deepfool
 
         return {"linf": deepfool.LinfDeepFool, "l2": deepfool.L2DeepFool}[norm](**options)
 
@@ -86,7 +86,7 @@ def _deepfool(norm: str) -> Callable[..., Any]:
 
 
 def _autoattack(**options: Any) -> Any:
-    from qrobust.apgd import LinfAutoAttack
+    from qrobust.core.apgd import LinfAutoAttack
 
     return LinfAutoAttack(**options)
 

@@ -15,16 +15,16 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from qrobust import config as c
-from qrobust.attacks import ATTACKS, Kind, Norm
-from qrobust.data import DATASETS, DatasetSpec
-from qrobust.defenses import create_defense
-from qrobust.errors import ConfigError
-from qrobust.model_id import ModelId, with_quantized
+from qrobust.core import config as c
+from qrobust.core.attacks import ATTACKS, Kind, Norm
+from qrobust.core.data import DATASETS, DatasetSpec
+from qrobust.core.defenses import create_defense
+from qrobust.core.errors import ConfigError
+from qrobust.core.model_id import ModelId, with_quantized
+from qrobust.core.quantizers import QUANTIZERS, create_quantizer
+from qrobust.core.results import ThreatModel
+from qrobust.core.training import RECIPES, TrainConfig
 from qrobust.models import ARCHITECTURES
-from qrobust.quantizers import QUANTIZERS, create_quantizer
-from qrobust.results import ThreatModel
-from qrobust.training import RECIPES, TrainConfig
 
 
 def _device(value: Any, key: str) -> str:
@@ -576,7 +576,7 @@ def load_study(path: str = "params.yaml") -> Study:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m qrobust.settings [params.yaml]``: validate a params file, print what is wrong."""
+    """``python -m qrobust.core.settings [params.yaml]``: validate a params file, print what is wrong."""
     import sys
 
     args = sys.argv[1:] if argv is None else argv

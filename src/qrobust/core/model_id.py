@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from qrobust.errors import ConfigError
+from qrobust.core.errors import ConfigError
 
 FLOAT = "float"  # the precision of a model with no quantizer
 

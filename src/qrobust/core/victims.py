@@ -16,12 +16,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from qrobust.layout import model_dir
-from qrobust.model_id import ModelId, with_quantized
+from qrobust.core.layout import model_dir
+from qrobust.core.model_id import ModelId, with_quantized
+from qrobust.core.results import ThreatModel
+from qrobust.core.runtime import Runtime, batched
+from qrobust.core.twins import GradMode
 from qrobust.models import InputSpec, create_model
-from qrobust.results import ThreatModel
-from qrobust.runtime import Runtime, batched
-from qrobust.twins import GradMode
 
 BOUNDS = (0.0, 1.0)
 TWIN_MODES = {ThreatModel.WHITE_QNN_EXACT: GradMode.EXACT, ThreatModel.WHITE_QNN_STE: GradMode.STE}
@@ -179,7 +179,7 @@ def sources(threat: ThreatModel, models: Sequence[ModelId], quantizers: Sequence
 def open_module(threat: ThreatModel, source: ModelId, spec: InputSpec, *, defended: bool = False) -> nn.Module:
     """The differentiable torch model a white-box attacker of ``source`` gets under ``threat``: the
     float model for white_float, the quantized model's twin in the threat model's gradient mode."""
-    from qrobust.backends import load_twin
+    from qrobust.core.backends import load_twin
 
     folder = model_dir(source, defended=defended)
     if threat is ThreatModel.WHITE_FLOAT:
@@ -195,8 +195,8 @@ def open_module(threat: ThreatModel, source: ModelId, spec: InputSpec, *, defend
 
 def open_runtime(source: ModelId, *, defended: bool = False) -> Any:
     """The deployed runtime of ``source``: the float ONNX Runtime session or the quantized artefact's runtime."""
-    from qrobust.backends import load_runtime
-    from qrobust.runtime import OrtRuntime
+    from qrobust.core.backends import load_runtime
+    from qrobust.core.runtime import OrtRuntime
 
     folder = model_dir(source, defended=defended)
     return OrtRuntime(folder / "model.onnx") if source.quantizer is None else load_runtime(folder)
@@ -213,7 +213,7 @@ def open_victim(
 
 def float_activations(source: ModelId) -> bool:
     """A weight-only quantized model keeps float activations: its exact and ste twins are one model."""
-    from qrobust.backends import FLOAT_BITS, open_artefact
+    from qrobust.core.backends import FLOAT_BITS, open_artefact
 
     artefact, _ = open_artefact(model_dir(source))
     return int(artefact.info["activation_bits"]) >= FLOAT_BITS

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from qrobust.errors import DataError
+from qrobust.core.errors import DataError
 
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 

@@ -29,7 +29,7 @@ from foolbox.criteria import Misclassification, TargetedMisclassification
 from foolbox.distances import l2, linf
 from foolbox.models import Model
 
-from qrobust.square import LinfSquareAttack
+from qrobust.core.square import LinfSquareAttack
 
 MOMENTUM = 0.75  # alpha of the paper
 RHO = 0.75  # share of steps since the last checkpoint that must raise the loss

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from qrobust.errors import ConfigError
+from qrobust.core.errors import ConfigError
 
 E = TypeVar("E", bound=Enum)
 

@@ -21,9 +21,9 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from qrobust.config import check_options, number, positive_int
-from qrobust.registry import Registry
-from qrobust.runtime import batched
+from qrobust.core.config import check_options, number, positive_int
+from qrobust.core.registry import Registry
+from qrobust.core.runtime import batched
 
 
 class Recipe(Protocol):

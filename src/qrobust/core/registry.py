@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
-from qrobust.errors import ConfigError
+from qrobust.core.errors import ConfigError
 
 T = TypeVar("T")
 

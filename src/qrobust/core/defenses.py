@@ -31,11 +31,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from qrobust.config import check_options, choice, name_list, number, positive_int
-from qrobust.errors import ConfigError
-from qrobust.quantizers import QUANTIZERS
-from qrobust.registry import Registry
-from qrobust.runtime import Runtime, batched
+from qrobust.core.config import check_options, choice, name_list, number, positive_int
+from qrobust.core.errors import ConfigError
+from qrobust.core.quantizers import QUANTIZERS
+from qrobust.core.registry import Registry
+from qrobust.core.runtime import Runtime, batched
 
 REJECTED = -1  # the label a detector gives an input it refuses to classify
 

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from qrobust.runtime import batched
+from qrobust.core.runtime import batched
 
 
 class GradMode(Enum):
@@ -396,7 +396,7 @@ def fx_qdq_twin(module: nn.Module, mode: GradMode) -> nn.Module:
 def verify_twin(twin: nn.Module, runtime: Any, x: np.ndarray, *, min_agreement: float, label: str) -> dict[str, float]:
     """Top-1 agreement and max |logit difference| of a twin against its deployed runtime, plus the share
     of exactly-zero input-gradient entries (a gradient-masking indicator); fails below ``min_agreement``."""
-    from qrobust.errors import VerificationError
+    from qrobust.core.errors import VerificationError
 
     reference = runtime.logits(x)
     with torch.no_grad():

@@ -18,11 +18,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from qrobust.io import load_json
+from qrobust.core.io import load_json
+from qrobust.core.registry import Registry
+from qrobust.core.runtime import OrtRuntime, Runtime, TorchRuntime
+from qrobust.core.twins import GradMode, OnnxQdqTwin, fx_qdq_twin
 from qrobust.models import InputSpec, create_model
-from qrobust.registry import Registry
-from qrobust.runtime import OrtRuntime, Runtime, TorchRuntime
-from qrobust.twins import GradMode, OnnxQdqTwin, fx_qdq_twin
 
 ARTEFACT = "artefact.json"
 FLOAT_BITS = 32  # float32 weights, and activation_bits of a weight-only quantizer

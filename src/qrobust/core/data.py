@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from qrobust.errors import DataError
-from qrobust.io import file_digest, load_npz, sha256_file
-from qrobust.registry import Registry
+from qrobust.core.errors import DataError
+from qrobust.core.io import file_digest, load_npz, sha256_file
+from qrobust.core.registry import Registry
 
 
 @dataclass(frozen=True)
