@@ -8,6 +8,9 @@ Run after `make repro` (it reads the default study's models and evaluation subse
   same grid, nothing else) on the same model and samples; the limit is the rate of the forward and
   backward passes alone (input gradient only) on the module the runner attacks (``victims.attack_copy``
   run in ``victims.CPU_CHUNK_ROWS`` chunks, as the runner's victim runs it), as many inputs per pass as the runner's; the three are timed in turn. Beside it, the study's L2 DeepFool against Foolbox's on the same frozen victim.
+- workers: six sets of the attack stage (Linf PGD over the grid, float and straight-through) spread over
+  one single-thread process per core (``workers.run_jobs``) against one after the other in one process on
+  every thread, with the same bits required.
 - runtime: deployed latency at batch 1 and throughput at batch 256 of every quantized model against
   the float ONNX Runtime session, and INC int8 against float torch eager; ``--compile`` adds INC int8
   lowered by ``torch.compile`` (inductor, frozen weights) with its compile time.
@@ -343,6 +346,50 @@ PHASES = {
 }
 
 
+def attack_set(job: tuple[str, str, str, int]) -> tuple[float, str]:
+    """One set of the attack stage (``craft`` on an opened victim, as stages/attack.py makes it): seconds
+    and a digest of the adversarial examples. Module-level, so a spawned worker can run it."""
+    from qrobust.core.attacks import attack_subset
+    from qrobust.core.model_id import ModelId
+    from qrobust.core.results import ThreatModel
+    from qrobust.core.victims import open_victim
+
+    attack, threat, source, samples = job
+    study = load_study()
+    config = study.attack.get(attack)
+    x, y = load_split(PREPARED / "eval.npz")
+    index = attack_subset(len(x), samples, study.attack.seed)
+    spec = input_spec(DATASETS.get(study.prepare.dataset))
+    start = time.perf_counter()
+    victim = open_victim(ThreatModel(threat), ModelId.parse(source), spec, CPU, labels_only=False)
+    crafted = craft(
+        victim, attack, config.options, config.epsilons, x[index], y[index],
+        batch_size=study.attack.batch_size, seed=study.attack.seed,
+    )  # fmt: skip
+    return time.perf_counter() - start, hashlib.sha256(crafted.x_adv.tobytes()).hexdigest()
+
+
+def workers_section(archs: list[str], samples: int) -> list[dict]:
+    """The attack stage's sets as independent jobs: spread over one single-thread process per core
+    (``workers.run_jobs``, as stages/attack.py runs them) against one after the other in this process on
+    every thread; the two must give the same bits. Linf PGD over the grid on every float model and, through
+    their straight-through twins, on their ORT int8 models."""
+    from qrobust.workers import run_jobs, usable_cpus
+
+    jobs = [("linf_pgd", "white_float", f"{a}-standard", samples) for a in archs]
+    jobs += [("linf_pgd", "white_qnn_ste", f"{a}-standard.ort_int8", samples) for a in archs]
+    start = time.perf_counter()
+    alone = [attack_set(job) for job in jobs]
+    one_process = time.perf_counter() - start
+    start = time.perf_counter()
+    spread = run_jobs(attack_set, jobs, workers=usable_cpus())
+    workers = time.perf_counter() - start
+    if [d for _, d in alone] != [d for _, d in spread]:
+        raise SystemExit("workers: the sets differ from one process's: qrobust.workers must not change results")
+    name = f"{len(jobs)} Linf PGD sets of {samples} samples, {usable_cpus()} workers (same bits)"
+    return [figure("workers", name, "s", workers, (f"one process, {torch.get_num_threads()} threads", one_process))]
+
+
 def pipeline_section() -> list[dict]:
     lock = yaml.safe_load(Path("dvc.lock").read_text())
 
@@ -424,7 +471,7 @@ def markdown(rows: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--sections", default="attack,runtime,evaluate,training,scaling,pipeline")
+    parser.add_argument("--sections", default="attack,workers,runtime,evaluate,training,scaling,pipeline")
     parser.add_argument("--samples", type=int, default=200, help="samples of the attack section")
     parser.add_argument("--compile", action="store_true", help="also time INC int8 under torch.compile")
     args = parser.parse_args()
@@ -435,6 +482,7 @@ def main() -> None:
     x, y = load_split(PREPARED / "eval.npz")
     sections = {
         "attack": lambda: attack_section(archs, spec, x[: args.samples], y[: args.samples], grid),
+        "workers": lambda: workers_section(archs, 250),
         "runtime": lambda: runtime_section(archs, spec, x, args.compile),
         "evaluate": lambda: evaluate_section(archs[0], x),
         "training": lambda: training_section(archs, spec, x, y),
