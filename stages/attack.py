@@ -4,7 +4,7 @@ Writes data/adversarial/<name>/<threat_model>/<source>.npz: the adversarial exam
 epsilon of the grid (and the unclipped output of a minimisation attack at epsilon inf), the seeded
 subset they came from, which samples were attacked, per-sample L0/L1/L2/Linf sizes and the query
 count. Timings go to reports/timing/attack/<name>.json. The sets are independent jobs, spread over the
-machine's cores (qrobust.workers) with the same bits as one after the other.
+machine's cores (qrobust.workers).
 """
 
 from __future__ import annotations
