@@ -51,15 +51,20 @@ def _imported_names(path: Path) -> tuple[str, ...]:
     return tuple(".".join(n.split(".")[:k]) for n in names for k in range(1, n.count(".") + 2))
 
 
+def needed_and_listed(name: str, stage: Mapping[str, Any], root: Path) -> tuple[set[str], set[str]]:
+    """A stage's script with every project module it imports, and the paths its deps list."""
+    body = stage.get("do", stage)
+    script = re.search(r"(stages/\w+\.py)", str(body["cmd"]))
+    assert script, f"{name}: no stage script in its cmd"
+    deps = {d if isinstance(d, str) else next(iter(d)) for d in body.get("deps", [])}
+    return {script.group(1), *imported_modules(root / script.group(1), root)}, deps
+
+
 def missing_deps(stages: Mapping[str, Any], root: Path = ROOT) -> dict[str, list[str]]:
     """Per stage, the modules its script imports that its deps do not list (a listed folder covers its files)."""
     missing = {}
     for name, stage in stages.items():
-        body = stage.get("do", stage)
-        script = re.search(r"(stages/\w+\.py)", str(body["cmd"]))
-        assert script, f"{name}: no stage script in its cmd"
-        deps = {d if isinstance(d, str) else next(iter(d)) for d in body.get("deps", [])}
-        needed = {script.group(1), *imported_modules(root / script.group(1), root)}
+        needed, deps = needed_and_listed(name, stage, root)
         lacking = sorted(
             f for f in needed if f not in deps and not any(f.startswith(d.rstrip("/") + "/") for d in deps)
         )
@@ -99,12 +104,9 @@ def excess_deps(stages: Mapping[str, Any], root: Path = ROOT) -> dict[str, list[
     never imports: an edit to one of them would re-run the stage for nothing."""
     excess = {}
     for name, stage in stages.items():
-        body = stage.get("do", stage)
-        script = re.search(r"(stages/\w+\.py)", str(body["cmd"]))
-        assert script, f"{name}: no stage script in its cmd"
-        needed = {script.group(1), *imported_modules(root / script.group(1), root)}
+        needed, deps = needed_and_listed(name, stage, root)
         covered: set[str] = set()
-        for dep in (d if isinstance(d, str) else next(iter(d)) for d in body.get("deps", [])):
+        for dep in deps:
             if not dep.startswith(("src/", "stages/")):
                 continue
             folder = root / dep
