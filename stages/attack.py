@@ -36,6 +36,11 @@ def _study() -> Study:
     return load_study()
 
 
+@functools.cache
+def _eval_split() -> tuple[np.ndarray, np.ndarray]:
+    return load_split(PREPARED / "eval.npz")
+
+
 def craft_set(job: tuple[str, str, str, Path]) -> dict[str, float]:
     """Attack ``name`` under one threat model on one source; writes its set into ``out``. Runs in a
     worker process too: everything it needs comes from params.yaml and the artefact folders."""
@@ -43,7 +48,7 @@ def craft_set(job: tuple[str, str, str, Path]) -> dict[str, float]:
     study = _study()
     settings, threat, source = study.attack, ThreatModel(threat_value), ModelId.parse(source_name)
     config, entry = settings.get(name), ATTACKS.get(name)
-    x_all, y_all = load_split(PREPARED / "eval.npz")
+    x_all, y_all = _eval_split()
     index = attack_subset(len(x_all), config.samples_for(threat), settings.seed)
     x, y = x_all[index], y_all[index]
     start = time.perf_counter()
@@ -78,7 +83,7 @@ def main(name: str) -> None:
     config, entry = settings.get(name), ATTACKS.get(name)
     device = resolve_device(settings.device)
     models, quantizers = study.train.model_ids(), study.quantize.quantizers
-    n = len(load_split(PREPARED / "eval.npz")[1])
+    n = len(_eval_split()[1])
     subset = {t: attack_subset(n, config.samples_for(t), settings.seed).size for t in config.threat_models}
     sets = [
         (t, s) for t in config.threat_models for s in sources(t, models, quantizers, noise=entry.kind is Kind.NOISE)
@@ -92,16 +97,17 @@ def main(name: str) -> None:
     ]
     with atomic_dir(adversarial_dir(name)) as out:
         jobs = [(name, t.value, str(s), out) for t, s in sets if (t, s) not in copies]
-        timings = dict(zip(jobs, run_jobs(craft_set, jobs, workers=worker_count(device)), strict=True))
+        timed = run_jobs(craft_set, jobs, workers=worker_count(device))
+        timings = {f"{t}/{s}": timing for (_, t, s, _), timing in zip(jobs, timed, strict=True)}
         for threat, source in copies:
             record = load_npz(out / set_file(exact.value, source))
             record["threat_model"] = np.asarray(threat.value)
             save_npz(out / set_file(threat.value, source), record)
-            timings[(name, threat.value, str(source), out)] = {
+            timings[f"{threat.value}/{source}"] = {
                 "seconds": 0.0,
                 "queries_per_sample": round(float(record["queries_per_sample"]), 1),
             }
-    summary = {f"{t.value}/{s}": timings[(name, t.value, str(s), out)] for t, s in sets}
+    summary = {f"{t.value}/{s}": timings[f"{t.value}/{s}"] for t, s in sets}
     save_timing("attack", name, {"device": str(device), "sets": summary})
 
 
