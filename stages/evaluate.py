@@ -5,10 +5,13 @@ the nearest examples, and gives the censored median distance).
 
 Targets are the float ONNX models (ONNX Runtime sessions) and every quantized artefact's deployed runtime
 (an ONNX Runtime session or the INC-converted torch module), each opened from its files, with no
-defense in front (the defense study, stages/defend.py, scores the defended systems).
+defense in front (the defense study, stages/defend.py, scores the defended systems). Each target's
+runtime is a job (qrobust.workers): it answers on every set, and the rows are scored from the answers.
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
@@ -17,27 +20,38 @@ from qrobust.core.data import load_split
 from qrobust.core.errors import ConfigError, run_stage
 from qrobust.core.io import load_json, save_json
 from qrobust.core.layout import PREPARED, REPORTS, adversarial_set, model_dir
+from qrobust.core.model_id import ModelId
 from qrobust.core.results import write_results
-from qrobust.core.settings import load_study
+from qrobust.core.settings import Study, load_study
+from qrobust.core.training import resolve_device
 from qrobust.core.victims import open_runtime, sources
-from qrobust.evaluation import AdversarialSet, Target, cross_evaluate, flat_metrics
+from qrobust.evaluation import (
+    AdversarialSet,
+    Labels,
+    check_sources,
+    flat_metrics,
+    score_labels,
+    stacked_inputs,
+    target_labels,
+)
+from qrobust.workers import run_jobs, worker_count
 
 
-def main() -> None:
-    study = load_study()
-    train, quantize = study.train, study.quantize
+@functools.cache
+def _study() -> Study:
+    return load_study()
+
+
+@functools.cache
+def _inputs() -> tuple[np.ndarray, np.ndarray, tuple[AdversarialSet, ...], np.ndarray]:
+    """The evaluation split, every adversarial set of the study, and their examples stacked (per process)."""
+    study = _study()
     x, y = load_split(PREPARED / "eval.npz")
-
-    targets, test_accuracy = [], {}
-    for model in study.models():
-        targets.append(Target(model, open_runtime(model)))
-        test_accuracy[f"test_accuracy/{model}"] = load_json(model_dir(model) / "metrics.json")["test_accuracy"]
-
     sets = []
     for attack in study.attack.attacks:
         noise = ATTACKS.get(attack.name).kind is Kind.NOISE
         for threat in attack.threat_models:
-            for source in sources(threat, train.model_ids(), quantize.quantizers, noise=noise):
+            for source in sources(threat, study.train.model_ids(), study.quantize.quantizers, noise=noise):
                 path = adversarial_set(attack.name, threat.value, source)
                 adv = AdversarialSet.load(path)
                 if adv.index.max() >= len(y) or not np.array_equal(adv.labels, y[adv.index]):
@@ -45,12 +59,27 @@ def main() -> None:
                         f"{path}: its labels differ from {PREPARED / 'eval.npz'}; re-run attack@{attack.name}"
                     )
                 sets.append(adv)
+    return x, y, tuple(sets), stacked_inputs(sets, x)
 
-    rows, worst = cross_evaluate(targets, sets, x, y)
+
+def answers(model: str) -> Labels:
+    """One target's deployed runtime on the clean samples and on every set; runs in a worker process too."""
+    x, _, _, stack = _inputs()
+    return target_labels(open_runtime(ModelId.parse(model)), x, stack)
+
+
+def main() -> None:
+    study = _study()
+    models = study.models()
+    test_accuracy = {f"test_accuracy/{m}": load_json(model_dir(m) / "metrics.json")["test_accuracy"] for m in models}
+    _, y, sets, _ = _inputs()
+    check_sources(models, sets)
+    labels = run_jobs(answers, [str(m) for m in models], workers=worker_count(resolve_device(study.attack.device)))
+    rows, worst = score_labels(dict(zip(models, labels, strict=True)), sets, y)
     write_results(REPORTS / "results.csv", rows)
     save_json(REPORTS / "worst_case.json", {"robust": worst.attribution(), "boundary": worst.boundary()})
     save_json(REPORTS / "metrics.json", {**test_accuracy, **flat_metrics(rows)})
-    print(f"{len(rows)} result rows: {len(sets)} adversarial sets x {len(targets)} targets")
+    print(f"{len(rows)} result rows: {len(sets)} adversarial sets x {len(models)} targets")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from qrobust.core.results import (
 from qrobust.diagnostics import CHECKS
 from qrobust.evaluation import (
     AdversarialSet,
+    Distinct,
     Target,
     clean_row,
     cross_evaluate,
@@ -232,6 +233,16 @@ def test_each_distinct_input_is_scored_once() -> None:
     np.testing.assert_array_equal(predict_distinct(runtime, stack), runtime.predict(stack))
     # The clean copies and the 20 samples the attack left alone are scored once: 40 clean + 20 pushed.
     assert Counting.scored == len(stack) + 60
+
+
+def test_distinct_inputs_rebuild_the_batch_and_each_occurs_once() -> None:
+    _, sets, x, _ = _scene()
+    stack = np.concatenate([sets[0].x_adv.reshape(-1, *x.shape[1:]), x, x[::-1]])
+    distinct = Distinct.of(stack)
+    np.testing.assert_array_equal(distinct.inputs[distinct.inverse], stack)
+    assert len(np.unique(distinct.inputs.reshape(len(distinct.inputs), -1), axis=0)) == len(distinct.inputs) == 60
+    empty = Distinct.of(x[:0])
+    assert empty.inputs.shape == (0, *x.shape[1:]) and empty.inverse.shape == (0,)
 
 
 def test_a_set_from_an_unknown_source_is_refused_with_the_targets() -> None:

@@ -140,17 +140,34 @@ def set_rows(
     ]
 
 
+@dataclass(frozen=True)
+class Distinct:
+    """A batch with each distinct input once: ``inputs[inverse]`` is the batch. A deterministic runtime
+    (a randomised defense draws per call, and is scored row by row in the defense study) need answer
+    only ``inputs``. The default study's sets repeat 39% of their inputs: samples an attack left alone
+    (wrong clean), a minimisation attack's clipped copies that equal its unclipped output, examples that
+    stopped changing at a larger epsilon. Found once per batch (sorting the rows is the slow part), then
+    asked of every target."""
+
+    inputs: np.ndarray
+    inverse: np.ndarray
+
+    @classmethod
+    def of(cls, x: np.ndarray) -> Distinct:
+        if len(x) == 0:
+            return cls(x, np.zeros(0, dtype=np.intp))
+        rows = np.ascontiguousarray(x).reshape(len(x), -1)
+        keys = rows.view(np.dtype((np.void, rows.shape[1] * rows.itemsize))).ravel()
+        _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        return cls(x[first], inverse.ravel())
+
+    def predict(self, runtime: DeployedSystem) -> np.ndarray:
+        return runtime.predict(self.inputs)[self.inverse]
+
+
 def predict_distinct(runtime: DeployedSystem, x: np.ndarray) -> np.ndarray:
-    """``runtime.predict(x)``, each distinct input scored once: for a deterministic runtime (a randomised
-    defense draws per call, and is scored row by row in the defense study). The default study's sets
-    repeat 39% of their inputs: samples an attack left alone (wrong clean), a minimisation attack's
-    clipped copies that equal its unclipped output, examples that stopped changing at a larger epsilon."""
-    if len(x) == 0:
-        return runtime.predict(x)
-    rows = np.ascontiguousarray(x).reshape(len(x), -1)
-    keys = rows.view(np.dtype((np.void, rows.shape[1] * rows.itemsize))).ravel()
-    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    return runtime.predict(x[first])[inverse.ravel()]
+    """``runtime.predict(x)``, each distinct input scored once (``Distinct``)."""
+    return Distinct.of(x).predict(runtime)
 
 
 def _paired_with_parent(model: ModelId, scored: Mapping[ModelId, np.ndarray]) -> bool:
@@ -158,47 +175,78 @@ def _paired_with_parent(model: ModelId, scored: Mapping[ModelId, np.ndarray]) ->
     return model.quantizer is not None and model.parent in scored
 
 
+def check_sources(models: Sequence[ModelId], sets: Sequence[AdversarialSet]) -> None:
+    """Every set was made on one of ``models`` (before any runtime is asked)."""
+    for adv in sets:
+        if adv.source not in models:
+            raise ValueError(
+                f"adversarial set from {adv.source} has no matching target; targets: {sorted(map(str, models))}"
+            )
+
+
+def stacked_inputs(sets: Sequence[AdversarialSet], x: np.ndarray) -> Distinct:
+    """Every set's examples, epsilon by epsilon, as one batch of distinct inputs: one runtime call per
+    target over every set, since per-call overhead (INC's eager graph) dominates otherwise."""
+    stack = np.concatenate([adv.x_adv.reshape(-1, *adv.x_adv.shape[2:]) for adv in sets]) if sets else x[:0]
+    return Distinct.of(stack)
+
+
+@dataclass(frozen=True)
+class Labels:
+    """A deployed runtime's answers: on the clean samples, and on ``stacked_inputs`` of the sets."""
+
+    clean: np.ndarray
+    adversarial: np.ndarray
+
+
+def target_labels(runtime: DeployedSystem, x: np.ndarray, stack: Distinct) -> Labels:
+    return Labels(runtime.predict(x), stack.predict(runtime))
+
+
 def cross_evaluate(
     targets: Sequence[Target], sets: Sequence[AdversarialSet], x: np.ndarray, y: np.ndarray
 ) -> tuple[list[Result], WorstCase]:
+    """Every set on every target, each runtime asked in turn (``score_labels`` scores the answers)."""
+    check_sources([t.model for t in targets], sets)
+    stack = stacked_inputs(sets, x)
+    return score_labels({t.model: target_labels(t.runtime, x, stack) for t in targets}, sets, y)
+
+
+def score_labels(
+    labels: Mapping[ModelId, Labels], sets: Sequence[AdversarialSet], y: np.ndarray
+) -> tuple[list[Result], WorstCase]:
     """Clean rows (one per target), one row per (set, epsilon, target), every set on every target, then
-    per target the per-sample worst case at each (norm, epsilon); and who broke each sample."""
-    by_model = {t.model: t for t in targets}
-    for adv in sets:
-        if adv.source not in by_model:
-            raise ValueError(
-                f"adversarial set from {adv.source} has no matching target; targets: {sorted(map(str, by_model))}"
-            )
-    clean_correct = {t.model: t.runtime.predict(x) == y for t in targets}
+    per target the per-sample worst case at each (norm, epsilon); and who broke each sample. ``labels``:
+    each target's answers, in the order of the rows."""
+    check_sources(list(labels), sets)
+    clean_correct = {model: given.clean == y for model, given in labels.items()}
     rows = []
-    for t in targets:
-        row = clean_row(clean_correct[t.model], target=t.model)
-        if _paired_with_parent(t.model, clean_correct):
-            row = paired(row, t.model.parent, clean_correct[t.model.parent], clean_correct[t.model])
+    for model in labels:
+        row = clean_row(clean_correct[model], target=model)
+        if _paired_with_parent(model, clean_correct):
+            row = paired(row, model.parent, clean_correct[model.parent], clean_correct[model])
         rows.append(row)
     worst = WorstCase(clean_correct)
-    # One runtime call per target over every set: per-call overhead (INC's eager graph) dominates otherwise.
-    stack = np.concatenate([adv.x_adv.reshape(-1, *adv.x_adv.shape[2:]) for adv in sets]) if sets else x[:0]
     bounds = np.cumsum([0, *(adv.x_adv.shape[0] * adv.x_adv.shape[1] for adv in sets)])
-    predicted = {t.model: predict_distinct(t.runtime, stack) for t in targets}
-    for t in targets:
+    predicted = {model: given.adversarial for model, given in labels.items()}
+    for model in labels:
         for adv, lo, hi in zip(sets, bounds[:-1], bounds[1:], strict=True):
-            labels, shape = y[adv.index], (len(adv.epsilons), -1)
-            clean = clean_correct[t.model][adv.index]
+            truth, shape = y[adv.index], (len(adv.epsilons), -1)
+            clean = clean_correct[model][adv.index]
             # Transfer success counts only samples both models got right (Bernhard et al. 2019).
-            attackable = clean if t.model == adv.source else clean & clean_correct[adv.source][adv.index]
-            correct = predicted[t.model][lo:hi].reshape(shape) == labels
-            scored = set_rows(adv, correct, clean, attackable, target=t.model)
-            if _paired_with_parent(t.model, predicted):
+            attackable = clean if model == adv.source else clean & clean_correct[adv.source][adv.index]
+            correct = predicted[model][lo:hi].reshape(shape) == truth
+            scored = set_rows(adv, correct, clean, attackable, target=model)
+            if _paired_with_parent(model, predicted):
                 # The same set and samples on the float parent: the quantization's effect, paired.
-                parent = t.model.parent
-                reference = (predicted[parent][lo:hi].reshape(shape) == labels) & clean_correct[parent][adv.index]
+                parent = model.parent
+                reference = (predicted[parent][lo:hi].reshape(shape) == truth) & clean_correct[parent][adv.index]
                 scored = [paired(row, parent, reference[e], correct[e] & clean) for e, row in enumerate(scored)]
             rows += scored
-            threat = adv.threat_model if t.model == adv.source else ThreatModel.TRANSFER
+            threat = adv.threat_model if model == adv.source else ThreatModel.TRANSFER
             for e, eps in enumerate(adv.epsilons):
                 sizes = {norm: adv.sizes[norm][e] for norm in NORMS}
-                worst.add(t.model, f"{adv.attack}/{threat.value}", adv.norm, eps, adv.index, correct[e], sizes)
+                worst.add(model, f"{adv.attack}/{threat.value}", adv.norm, eps, adv.index, correct[e], sizes)
     return rows + worst.rows(), worst
 
 
