@@ -6,21 +6,23 @@ every deployed runtime: the difference of medians (quantized minus float) with a
 The float model is attacked white-box (analysis.attack at analysis.epsilons, options from
 attack.attacks) on analysis.samples images of the evaluation subset; every measurement of
 ``qrobust.analysis`` is taken on those examples and on random noise of the same sizes. The loss-plateau
-indicator traces its own PGD (analysis.trace) on the first analysis.trace.samples of them.
+indicator traces its own PGD (analysis.trace) on the first analysis.trace.samples of them. These
+measurements and each convergence check (qrobust.convergence) are independent jobs, spread over the
+machine's cores (qrobust.workers).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import time
-from collections.abc import Mapping
 
 import numpy as np
 import torch
 
 from qrobust.analysis import Deployed, analyse, bootstrap_median_difference, boundary_distances, loss_plateaus
-from qrobust.convergence import Convergence, Predict, check_convergence, checkable
+from qrobust.convergence import Convergence, check_convergence, checkable
 from qrobust.core.attacks import attack_subset, craft
 from qrobust.core.backends import load_twin
 from qrobust.core.data import DATASETS, load_split
@@ -34,29 +36,38 @@ from qrobust.core.training import resolve_device
 from qrobust.core.twins import GradMode
 from qrobust.core.victims import module_victim, open_module, open_runtime, open_victim
 from qrobust.evaluation import AdversarialSet
-from qrobust.models import InputSpec, input_spec
+from qrobust.models import input_spec
+from qrobust.workers import run_jobs, worker_count
 
 
-def main(model_name: str) -> None:
-    study = load_study()
+@functools.cache
+def _study() -> Study:
+    return load_study()
+
+
+@functools.cache
+def _eval_split() -> tuple[np.ndarray, np.ndarray]:
+    return load_split(PREPARED / "eval.npz")
+
+
+def measure(model: ModelId) -> dict[str, dict]:
+    """Every measurement of ``qrobust.analysis`` on ``model`` and its quantized models, the loss plateaus
+    and the boundary distances, float vs quantized."""
+    study = _study()
     settings = study.analysis
-    model = ModelId.parse(model_name)
-    if model not in study.train.model_ids():
-        raise ConfigError(f"analyse: {model} is not in train.archs x train.recipes")
-    x_all, y_all = load_split(PREPARED / "eval.npz")
+    x_all, y_all = _eval_split()
     index = attack_subset(len(x_all), settings.samples, settings.seed)
     x, y = x_all[index], y_all[index]
     spec = input_spec(DATASETS.get(study.prepare.dataset))
     module = open_module(ThreatModel.WHITE_FLOAT, model, spec)
     # Channels-last weights for the analysis' own gradients too (module_victim converts its copy alike).
     module.to(memory_format=torch.channels_last)
-    start = time.perf_counter()
     crafted = craft(
         module_victim(module, resolve_device(study.attack.device)), settings.attack,
         study.attack.get(settings.attack).options, settings.epsilons, x, y,
         batch_size=study.attack.batch_size, seed=settings.seed, key="attack.attacks",
     )  # fmt: skip
-    # Each deployed runtime opened once: the analysis, the boundary distances and the convergence check score on it.
+    # Each deployed runtime opened once: the analysis and the boundary distances score on it.
     predicts = {m: open_runtime(m).predict for m in (model, *(model.quantized(q) for q in study.quantize.quantizers))}
     quantized = []
     for name in study.quantize.quantizers:
@@ -83,42 +94,66 @@ def main(model_name: str) -> None:
         measured[q.name]["boundary_distance_l2"] = bootstrap_median_difference(
             float_distances, distances(ModelId.parse(q.name)), settings.seed
         )
-    convergence = [check.record() for check in converge(study, model, x_all, spec, predicts)]
-    save_json(REPORTS / "analysis" / f"{model}.json", {"analysis": {str(model): measured}, "convergence": convergence})
-    print(f"{model}: analysed with {len(quantized)} quantized models in {time.perf_counter() - start:.1f}s")
+    return measured
 
 
-def converge(
-    study: Study, model: ModelId, x_eval: np.ndarray, spec: InputSpec, predicts: Mapping[ModelId, Predict]
-) -> list[Convergence]:
-    """The convergence check of every white-box minimisation set made on ``model`` or its quantized models,
-    scored on ``predicts``, the deployed runtime of each."""
-    device = resolve_device(study.attack.device)
+def convergence_checks(study: Study, model: ModelId) -> list[tuple[str, ThreatModel, ModelId]]:
+    """Every white-box minimisation set made on ``model`` or its quantized models that the check can double:
+    (attack, threat model, source)."""
     checks = []
     for config in study.attack.attacks:
-        if not checkable(config.name, config.options):
-            continue
-        for threat in config.threat_models:
-            sources = (
-                [model]
-                if threat is ThreatModel.WHITE_FLOAT
-                else [model.quantized(q) for q in study.quantize.quantizers]
-            )
-            for source in sources:
-                adv = AdversarialSet.load(adversarial_set(config.name, threat.value, source))
-                checks.append(
-                    check_convergence(
-                        adv,
-                        x_eval,
-                        open_victim(threat, source, spec, device, labels_only=False),
-                        predicts[source],
-                        config.options,
-                        samples=study.analysis.convergence_samples,
-                        batch_size=study.attack.batch_size,
-                        seed=study.attack.seed,
-                    )  # fmt: skip
+        if checkable(config.name, config.options):
+            for threat in config.threat_models:
+                sources = (
+                    [model]
+                    if threat is ThreatModel.WHITE_FLOAT
+                    else [model.quantized(q) for q in study.quantize.quantizers]
                 )
+                checks += [(config.name, threat, source) for source in sources]
     return checks
+
+
+def converge(name: str, threat: ThreatModel, source: ModelId) -> Convergence:
+    """The convergence check of one white-box minimisation set, scored on the deployed runtime of its source."""
+    study = _study()
+    spec = input_spec(DATASETS.get(study.prepare.dataset))
+    victim = open_victim(threat, source, spec, resolve_device(study.attack.device), labels_only=False)
+    return check_convergence(
+        AdversarialSet.load(adversarial_set(name, threat.value, source)),
+        _eval_split()[0],
+        victim,
+        open_runtime(source).predict,
+        study.attack.get(name).options,
+        samples=study.analysis.convergence_samples,
+        batch_size=study.attack.batch_size,
+        seed=study.attack.seed,
+    )
+
+
+def part(job: tuple[str, ...]) -> dict:
+    """One job of the stage, in whichever worker process takes it: the measurements, or one convergence check."""
+    kind, *args = job
+    if kind == "measure":
+        return measure(ModelId.parse(args[0]))
+    name, threat, source = args
+    return converge(name, ThreatModel(threat), ModelId.parse(source)).record()
+
+
+def main(model_name: str) -> None:
+    study = _study()
+    model = ModelId.parse(model_name)
+    if model not in study.train.model_ids():
+        raise ConfigError(f"analyse: {model} is not in train.archs x train.recipes")
+    start = time.perf_counter()
+    # The measurements and the convergence checks are independent jobs, spread over the cores.
+    checks = [("converge", n, t.value, str(s)) for n, t, s in convergence_checks(study, model)]
+    jobs = [("measure", str(model)), *checks]
+    measured, *convergence = run_jobs(part, jobs, workers=worker_count(resolve_device(study.attack.device)))
+    save_json(REPORTS / "analysis" / f"{model}.json", {"analysis": {str(model): measured}, "convergence": convergence})
+    seconds = time.perf_counter() - start
+    print(
+        f"{model}: analysed with {len(study.quantize.quantizers)} quantized models, {len(checks)} checks, in {seconds:.1f}s"
+    )
 
 
 if __name__ == "__main__":
