@@ -27,6 +27,7 @@ from qrobust.core.training import resolve_device
 from qrobust.core.victims import open_runtime, sources
 from qrobust.evaluation import (
     AdversarialSet,
+    Distinct,
     Labels,
     check_sources,
     flat_metrics,
@@ -43,8 +44,9 @@ def _study() -> Study:
 
 
 @functools.cache
-def _inputs() -> tuple[np.ndarray, np.ndarray, tuple[AdversarialSet, ...], np.ndarray]:
-    """The evaluation split, every adversarial set of the study, and their examples stacked (per process)."""
+def _inputs() -> tuple[np.ndarray, np.ndarray, tuple[AdversarialSet, ...], Distinct]:
+    """The evaluation split, every adversarial set of the study, and the distinct inputs of all the sets
+    (once per process)."""
     study = _study()
     x, y = load_split(PREPARED / "eval.npz")
     sets = []
