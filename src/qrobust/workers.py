@@ -25,6 +25,8 @@ from typing import TypeVar
 
 import torch
 
+from qrobust.core.allocator import keep_freed_memory
+
 J = TypeVar("J")
 R = TypeVar("R")
 
@@ -39,6 +41,8 @@ def worker_count(device: torch.device) -> int:
 
 
 def _one_thread() -> None:
+    """A child worker's set-up: one thread, and the stage's allocator settings (``core.allocator``)."""
+    keep_freed_memory()
     torch.set_num_threads(1)
 
 

@@ -1,5 +1,7 @@
 """Errors a user can act on: each names the key, the value and what is allowed."""
 
+from qrobust.core.allocator import keep_freed_memory
+
 
 class QrobustError(Exception):
     """Base of the errors a stage reports as one line and a non-zero exit, without a traceback."""
@@ -18,9 +20,11 @@ class VerificationError(QrobustError, RuntimeError):
 
 
 def run_stage(stage: str, main: object, *args: object) -> None:
-    """Run a stage's ``main``; a user-facing error becomes ``<stage>: <message>`` and exit status 1."""
+    """Run a stage's ``main`` in a process that keeps the memory it frees (``allocator``); a user-facing
+    error becomes ``<stage>: <message>`` and exit status 1."""
     import sys
 
+    keep_freed_memory()
     try:
         main(*args)  # type: ignore[operator]
     except QrobustError as error:
