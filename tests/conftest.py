@@ -12,6 +12,7 @@ import pytest
 import torch
 import yaml
 
+from qrobust.core.blas import thread_invariant_products
 from qrobust.core.training import Standard, TrainConfig, fit, seed_everything
 from qrobust.models import InputSpec, create_model
 from qrobust.study import materialize
@@ -81,6 +82,7 @@ DVC = str(Path(sys.executable).parent / "dvc")
 # Under pytest-xdist every worker runs beside the others: one thread each for torch, OpenMP and ONNX Runtime,
 # in the workers and in the stages they start, instead of every process spinning one thread per core.
 SHARED_CORES = "PYTEST_XDIST_WORKER" in os.environ
+thread_invariant_products()  # as in every stage: the tests compare bits across thread counts
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"} if SHARED_CORES else {}
 if SHARED_CORES:
     torch.set_num_threads(1)

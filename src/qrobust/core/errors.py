@@ -1,6 +1,7 @@
 """Errors a user can act on: each names the key, the value and what is allowed."""
 
 from qrobust.core.allocator import keep_freed_memory
+from qrobust.core.blas import thread_invariant_products
 
 
 class QrobustError(Exception):
@@ -20,11 +21,13 @@ class VerificationError(QrobustError, RuntimeError):
 
 
 def run_stage(stage: str, main: object, *args: object) -> None:
-    """Run a stage's ``main`` in a process that keeps the memory it frees (``allocator``); a user-facing
-    error becomes ``<stage>: <message>`` and exit status 1."""
+    """Run a stage's ``main`` in a process that keeps the memory it frees (``allocator``) and whose matrix
+    products give the same bits at any thread count (``blas``); a user-facing error becomes
+    ``<stage>: <message>`` and exit status 1."""
     import sys
 
     keep_freed_memory()
+    thread_invariant_products()
     try:
         main(*args)  # type: ignore[operator]
     except QrobustError as error:
