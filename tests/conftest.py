@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -86,6 +87,29 @@ thread_invariant_products()  # as in every stage: the tests compare bits across 
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"} if SHARED_CORES else {}
 if SHARED_CORES:
     torch.set_num_threads(1)
+
+
+# What a probe script (``run_probe``) runs first, by its argument: a stage's set-up (``run_stage``), a
+# spawned worker's (``worker``), or nothing (any other word, which the script may act on itself).
+PROCESS_SETUP = """
+import json, sys
+how = sys.argv[1]
+if how == "run_stage":
+    from qrobust.core.errors import run_stage
+    run_stage("probe", lambda: None)
+elif how == "worker":
+    from qrobust.workers import _one_thread
+    _one_thread()
+"""
+
+
+def run_probe(script: str, how: str, *, unset: tuple[str, ...], **env: str) -> dict:
+    """``PROCESS_SETUP`` then ``script`` in a fresh interpreter, with the variables named (or prefixed)
+    by ``unset`` removed from the environment and ``env`` added; the JSON its last output line holds."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(unset)}
+    command = [sys.executable, "-c", PROCESS_SETUP + script, how]
+    done = subprocess.run(command, capture_output=True, text=True, check=True, env={**clean, **env})
+    return json.loads(done.stdout.splitlines()[-1])
 
 
 def venv_env() -> dict[str, str]:

@@ -3,33 +3,24 @@ and computes the same bits."""
 
 from __future__ import annotations
 
-import json
-import os
 import platform
-import subprocess
-import sys
 
 import pytest
+
+from tests.conftest import run_probe
 
 pytestmark = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt's thresholds are glibc's")
 
 # Minor page faults per forward plus input-gradient pass of a small CNN on 100 images (5 MB of
 # activations), after warm-up, and the gradient's bytes. ``how`` says what the process runs first.
 _PROBE = """
-import hashlib, json, resource, sys
+import hashlib, resource
 import torch
 from torch.nn import functional as F
 
-how = sys.argv[1]
 if how == "kept":
     from qrobust.core.allocator import keep_freed_memory
     assert keep_freed_memory() and keep_freed_memory()
-elif how == "run_stage":
-    from qrobust.core.errors import run_stage
-    run_stage("probe", lambda: None)
-elif how == "worker":
-    from qrobust.workers import _one_thread
-    _one_thread()
 torch.set_num_threads(1)
 torch.manual_seed(0)
 model = torch.nn.Sequential(
@@ -52,9 +43,7 @@ print(json.dumps({"faults": faults, "digest": hashlib.sha256(g.numpy().tobytes()
 
 
 def _probe(how: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}  # glibc's own defaults
-    done = subprocess.run([sys.executable, "-c", _PROBE, how], capture_output=True, text=True, check=True, env=env)
-    return json.loads(done.stdout.splitlines()[-1])
+    return run_probe(_PROBE, how, unset=("MALLOC_",))  # glibc's own defaults
 
 
 @pytest.fixture(scope="module")

@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
 import pytest
+
+from tests.conftest import run_probe
 
 # A dense layer's product (LeNet's 800 -> 128 on 100 rows, whose bits differed between one thread and
 # two on an Intel Xeon without the setting), at one thread and at two, after ``how`` set the process up.
 _PROBE = """
-import hashlib, json, os, sys
+import hashlib, os
 import torch
 
-how = sys.argv[1]
-if how == "run_stage":
-    from qrobust.core.errors import run_stage
-    run_stage("probe", lambda: None)
-elif how == "worker":
-    from qrobust.workers import _one_thread
-    _one_thread()
 torch.manual_seed(0)
 weight, bias, x = torch.randn(128, 800), torch.randn(128), torch.randn(100, 800)
 digests = {}
@@ -33,11 +23,7 @@ print(json.dumps({"one": digests[1], "two": digests[2], "mode": os.environ.get("
 
 
 def _probe(how: str, **env: str) -> dict:
-    clean = {k: v for k, v in os.environ.items() if k not in {"MKL_CBWR", "MKL_NUM_THREADS", "OMP_NUM_THREADS"}}
-    out = subprocess.run(
-        [sys.executable, "-c", _PROBE, how], capture_output=True, text=True, check=True, env={**clean, **env}
-    ).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    return run_probe(_PROBE, how, unset=("MKL_CBWR", "MKL_NUM_THREADS", "OMP_NUM_THREADS"), **env)
 
 
 @pytest.mark.parametrize("how", ["run_stage", "worker"])
