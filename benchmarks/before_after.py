@@ -3,10 +3,10 @@
 ``python benchmarks/before_after.py`` checks out two revisions as git worktrees under
 ``build/before_after/``, gives the later one the earlier study's work (``OLD_WORK``), runs ``dvc repro -f``
 in each, one after the other, and prints every phase's seconds in both runs with their ratio;
-``build/before_after.json`` keeps each stage's seconds. Both trees run this checkout's venv (DVC's stage
+``build/before_after/before_after.json`` keeps each stage's seconds. Both trees run this checkout's venv (DVC's stage
 commands call ``python``; each stage's ``PYTHONPATH=src`` picks its own tree's code).
 
-Two hours of the whole machine on 2 cores (about half of it the earlier study): run nothing else
+The whole machine for 80 minutes on a 2-core AMD EPYC with AVX2 (the earlier study 54 of them): run nothing else
 meanwhile, since another process's work lands in whichever run is going. Ratios move with the machine
 (the earlier code's speed-ups are larger on slower CPUs), so compare the two runs of one invocation,
 never runs from two machines or two days.
@@ -69,15 +69,21 @@ PHASES = {
 LATER_PHASE = "analyse, findings, report"
 
 
+def parent_of(params: dict[str, Any], dotted: str) -> tuple[dict[str, Any], str]:
+    """The mapping that holds ``dotted``'s last key, and that key; a missing mapping fails, naming it."""
+    *parents, leaf = dotted.split(".")
+    node = params
+    for key in parents:
+        if not isinstance(node.get(key), dict):
+            raise SystemExit(f"before_after: params.yaml has no {dotted!r} (no mapping at {key!r})")
+        node = node[key]
+    return node, leaf
+
+
 def with_old_work(params: dict[str, Any]) -> dict[str, Any]:
     """``params`` with ``OLD_WORK`` applied; a key that is not there fails, naming it, before any run."""
     for dotted, value in OLD_WORK.items():
-        *parents, leaf = dotted.split(".")
-        node = params
-        for key in parents:
-            if not isinstance(node.get(key), dict):
-                raise SystemExit(f"before_after: params.yaml has no {dotted!r} (no mapping at {key!r})")
-            node = node[key]
+        node, leaf = parent_of(params, dotted)
         if value is DELETE:
             node.pop(leaf, None)
         elif leaf not in node:

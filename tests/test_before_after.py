@@ -28,21 +28,18 @@ def params():
     return yaml.safe_load((ROOT / "params.yaml").read_text())
 
 
-def lookup(params, dotted):
-    node = params
-    for key in dotted.split("."):
-        node = node[key]
-    return node
-
-
 def test_old_work_validates_and_only_lowers_the_work(before_after, params):
+    def lookup(tree, dotted):
+        node, leaf = before_after.parent_of(tree, dotted)
+        return node[leaf]
+
     study = copy.deepcopy(params)
     old = before_after.with_old_work(copy.deepcopy(params))
     validate(old)
     for dotted, value in before_after.OLD_WORK.items():
-        *parents, leaf = dotted.split(".")
         if value is before_after.DELETE:
-            assert leaf not in lookup(old, ".".join(parents))
+            node, leaf = before_after.parent_of(old, dotted)
+            assert leaf not in node
         elif isinstance(value, int):
             own = lookup(study, dotted)  # one count, or one per threat model
             assert all(value <= count for count in (own.values() if isinstance(own, dict) else [own])), dotted
