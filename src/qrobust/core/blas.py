@@ -15,6 +15,21 @@ the product's speed at two threads (LeNet's dense layer, 100 rows: 105 -> 110 us
 at its first call, so a stage sets it before it computes anything (``errors.run_stage``), and spawned
 workers inherit it. A value already set is kept: ``MKL_CBWR=AVX2,STRICT``, for one, takes the same code
 path on every AVX2 CPU as well.
+
+What it does not cover, measured on an AMD EPYC (AVX2, torch 2.14.1's MKL) on 2026-12-03 by
+``benchmarks/blas_shapes.py`` (728 shapes: rows M 1..250, outputs N 4..128, inputs K 8..800): the forward
+product of 2 to 12 rows into at most 16 outputs still differs between one thread and two in this mode
+(42 shapes, every K from 64 up), and so do gradients through layers of 16 inputs (26 shapes). Of the
+study's dense layers (K 800, 128 or 64 into N 128 or 10) that leaves one case: the 10-logit layer on a
+batch of 2 to 12 rows (a batch's remainder, or an attack's last few unfinished samples), which a job
+running on every thread computes in a core-count-dependent order on such a CPU. The other modes do no
+better there: ``AVX2,STRICT`` gives the same 42 + 26, ``COMPATIBLE,STRICT`` 179 at half the speed, and
+with the variable unset the weight gradient of every 10-output layer differs at every batch size (77
+shapes), which would reach every trained model. Intel documents strict reproducibility of products for
+its own AVX2 and AVX-512 code paths; torch's thread setting overrides MKL's per-domain thread count, so
+nothing short of one thread for the whole process holds those few products to one order. Between
+machines, share outputs through the DVC remote rather than re-making them (README, "Sharing between
+machines").
 """
 
 from __future__ import annotations
