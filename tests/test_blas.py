@@ -6,19 +6,27 @@ import pytest
 
 from tests.conftest import run_probe
 
-# A dense layer's product (LeNet's 800 -> 128 on 100 rows, whose bits differed between one thread and
-# two on an Intel Xeon without the setting), at one thread and at two, after ``how`` set the process up.
-_PROBE = """
+# The study's dense layers (inputs K -> outputs N) at the row counts its stages use (M: training's batch
+# of 128, a deployed INC runtime's batch of 64, an attack's batch of 250, and the 100 rows whose LeNet
+# 800 -> 128 product differed between one thread and two on an Intel Xeon without the setting): the
+# forward product and both gradients, at one thread and at two, after ``how`` set the process up.
+# (A batch's last 2 to 12 rows into the 10-logit layer still differ on an AMD EPYC: ``core.blas``.)
+SHAPES = [(100, 128, 800), (128, 128, 800), (128, 10, 128), (64, 10, 128), (250, 10, 64), (250, 10, 128)]
+_PROBE = f"""
 import hashlib, os
 import torch
 
-torch.manual_seed(0)
-weight, bias, x = torch.randn(128, 800), torch.randn(128), torch.randn(100, 800)
-digests = {}
+digests = {{}}
 for threads in (1, 2):
     torch.set_num_threads(threads)
-    digests[threads] = hashlib.sha256(torch.addmm(bias, x, weight.t()).numpy().tobytes()).hexdigest()
-print(json.dumps({"one": digests[1], "two": digests[2], "mode": os.environ.get("MKL_CBWR")}))
+    torch.manual_seed(0)
+    digest = hashlib.sha256()
+    for m, n, k in {SHAPES}:
+        x, weight, bias, grad = torch.randn(m, k), torch.randn(n, k), torch.randn(n), torch.randn(m, n)
+        for product in (torch.addmm(bias, x, weight.t()), grad @ weight, grad.t() @ x):
+            digest.update(product.numpy().tobytes())
+    digests[threads] = digest.hexdigest()
+print(json.dumps({{"one": digests[1], "two": digests[2], "mode": os.environ.get("MKL_CBWR")}}))
 """
 
 
