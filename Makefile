@@ -37,7 +37,7 @@ $(CHROMIUM):
 	$(SUDO) apt-get install -y chromium
 
 check: setup
-	$(BIN)/python -m qrobust.core.settings params.yaml
+	$(BIN)/python -m qrobust.tools.check params.yaml
 
 repro: check
 	$(BIN)/dvc repro

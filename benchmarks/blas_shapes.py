@@ -78,5 +78,6 @@ def main(modes: list[str]) -> None:
             flush=True,
         )
 
+
 if __name__ == "__main__":
     main(sys.argv[1:] or list(MODES))

@@ -12,14 +12,16 @@ from pathlib import Path
 
 import torch
 
-from qrobust.core.backends import load_runtime
-from qrobust.core.data import DATASETS, load_split
-from qrobust.core.layout import PREPARED, model_dir
-from qrobust.core.model_id import ModelId
-from qrobust.core.quantizers import FloatModel, calibration_subset, create_quantizer
-from qrobust.core.runtime import OrtRuntime
-from qrobust.core.settings import DefendSettings, load_study
+from qrobust.data.datasets import DATASETS
+from qrobust.data.splits import load_split
+from qrobust.deploy.backends import load_runtime
+from qrobust.deploy.runtime import OrtRuntime
 from qrobust.models import create_model, input_spec
+from qrobust.pipeline.layout import PREPARED, model_dir
+from qrobust.pipeline.model_id import ModelId
+from qrobust.quantization.quantizers import FloatModel, calibration_subset, create_quantizer
+from qrobust.settings.defend import DefendSettings
+from qrobust.settings.study import load_study
 
 
 def main() -> None:

@@ -51,17 +51,19 @@ import yaml
 from dvc.utils.serialize import modify_yaml
 from torch.nn import functional as F
 
-from qrobust.core.allocator import keep_freed_memory
-from qrobust.core.attacks import craft
-from qrobust.core.backends import load_runtime, open_artefact
-from qrobust.core.blas import thread_invariant_products
-from qrobust.core.data import DATASETS, load_split
-from qrobust.core.layout import ADVERSARIAL, FLOAT_MODELS, PREPARED, QUANT_MODELS
-from qrobust.core.runtime import OrtRuntime, latencies
-from qrobust.core.settings import load_study
-from qrobust.core.training import RECIPES, TrainConfig, fit
-from qrobust.core.victims import module_victim
+from qrobust.attacks.runner import craft
+from qrobust.attacks.victims import module_victim
+from qrobust.data.datasets import DATASETS
+from qrobust.data.splits import load_split
+from qrobust.deploy.backends import load_runtime, open_artefact
+from qrobust.deploy.runtime import OrtRuntime, latencies
 from qrobust.models import InputSpec, create_model, input_spec
+from qrobust.pipeline.allocator import keep_freed_memory
+from qrobust.pipeline.blas import thread_invariant_products
+from qrobust.pipeline.layout import ADVERSARIAL, FLOAT_MODELS, PREPARED, QUANT_MODELS
+from qrobust.settings.study import load_study
+from qrobust.training.loop import TrainConfig, fit
+from qrobust.training.recipes import RECIPES
 
 OUT = Path("build/benchmark.json")
 STEPS = 10
@@ -221,7 +223,7 @@ def deepfool_row(arch: str, model: torch.nn.Module, x: np.ndarray, y: np.ndarray
     against Foolbox's on the same frozen victim, the study's options: the change alone."""
     import foolbox
 
-    from qrobust.core.deepfool import L2DeepFool
+    from qrobust.attacks.deepfool import L2DeepFool
 
     victim = module_victim(model, CPU)
     options = {"steps": 50, "candidates": 4}
@@ -239,7 +241,7 @@ def evaluate_section(arch: str, x: np.ndarray, targets: int) -> list[dict]:
     """Scoring every adversarial set of the study: finding the distinct inputs of the stacked sets (once per
     stage, for all ``targets``; it was once per target), and one INC int8 runtime (evaluate's slowest)
     answering each distinct input once against every row."""
-    from qrobust.evaluation import AdversarialSet, Distinct
+    from qrobust.evaluation.scoring import AdversarialSet, Distinct
 
     sets = [AdversarialSet.load(path) for path in sorted(ADVERSARIAL.glob("*/*/*.npz"))]
     stack = np.concatenate([adv.x_adv.reshape(-1, *x.shape[1:]) for adv in sets])
@@ -399,10 +401,10 @@ PHASES = {
 def attack_set(job: tuple[str, str, str, int]) -> tuple[float, str]:
     """One set of the attack stage (``craft`` on an opened victim, as stages/attack.py makes it): seconds
     and a digest of the adversarial examples. Module-level, so a spawned worker can run it."""
-    from qrobust.core.attacks import attack_subset
-    from qrobust.core.model_id import ModelId
-    from qrobust.core.results import ThreatModel
-    from qrobust.core.victims import open_victim
+    from qrobust.attacks.runner import attack_subset
+    from qrobust.attacks.threats import ThreatModel
+    from qrobust.attacks.victims import open_victim
+    from qrobust.pipeline.model_id import ModelId
 
     attack, threat, source, samples = job
     study = load_study()
@@ -424,7 +426,7 @@ def workers_section(archs: list[str], samples: int) -> list[dict]:
     (``workers.run_jobs``, as stages/attack.py runs them) against one after the other in this process on
     every thread; the two must give the same bits. Linf PGD over the grid on every float model and, through
     their straight-through twins, on their ORT int8 models."""
-    from qrobust.workers import run_jobs, usable_cpus
+    from qrobust.pipeline.workers import run_jobs, usable_cpus
 
     jobs = [("linf_pgd", "white_float", f"{a}-standard", samples) for a in archs]
     jobs += [("linf_pgd", "white_qnn_ste", f"{a}-standard.ort_int8", samples) for a in archs]
@@ -435,7 +437,9 @@ def workers_section(archs: list[str], samples: int) -> list[dict]:
     spread = run_jobs(attack_set, jobs, workers=usable_cpus())
     workers = time.perf_counter() - start
     if [d for _, d in alone] != [d for _, d in spread]:
-        raise SystemExit("workers: the sets differ from one process's: qrobust.workers must not change results")
+        raise SystemExit(
+            "workers: the sets differ from one process's: qrobust.pipeline.workers must not change results"
+        )
     name = f"{len(jobs)} Linf PGD sets of {samples} samples, {usable_cpus()} workers (same bits)"
     return [figure("workers", name, "s", workers, (f"one process, {torch.get_num_threads()} threads", one_process))]
 

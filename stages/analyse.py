@@ -5,10 +5,10 @@ every deployed runtime: the difference of medians (quantized minus float) with a
 
 The float model is attacked white-box (analysis.attack at analysis.epsilons, options from
 attack.attacks) on analysis.samples images of the evaluation subset; every measurement of
-``qrobust.analysis`` is taken on those examples and on random noise of the same sizes. The loss-plateau
+``qrobust.analysis.mechanisms`` is taken on those examples and on random noise of the same sizes. The loss-plateau
 indicator traces its own PGD (analysis.trace) on the first analysis.trace.samples of them. These
-measurements and each convergence check (qrobust.convergence) are independent jobs, spread over the
-machine's cores (qrobust.workers).
+measurements and each convergence check (qrobust.analysis.convergence) are independent jobs, spread over the
+machine's cores (qrobust.pipeline.workers).
 """
 
 from __future__ import annotations
@@ -21,23 +21,31 @@ import time
 import numpy as np
 import torch
 
-from qrobust.analysis import Deployed, analyse, bootstrap_median_difference, boundary_distances, loss_plateaus
-from qrobust.convergence import Convergence, check_convergence, checkable
-from qrobust.core.attacks import attack_subset, craft
-from qrobust.core.backends import load_twin
-from qrobust.core.data import DATASETS, load_split
-from qrobust.core.errors import ConfigError, run_stage
-from qrobust.core.io import save_json
-from qrobust.core.layout import PREPARED, REPORTS, adversarial_set, model_dir
-from qrobust.core.model_id import ModelId
-from qrobust.core.results import ThreatModel
-from qrobust.core.settings import Study, load_study
-from qrobust.core.training import resolve_device
-from qrobust.core.twins import GradMode
-from qrobust.core.victims import module_victim, open_module, open_runtime, open_victim
-from qrobust.evaluation import AdversarialSet
+from qrobust.analysis.convergence import Convergence, check_convergence, checkable
+from qrobust.analysis.mechanisms import (
+    Deployed,
+    analyse,
+    bootstrap_median_difference,
+    boundary_distances,
+    loss_plateaus,
+)
+from qrobust.attacks.runner import attack_subset, craft
+from qrobust.attacks.threats import ThreatModel
+from qrobust.attacks.victims import module_victim, open_module, open_runtime, open_victim
+from qrobust.data.datasets import DATASETS
+from qrobust.data.splits import load_split
+from qrobust.deploy.backends import load_twin
+from qrobust.evaluation.scoring import AdversarialSet
 from qrobust.models import input_spec
-from qrobust.workers import run_jobs, worker_count
+from qrobust.pipeline.device import resolve_device
+from qrobust.pipeline.errors import ConfigError
+from qrobust.pipeline.io import save_json
+from qrobust.pipeline.layout import PREPARED, REPORTS, adversarial_set, model_dir
+from qrobust.pipeline.model_id import ModelId
+from qrobust.pipeline.process import run_stage
+from qrobust.pipeline.workers import run_jobs, worker_count
+from qrobust.quantization.twins import GradMode
+from qrobust.settings.study import Study, load_study
 
 
 @functools.cache
@@ -51,7 +59,7 @@ def _eval_split() -> tuple[np.ndarray, np.ndarray]:
 
 
 def measure(model: ModelId) -> dict[str, dict]:
-    """Every measurement of ``qrobust.analysis`` on ``model`` and its quantized models, the loss plateaus
+    """Every measurement of ``qrobust.analysis.mechanisms`` on ``model`` and its quantized models, the loss plateaus
     and the boundary distances, float vs quantized."""
     study = _study()
     settings = study.analysis

@@ -4,7 +4,7 @@ Writes data/adversarial/<name>/<threat_model>/<source>.npz: the adversarial exam
 epsilon of the grid (and the unclipped output of a minimisation attack at epsilon inf), the seeded
 subset they came from, which samples were attacked, per-sample L0/L1/L2/Linf sizes and the query
 count. Timings go to reports/timing/attack/<name>.json. The sets are independent jobs, spread over the
-machine's cores (qrobust.workers).
+machine's cores (qrobust.pipeline.workers).
 """
 
 from __future__ import annotations
@@ -16,19 +16,21 @@ from pathlib import Path
 
 import numpy as np
 
-from qrobust.core.attacks import ATTACKS, Kind, attack_subset, craft, perturbation_norms
-from qrobust.core.data import DATASETS, load_split
-from qrobust.core.errors import run_stage
-from qrobust.core.io import atomic_dir, load_npz, save_npz
-from qrobust.core.layout import PREPARED, adversarial_dir, set_file
-from qrobust.core.model_id import ModelId
-from qrobust.core.results import ThreatModel
-from qrobust.core.settings import Study, load_study
-from qrobust.core.training import resolve_device
-from qrobust.core.victims import float_activations, open_victim, sources
+from qrobust.attacks.catalogue import ATTACKS
+from qrobust.attacks.runner import attack_subset, craft, perturbation_norms
+from qrobust.attacks.threats import Kind, ThreatModel
+from qrobust.attacks.victims import float_activations, open_victim, sources
+from qrobust.data.datasets import DATASETS
+from qrobust.data.splits import load_split
 from qrobust.models import input_spec
-from qrobust.provenance import save_timing
-from qrobust.workers import run_jobs, worker_count
+from qrobust.pipeline.device import resolve_device
+from qrobust.pipeline.io import atomic_dir, load_npz, save_npz
+from qrobust.pipeline.layout import PREPARED, adversarial_dir, set_file
+from qrobust.pipeline.model_id import ModelId
+from qrobust.pipeline.process import run_stage
+from qrobust.pipeline.provenance import save_timing
+from qrobust.pipeline.workers import run_jobs, worker_count
+from qrobust.settings.study import Study, load_study
 
 
 @functools.cache

@@ -1,4 +1,4 @@
-"""defend@<defense> and defend_recipe@<recipe>: the defense study for one defense (qrobust.defense_study).
+"""defend@<defense> and defend_recipe@<recipe>: the defense study for one defense (qrobust.defenses.study).
 
 Writes reports/defenses/<name>.csv (result rows), reports/defenses/<name>.json (metrics) and its timing.
 """
@@ -8,18 +8,21 @@ from __future__ import annotations
 import argparse
 import time
 
-from qrobust.core.data import DATASETS, load_split
-from qrobust.core.defenses import DefenseKind, create_defense
-from qrobust.core.errors import ConfigError, run_stage
-from qrobust.core.io import save_json
-from qrobust.core.layout import PREPARED, REPORTS
-from qrobust.core.quantizers import calibration_subset
-from qrobust.core.results import write_results
-from qrobust.core.settings import load_study
-from qrobust.core.training import RECIPES, resolve_device
-from qrobust.defense_study import DefenseStudy, run_defense, run_recipe
+from qrobust.data.datasets import DATASETS
+from qrobust.data.splits import load_split
+from qrobust.defenses.catalogue import DefenseKind, create_defense
+from qrobust.defenses.study import DefenseStudy, run_defense, run_recipe
+from qrobust.evaluation.results import write_results
 from qrobust.models import input_spec
-from qrobust.provenance import save_timing
+from qrobust.pipeline.device import resolve_device
+from qrobust.pipeline.errors import ConfigError
+from qrobust.pipeline.io import save_json
+from qrobust.pipeline.layout import PREPARED, REPORTS
+from qrobust.pipeline.process import run_stage
+from qrobust.pipeline.provenance import save_timing
+from qrobust.quantization.quantizers import calibration_subset
+from qrobust.settings.study import load_study
+from qrobust.training.recipes import create_recipe
 
 
 def main(defense_name: str | None, recipe_name: str | None) -> None:
@@ -53,7 +56,7 @@ def main(defense_name: str | None, recipe_name: str | None) -> None:
         run_defense(study, defense, calib)
     else:
         options = params.train.recipe_options.get(name, {})
-        run_recipe(study, name, RECIPES.get(name)(dict(options)))
+        run_recipe(study, name, create_recipe(name, options))
     write_results(REPORTS / "defenses" / f"{name}.csv", study.rows)
     save_json(REPORTS / "defenses" / f"{name}.json", {"defense": {name: study.metrics}})
     save_timing("defend", name, {"seconds": round(time.perf_counter() - start, 1)})

@@ -6,7 +6,7 @@ the nearest examples, and gives the censored median distance).
 Targets are the float ONNX models (ONNX Runtime sessions) and every quantized artefact's deployed runtime
 (an ONNX Runtime session or the INC-converted torch module), each opened from its files, with no
 defense in front (the defense study, stages/defend.py, scores the defended systems). Each target's
-runtime is a job (qrobust.workers): it answers on every set, and the rows are scored from the answers.
+runtime is a job (qrobust.pipeline.workers): it answers on every set, and the rows are scored from the answers.
 """
 
 from __future__ import annotations
@@ -15,17 +15,12 @@ import functools
 
 import numpy as np
 
-from qrobust.core.attacks import ATTACKS, Kind
-from qrobust.core.data import load_split
-from qrobust.core.errors import ConfigError, run_stage
-from qrobust.core.io import load_json, save_json
-from qrobust.core.layout import PREPARED, REPORTS, adversarial_set, model_dir
-from qrobust.core.model_id import ModelId
-from qrobust.core.results import write_results
-from qrobust.core.settings import Study, load_study
-from qrobust.core.training import resolve_device
-from qrobust.core.victims import open_runtime, sources
-from qrobust.evaluation import (
+from qrobust.attacks.catalogue import ATTACKS
+from qrobust.attacks.threats import Kind
+from qrobust.attacks.victims import open_runtime, sources
+from qrobust.data.splits import load_split
+from qrobust.evaluation.results import write_results
+from qrobust.evaluation.scoring import (
     AdversarialSet,
     Distinct,
     Labels,
@@ -35,7 +30,14 @@ from qrobust.evaluation import (
     stacked_inputs,
     target_labels,
 )
-from qrobust.workers import run_jobs, worker_count
+from qrobust.pipeline.device import resolve_device
+from qrobust.pipeline.errors import ConfigError
+from qrobust.pipeline.io import load_json, save_json
+from qrobust.pipeline.layout import PREPARED, REPORTS, adversarial_set, model_dir
+from qrobust.pipeline.model_id import ModelId
+from qrobust.pipeline.process import run_stage
+from qrobust.pipeline.workers import run_jobs, worker_count
+from qrobust.settings.study import Study, load_study
 
 
 @functools.cache

@@ -10,16 +10,18 @@ flag with its numbers), which the report renders first.
 
 from __future__ import annotations
 
-from qrobust.core.attacks import ATTACKS, Kind
-from qrobust.core.defenses import DefenseKind, create_defense
-from qrobust.core.errors import run_stage
-from qrobust.core.io import load_json, save_json
-from qrobust.core.layout import REPORTS
-from qrobust.core.results import read_results
-from qrobust.core.settings import load_study
-from qrobust.diagnostics import CHECKS, masking_flags
-from qrobust.findings import Scope, judge
-from qrobust.headline import headline_metrics, headlines, study_budget
+from qrobust.attacks.catalogue import ATTACKS
+from qrobust.attacks.threats import Kind
+from qrobust.defenses.catalogue import DefenseKind, create_defense
+from qrobust.evaluation.results import read_results
+from qrobust.findings.claims import judge
+from qrobust.findings.evidence import Scope
+from qrobust.findings.headline import headline_metrics, headlines, study_budget
+from qrobust.findings.masking import CHECKS, masking_flags
+from qrobust.pipeline.io import load_json, save_json
+from qrobust.pipeline.layout import REPORTS
+from qrobust.pipeline.process import run_stage
+from qrobust.settings.study import load_study
 
 DQ_RECIPE = "dq"  # Defensive Quantization (Lin et al. 2019), judged when the defense study trains it
 

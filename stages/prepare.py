@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from qrobust.core.data import DATASETS, Split, split_dataset
-from qrobust.core.errors import run_stage
-from qrobust.core.io import atomic_dir, save_json, save_npz, sha256_file
-from qrobust.core.layout import PREPARED
-from qrobust.core.settings import load_study
+from qrobust.data.datasets import DATASETS, Split
+from qrobust.data.splits import split_dataset
+from qrobust.pipeline.io import atomic_dir, save_json, save_npz, sha256_file
+from qrobust.pipeline.layout import PREPARED
+from qrobust.pipeline.process import run_stage
+from qrobust.settings.study import load_study
 
 
 def main() -> None:

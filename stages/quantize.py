@@ -12,18 +12,20 @@ import argparse
 
 import torch
 
-from qrobust.core.backends import artefact_bytes, load_runtime, load_twin, weight_census
-from qrobust.core.data import DATASETS, load_split
-from qrobust.core.errors import ConfigError, run_stage
-from qrobust.core.io import atomic_dir, load_json, save_json
-from qrobust.core.layout import PREPARED, model_dir
-from qrobust.core.model_id import ModelId
-from qrobust.core.quantizers import FloatModel, calibration_subset, create_quantizer
-from qrobust.core.runtime import OrtRuntime, latencies
-from qrobust.core.settings import load_study
-from qrobust.core.twins import GradMode, verify_twin
+from qrobust.data.datasets import DATASETS
+from qrobust.data.splits import load_split
+from qrobust.deploy.backends import artefact_bytes, load_runtime, load_twin, weight_census
+from qrobust.deploy.runtime import OrtRuntime, latencies
 from qrobust.models import create_model, input_spec
-from qrobust.provenance import save_timing
+from qrobust.pipeline.errors import ConfigError
+from qrobust.pipeline.io import atomic_dir, load_json, save_json
+from qrobust.pipeline.layout import PREPARED, model_dir
+from qrobust.pipeline.model_id import ModelId
+from qrobust.pipeline.process import run_stage
+from qrobust.pipeline.provenance import save_timing
+from qrobust.quantization.quantizers import FloatModel, calibration_subset, create_quantizer
+from qrobust.quantization.twins import GradMode, verify_twin
+from qrobust.settings.study import load_study
 
 
 def main(model_name: str, quantizer_name: str) -> None:

@@ -6,16 +6,19 @@ import csv
 import io
 from pathlib import Path
 
-from qrobust.core.errors import run_stage
-from qrobust.core.io import load_json, save_json, write_text
-from qrobust.core.layout import PREPARED, REPORTS, TIMING, model_dir, timing_path
-from qrobust.core.model_id import ModelId
-from qrobust.core.results import read_results
-from qrobust.core.settings import DefendSettings, load_study
-from qrobust.diagnostics import CHECKS
-from qrobust.headline import study_budget
-from qrobust.provenance import provenance
-from qrobust.report import DefenseStudy, build_report, defense_note, plot_rows, write_pages
+from qrobust.evaluation.results import read_results
+from qrobust.findings.headline import study_budget
+from qrobust.findings.masking import CHECKS
+from qrobust.pipeline.io import load_json, save_json, write_text
+from qrobust.pipeline.layout import PREPARED, REPORTS, TIMING, model_dir, timing_path
+from qrobust.pipeline.model_id import ModelId
+from qrobust.pipeline.process import run_stage
+from qrobust.pipeline.provenance import provenance
+from qrobust.report.figures import plot_rows
+from qrobust.report.page import DefenseStudy, build_report, write_pages
+from qrobust.report.study_tables import defense_note
+from qrobust.settings.defend import DefendSettings
+from qrobust.settings.study import load_study
 
 
 def to_csv(records: list[dict[str, object]]) -> str:

@@ -11,16 +11,20 @@ import time
 
 import torch
 
-from qrobust.core.data import DATASETS, load_split
-from qrobust.core.errors import ConfigError, run_stage
-from qrobust.core.io import atomic_dir, save_json
-from qrobust.core.layout import PREPARED, model_dir
-from qrobust.core.model_id import ModelId
-from qrobust.core.runtime import OrtRuntime, export_onnx, latencies, verify_export
-from qrobust.core.settings import load_study
-from qrobust.core.training import RECIPES, fit, seed_everything
+from qrobust.data.datasets import DATASETS
+from qrobust.data.splits import load_split
+from qrobust.deploy.runtime import OrtRuntime, export_onnx, latencies, verify_export
 from qrobust.models import count_macs, create_model, input_spec, parameter_count
-from qrobust.provenance import save_timing
+from qrobust.pipeline.device import seed_everything
+from qrobust.pipeline.errors import ConfigError
+from qrobust.pipeline.io import atomic_dir, save_json
+from qrobust.pipeline.layout import PREPARED, model_dir
+from qrobust.pipeline.model_id import ModelId
+from qrobust.pipeline.process import run_stage
+from qrobust.pipeline.provenance import save_timing
+from qrobust.settings.study import load_study
+from qrobust.training.loop import fit
+from qrobust.training.recipes import create_recipe
 
 
 def main(arch: str, recipe: str) -> None:
@@ -36,7 +40,7 @@ def main(arch: str, recipe: str) -> None:
     spec = input_spec(dataset)
     seed_everything(settings.fit.seed)
     model = create_model(arch, spec)
-    trainer = RECIPES.get(recipe)(dict(settings.recipe_options.get(recipe, {})))
+    trainer = create_recipe(recipe, settings.recipe_options.get(recipe, {}))
     x_train, y_train = load_split(PREPARED / "train.npz")
     x_val, y_val = load_split(PREPARED / "val.npz")
     x_test, y_test = load_split(PREPARED / "test.npz")

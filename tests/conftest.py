@@ -13,10 +13,12 @@ import pytest
 import torch
 import yaml
 
-from qrobust.core.blas import thread_invariant_products
-from qrobust.core.training import Standard, TrainConfig, fit, seed_everything
 from qrobust.models import InputSpec, create_model
-from qrobust.study import materialize
+from qrobust.pipeline.blas import thread_invariant_products
+from qrobust.pipeline.device import seed_everything
+from qrobust.tools.study import materialize
+from qrobust.training.loop import TrainConfig, fit
+from qrobust.training.recipes import Standard
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = InputSpec(channels=1, size=28, num_classes=10, mean=(0.3,), std=(0.3,))
@@ -52,7 +54,7 @@ def lenet_onnx(
     tiny_data: dict[str, tuple[np.ndarray, np.ndarray]],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Path:
-    from qrobust.core.runtime import export_onnx
+    from qrobust.deploy.runtime import export_onnx
 
     path = tmp_path_factory.mktemp("onnx") / "model.onnx"
     export_onnx(trained_lenet, torch.from_numpy(tiny_data["test"][0][:2]), path)
@@ -95,10 +97,10 @@ PROCESS_SETUP = """
 import json, sys
 how = sys.argv[1]
 if how == "run_stage":
-    from qrobust.core.errors import run_stage
+    from qrobust.pipeline.errors import run_stage
     run_stage("probe", lambda: None)
 elif how == "worker":
-    from qrobust.workers import _one_thread
+    from qrobust.pipeline.workers import _one_thread
     _one_thread()
 """
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qrobust.core.data import DATASETS
+from qrobust.data.datasets import DATASETS
 
 
 def learnable_images(n: int, channels: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

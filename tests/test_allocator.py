@@ -1,4 +1,4 @@
-"""qrobust.core.allocator: a stage's process reuses the memory it frees instead of mapping fresh pages,
+"""qrobust.pipeline.allocator: a stage's process reuses the memory it frees instead of mapping fresh pages,
 and computes the same bits."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import torch
 from torch.nn import functional as F
 
 if how == "kept":
-    from qrobust.core.allocator import keep_freed_memory
+    from qrobust.pipeline.allocator import keep_freed_memory
     assert keep_freed_memory() and keep_freed_memory()
 torch.set_num_threads(1)
 torch.manual_seed(0)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from qrobust.analysis import (
+from qrobust.analysis.mechanisms import (
     bin_shift,
     bootstrap_median_difference,
     boundary_distances,
@@ -25,7 +25,7 @@ from qrobust.analysis import (
     same_size_noise,
     sample_change,
 )
-from qrobust.core.twins import GradMode, fake_quantize
+from qrobust.quantization.twins import GradMode, fake_quantize
 
 
 class FakeQuant(nn.Module):
@@ -171,9 +171,9 @@ def test_quartiles() -> None:
 
 @pytest.fixture(scope="module")
 def deployed(trained_lenet, lenet_onnx, tiny_data, tmp_path_factory) -> list:
-    from qrobust.analysis import Deployed
-    from qrobust.core.backends import load_runtime, load_twin
-    from qrobust.core.quantizers import FloatModel, create_quantizer
+    from qrobust.analysis.mechanisms import Deployed
+    from qrobust.deploy.backends import load_runtime, load_twin
+    from qrobust.quantization.quantizers import FloatModel, create_quantizer
     from tests.conftest import SPEC
 
     out = []
@@ -188,8 +188,8 @@ def deployed(trained_lenet, lenet_onnx, tiny_data, tmp_path_factory) -> list:
 
 
 def test_analyse_on_real_twins(trained_lenet, lenet_onnx, deployed, tiny_data) -> None:
-    from qrobust.analysis import activation_levels, analyse
-    from qrobust.core.runtime import OrtRuntime
+    from qrobust.analysis.mechanisms import activation_levels, analyse
+    from qrobust.deploy.runtime import OrtRuntime
 
     x, y = tiny_data["test"][0][:40], tiny_data["test"][1][:40]
     int8, weight_only = deployed
@@ -220,8 +220,8 @@ def test_analyse_on_real_twins(trained_lenet, lenet_onnx, deployed, tiny_data) -
 def test_a_twin_identical_to_its_float_model_changes_its_output_no_more_and_keeps_every_transfer(
     trained_lenet, lenet_onnx, tiny_data
 ) -> None:
-    from qrobust.analysis import Deployed, analyse
-    from qrobust.core.runtime import OrtRuntime
+    from qrobust.analysis.mechanisms import Deployed, analyse
+    from qrobust.deploy.runtime import OrtRuntime
 
     x, y = tiny_data["test"][0][:40], tiny_data["test"][1][:40]
     predict = OrtRuntime(lenet_onnx).predict
@@ -235,7 +235,7 @@ def test_a_twin_identical_to_its_float_model_changes_its_output_no_more_and_keep
 
 
 def test_loss_plateaus_flag_the_exact_twin_and_not_the_float_model(trained_lenet, deployed, tiny_data) -> None:
-    from qrobust.analysis import loss_plateaus
+    from qrobust.analysis.mechanisms import loss_plateaus
 
     x, y = tiny_data["test"][0][:60], tiny_data["test"][1][:60]
     traced = loss_plateaus(trained_lenet, deployed[:1], x, y, epsilon=0.02, steps=8)

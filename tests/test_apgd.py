@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from qrobust.core.apgd import LinfAPGD, LinfAutoAttack, checkpoints, dlr_loss, targeted_dlr_loss
-from qrobust.core.attacks import craft
-from qrobust.core.model_id import ModelId
-from qrobust.core.results import ThreatModel
-from qrobust.core.victims import module_victim
-from qrobust.worstcase import WorstCase
+from qrobust.attacks.apgd import LinfAPGD, checkpoints, dlr_loss, targeted_dlr_loss
+from qrobust.attacks.autoattack import LinfAutoAttack
+from qrobust.attacks.runner import craft
+from qrobust.attacks.threats import ThreatModel
+from qrobust.attacks.victims import module_victim
+from qrobust.evaluation.worstcase import WorstCase
+from qrobust.pipeline.model_id import ModelId
 from tests.conftest import Noisy
 
 # The tiny model keeps about two thirds of its samples against PGD-10 here: room for a stronger attack to show.
@@ -185,7 +186,7 @@ def test_boundary_distance_is_the_nearest_verified_example_and_counts_the_censor
 
 
 def test_boundary_table_gives_each_norm_of_the_worst_case_its_own_column() -> None:
-    from qrobust.report import boundary_table
+    from qrobust.report.model_tables import boundary_table
 
     worst = WorstCase({FLOAT: np.ones(3, dtype=bool)})
     for norm, size in (("l2", 0.5), ("linf", 0.02)):

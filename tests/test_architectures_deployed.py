@@ -10,15 +10,17 @@ import numpy as np
 import pytest
 import torch
 
-from qrobust.core.attacks import craft
-from qrobust.core.backends import load_runtime, load_twin, weight_census
-from qrobust.core.quantizers import FloatModel, create_quantizer
-from qrobust.core.runtime import OrtRuntime, export_onnx
-from qrobust.core.training import Standard, TrainConfig, fit, seed_everything
-from qrobust.core.twins import GradMode, verify_twin
-from qrobust.core.victims import module_victim
+from qrobust.attacks.runner import craft
+from qrobust.attacks.victims import module_victim
+from qrobust.deploy.backends import load_runtime, load_twin, weight_census
+from qrobust.deploy.runtime import OrtRuntime, export_onnx
 from qrobust.models import ARCHITECTURES, create_model
-from qrobust.study import study_params
+from qrobust.pipeline.device import seed_everything
+from qrobust.quantization.quantizers import FloatModel, create_quantizer
+from qrobust.quantization.twins import GradMode, verify_twin
+from qrobust.tools.study import study_params
+from qrobust.training.loop import TrainConfig, fit
+from qrobust.training.recipes import Standard
 from tests.conftest import ROOT, SPEC, accuracy
 from tests.test_quantizers import LOGIT_TOLERANCE
 

@@ -6,13 +6,15 @@ import pytest
 import torch
 from foolbox.attacks.base import MinimizationAttack
 
-from qrobust.core.attacks import ATTACKS, Kind, Norm, attack_subset, craft, perturbation_norms, starting_points
-from qrobust.core.errors import ConfigError
-from qrobust.core.runtime import OrtRuntime
-from qrobust.core.settings import AttackConfig
-from qrobust.core.training import predict_logits
-from qrobust.core.victims import CPU_CHUNK_ROWS, Victim, attack_copy, module_victim, runtime_victim
+from qrobust.attacks.catalogue import ATTACKS
+from qrobust.attacks.factory import create_attack
+from qrobust.attacks.runner import attack_subset, craft, perturbation_norms, starting_points
+from qrobust.attacks.threats import Kind, Norm
+from qrobust.attacks.victims import CPU_CHUNK_ROWS, Victim, attack_copy, module_victim, runtime_victim
+from qrobust.deploy.runtime import OrtRuntime, predict_logits
 from qrobust.models import ARCHITECTURES, create_model
+from qrobust.pipeline.errors import ConfigError
+from qrobust.settings.attack import AttackConfig
 from tests.conftest import SPEC, Noisy, accuracy
 
 # Budgets that move a stripe image to another class (stripes differ by about 6 in L2); random noise
@@ -67,7 +69,8 @@ def test_attack_stays_in_bounds_and_lowers_accuracy(name: str, trained_lenet, le
     epsilons = (large_epsilon(name) / 20, large_epsilon(name))
     victim = victim_for(name, trained_lenet, lenet_onnx)
     crafted = craft(victim, name, FAST.get(name, {}), epsilons, x, y, batch_size=24, seed=0)
-    minimizes = isinstance(entry.build(FAST.get(name, {}), name), MinimizationAttack)
+    minimizes = isinstance(create_attack(name, FAST.get(name, {})), MinimizationAttack)
+    assert entry.minimises is minimizes, "the catalogue's fact disagrees with the attack Foolbox builds"
     expected = (*epsilons, math.inf) if minimizes else epsilons
     assert crafted.epsilons == expected and crafted.x_adv.shape == (len(expected), *x.shape)
     assert crafted.x_adv.dtype == np.float32 and crafted.x_adv.min() >= 0.0 and crafted.x_adv.max() <= 1.0
@@ -138,9 +141,9 @@ def test_starting_points_are_adversarial(lenet_onnx, tiny_data) -> None:
 
 def test_straight_through_gradients_beat_the_masked_ones(trained_lenet, lenet_onnx, tiny_data, tmp_path) -> None:
     """White-box through the exact twin is gradient masking; the straight-through twin (BPDA) is not."""
-    from qrobust.core.backends import load_runtime, load_twin
-    from qrobust.core.quantizers import FloatModel, create_quantizer
-    from qrobust.core.twins import GradMode
+    from qrobust.deploy.backends import load_runtime, load_twin
+    from qrobust.quantization.quantizers import FloatModel, create_quantizer
+    from qrobust.quantization.twins import GradMode
     from tests.conftest import SPEC
 
     create_quantizer("ort_int8", {}).quantize(
@@ -196,11 +199,11 @@ def test_perturbation_norms() -> None:
 def test_whole_grid_in_one_batch_matches_one_epsilon_at_a_time(name: str, trained_lenet, tiny_data) -> None:
     """The grid runs as one batch, one epsilon per input; each epsilon's slice is an attack at that
     epsilon: inside its own ball, and as strong as the attack run on that epsilon alone."""
-    from qrobust.core.attacks import per_sample_epsilon
+    from qrobust.attacks.runner import per_sample_epsilon
 
     x, y = tiny_data["test"][0][:48], tiny_data["test"][1][:48]
     entry = ATTACKS.get(name)
-    assert per_sample_epsilon(entry.build(FAST.get(name, {}), "attack")) is not None
+    assert per_sample_epsilon(create_attack(name, FAST.get(name, {}))) is not None
     big = LARGE[entry.norm]
     grid = (big / 8, big / 2, big)
     together = craft(module_victim(trained_lenet, torch.device("cpu")), name, FAST.get(name, {}), grid, x, y,
@@ -220,10 +223,10 @@ def test_whole_grid_in_one_batch_matches_one_epsilon_at_a_time(name: str, traine
 
 
 def test_attacks_without_a_per_sample_epsilon_keep_foolbox_loop() -> None:
-    from qrobust.core.attacks import per_sample_epsilon
+    from qrobust.attacks.runner import per_sample_epsilon
 
     for name in ("deepfool_l2", "cw_l2", "apgd_ce", "square", "boundary"):
-        assert per_sample_epsilon(ATTACKS.get(name).build({}, "attack")) is None
+        assert per_sample_epsilon(create_attack(name, {})) is None
 
 
 def test_attack_victims_compute_no_weight_gradients_and_leave_the_model_alone(trained_lenet, tiny_data) -> None:

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import yaml
 
-from qrobust.core.data import FASHION_MNIST_SHA256
-from qrobust.core.io import save_npz
+from qrobust.data.datasets import FASHION_MNIST_SHA256
+from qrobust.pipeline.io import save_npz
 from tests.conftest import ROOT
 from tests.test_data import FASHION_ROOT
 
@@ -69,7 +69,7 @@ def prepared_split(project: Path, damage: Callable[[Path], None]) -> None:
 
 PREPARE = ("stages/prepare.py",)
 TRAIN = ("stages/train.py", "--arch", "lenet", "--recipe", "standard")
-CHECK = ("-m", "qrobust.core.settings", "params.yaml")
+CHECK = ("-m", "qrobust.settings.study", "params.yaml")
 
 CASES = [
     Case(

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from qrobust.core.settings import validate
+from qrobust.settings.study import validate
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,4 @@
-"""qrobust.core.blas: a stage's and a worker's matrix products give the same bits at one thread as at two."""
+"""qrobust.pipeline.blas: a stage's and a worker's matrix products give the same bits at one thread as at two."""
 
 from __future__ import annotations
 

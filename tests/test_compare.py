@@ -6,9 +6,10 @@ import math
 
 import pytest
 
-from qrobust.compare import Revision, compare, row_differences, two_proportion_p
-from qrobust.core.results import ThreatModel
-from qrobust.report import Figure, write_pages
+from qrobust.attacks.threats import ThreatModel
+from qrobust.report.format import Figure
+from qrobust.report.page import write_pages
+from qrobust.tools.compare import Revision, compare, row_differences, two_proportion_p
 from tests.browser import assert_reads_in_the_window
 from tests.test_findings import FLOAT_MODEL, QUANT, row
 

@@ -2,13 +2,15 @@ import copy
 
 import pytest
 
-from qrobust.core.config import load_params
-from qrobust.core.data import FASHION_MNIST_SHA256
-from qrobust.core.errors import ConfigError
-from qrobust.core.results import ThreatModel
-from qrobust.core.settings import AttackSettings, TrainSettings, validate
+from qrobust.attacks.threats import ThreatModel
+from qrobust.data.datasets import FASHION_MNIST_SHA256
 from qrobust.models import ARCHITECTURES
-from qrobust.study import merge, study_params
+from qrobust.pipeline.errors import ConfigError
+from qrobust.pipeline.params import load_params
+from qrobust.settings.attack import AttackSettings
+from qrobust.settings.study import validate
+from qrobust.settings.train import TrainSettings
+from qrobust.tools.study import merge, study_params
 from tests.conftest import ROOT
 
 
@@ -173,10 +175,10 @@ def test_report_and_defend_refer_only_to_attacks_that_run(params: dict) -> None:
     ],
 )  # fmt: skip
 def test_check_rejects_bad_hyper_parameter_values(params: dict, tmp_path, family: str, change, expected: str) -> None:
-    """`make check` (python -m qrobust.core.settings) refuses a wrong type or range in every family, before any compute."""
+    """`make check` (python -m qrobust.settings.study) refuses a wrong type or range in every family, before any compute."""
     import yaml
 
-    from qrobust.core.settings import main
+    from qrobust.tools.check import main
 
     change(params)
     with pytest.raises(ConfigError, match=expected):

@@ -8,15 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from qrobust.convergence import TOLERANCE, Convergence, check_convergence, verified_distances
-from qrobust.core.attacks import ATTACKS, craft, perturbation_norms
-from qrobust.core.io import dumps_json
-from qrobust.core.model_id import ModelId
-from qrobust.core.results import ThreatModel
-from qrobust.core.victims import module_victim
-from qrobust.evaluation import AdversarialSet
-from qrobust.report import boundary_table, convergence_table
-from qrobust.worstcase import WorstCase
+from qrobust.analysis.convergence import TOLERANCE, Convergence, check_convergence, verified_distances
+from qrobust.attacks.catalogue import ATTACKS
+from qrobust.attacks.runner import craft, perturbation_norms
+from qrobust.attacks.threats import ThreatModel
+from qrobust.attacks.victims import module_victim
+from qrobust.evaluation.scoring import AdversarialSet
+from qrobust.evaluation.worstcase import WorstCase
+from qrobust.pipeline.io import dumps_json
+from qrobust.pipeline.model_id import ModelId
+from qrobust.report.model_tables import boundary_table, convergence_table
 
 FLOAT = ModelId("lenet", "standard")
 

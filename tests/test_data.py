@@ -5,18 +5,18 @@ import pickle
 import numpy as np
 import pytest
 
-from qrobust.core.data import (
+from qrobust.data.datasets import (
     CIFAR10_FOLDER,
     DATASETS,
     FASHION_MNIST_SHA256,
     RawDataset,
     Split,
     read_idx,
-    split_dataset,
     verify_files,
 )
-from qrobust.core.errors import DataError
-from qrobust.core.settings import load_study
+from qrobust.data.splits import split_dataset
+from qrobust.pipeline.errors import DataError
+from qrobust.settings.study import load_study
 from tests.conftest import ROOT
 from tests.formats import learnable_images, write_idx, write_release
 

@@ -4,8 +4,8 @@ import foolbox
 import pytest
 import torch
 
-from qrobust.core.deepfool import L2DeepFool, LinfDeepFool
-from qrobust.core.victims import module_victim
+from qrobust.attacks.deepfool import L2DeepFool, LinfDeepFool
+from qrobust.attacks.victims import module_victim
 
 PAIRS = [(L2DeepFool, foolbox.attacks.L2DeepFoolAttack), (LinfDeepFool, foolbox.attacks.LinfDeepFoolAttack)]
 

@@ -9,13 +9,18 @@ import numpy as np
 import pytest
 import torch
 
-from qrobust.core.attacks import craft
-from qrobust.core.config import load_params
-from qrobust.core.defenses import DEFENSES, REJECTED, DefenseKind, ResizePad, apply, create_defense, view_agreement
-from qrobust.core.errors import ConfigError
-from qrobust.core.runtime import OrtRuntime
-from qrobust.core.settings import DefendSettings, validate
-from qrobust.core.victims import module_victim
+from qrobust.attacks.runner import craft
+from qrobust.attacks.victims import module_victim
+from qrobust.defenses.catalogue import DEFENSES, DefenseKind, create_defense
+from qrobust.defenses.deployed import REJECTED
+from qrobust.defenses.preprocessors import ResizePad, apply, preprocessor
+from qrobust.defenses.system import attacker_view, deploy, detection_view
+from qrobust.defenses.views import view_agreement
+from qrobust.deploy.runtime import OrtRuntime
+from qrobust.pipeline.errors import ConfigError
+from qrobust.pipeline.params import load_params
+from qrobust.settings.defend import DefendSettings
+from qrobust.settings.study import validate
 from tests.conftest import ROOT
 
 PREPROCESSORS = [n for n in DEFENSES.names() if create_defense(n, {}).kind is DefenseKind.PREPROCESSOR]
@@ -28,7 +33,7 @@ def _stream(seed: int) -> torch.Generator:
 @pytest.mark.parametrize("name", PREPROCESSORS)
 def test_preprocessor_keeps_bounds_and_draws_from_its_stream(name: str) -> None:
     x = np.random.default_rng(0).random((8, 1, 28, 28), dtype=np.float32)
-    (pre,) = create_defense(name, {}).pre
+    pre = preprocessor(create_defense(name, {}).pre[0])
     stream = _stream(3)
     out = apply(pre, x, stream)
     assert out.shape == x.shape and out.dtype == np.float32
@@ -45,21 +50,21 @@ def test_deployed_randomised_defense_answers_afresh_yet_reproduces(name: str, le
     answers the same sequence of queries with the same labels."""
     defense = create_defense(name, {"sigma": 0.5} if name == "gaussian_noise" else {"min_size": 14})
     x = tiny_data["test"][0][:200]
-    system = defense.deploy([OrtRuntime(lenet_onnx)], seed=5)
+    system = deploy(defense, [OrtRuntime(lenet_onnx)], seed=5)
     first, second = system.predict(x), system.predict(x)
     assert (first != second).any()
-    again = defense.deploy([OrtRuntime(lenet_onnx)], seed=5)
+    again = deploy(defense, [OrtRuntime(lenet_onnx)], seed=5)
     assert np.array_equal(again.predict(x), first) and np.array_equal(again.predict(x), second)
 
 
 def test_bit_depth_and_median_compute_what_they_claim() -> None:
     x = np.linspace(0, 1, 28 * 28, dtype=np.float32).reshape(1, 1, 28, 28)
-    (bits,) = create_defense("bit_depth", {"bits": 2}).pre
+    bits = preprocessor(create_defense("bit_depth", {"bits": 2}).pre[0])
     assert np.allclose(np.unique(apply(bits, x, 0)), [0.0, 1 / 3, 2 / 3, 1.0])
     image = np.zeros((1, 1, 28, 28), dtype=np.float32)
     image[0, 0, 10, 10] = 1.0  # one bright pixel: a 3x3 median removes it, and keeps a 3x3 block
     image[0, 0, 20:23, 20:23] = 1.0
-    (median,) = create_defense("median", {"size": 3}).pre
+    median = preprocessor(create_defense("median", {"size": 3}).pre[0])
     out = apply(median, image, 0)
     assert out[0, 0, 10, 10] == 0.0 and out[0, 0, 21, 21] == 1.0
 
@@ -67,7 +72,7 @@ def test_bit_depth_and_median_compute_what_they_claim() -> None:
 @pytest.mark.parametrize("name", PREPROCESSORS)
 def test_attacker_view_has_gradients_through_every_preprocessor(name: str, trained_lenet) -> None:
     """BPDA passes a non-differentiable step (bit depth's rounding has zero gradient on its own)."""
-    view = create_defense(name, {}).attacker_view([trained_lenet], seed=0, eot_samples=2)
+    view = attacker_view(create_defense(name, {}), [trained_lenet], seed=0, eot_samples=2)
     x = torch.rand(4, 1, 28, 28, requires_grad=True)
     torch.nn.functional.cross_entropy(view(x), torch.arange(4)).backward()
     assert x.grad is not None and float(x.grad.abs().sum()) > 0.0
@@ -76,8 +81,8 @@ def test_attacker_view_has_gradients_through_every_preprocessor(name: str, train
 def test_eot_view_averages_fresh_draws(trained_lenet) -> None:
     noise = create_defense("gaussian_noise", {"sigma": 0.3})
     x = torch.rand(4, 1, 28, 28)
-    one = noise.attacker_view([trained_lenet], seed=0, eot_samples=1)
-    many = noise.attacker_view([trained_lenet], seed=0, eot_samples=16)
+    one = attacker_view(noise, [trained_lenet], seed=0, eot_samples=1)
+    many = attacker_view(noise, [trained_lenet], seed=0, eot_samples=16)
     with torch.no_grad():
         # A mean of log-probabilities over draws (at most 0), and two single draws differ.
         assert float(many(x).max()) <= 0.0 and many(x).shape == (4, 10)
@@ -87,7 +92,7 @@ def test_eot_view_averages_fresh_draws(trained_lenet) -> None:
 def test_detector_flags_close_to_its_target_rate_on_clean_data(lenet_onnx, tiny_data) -> None:
     detector = create_defense("squeeze_detector", {"bits": 1, "median_size": 2, "fpr": 0.1})
     calib = np.concatenate([tiny_data["calib"][0], tiny_data["train"][0][:300]])
-    system = detector.deploy([OrtRuntime(lenet_onnx)], seed=0, calib=calib)
+    system = deploy(detector, [OrtRuntime(lenet_onnx)], seed=0, calib=calib)
     x, y = tiny_data["test"]
     flagged = system.predict(x) == REJECTED
     # Held-out clean data (n = 200), never seen by fit: within about three standard errors of the 10% target.
@@ -95,7 +100,7 @@ def test_detector_flags_close_to_its_target_rate_on_clean_data(lenet_onnx, tiny_
     plain = OrtRuntime(lenet_onnx).predict(x)
     assert np.array_equal(system.predict(x)[~flagged], plain[~flagged])
     with pytest.raises(ValueError, match="calibration data"):
-        detector.deploy([OrtRuntime(lenet_onnx)], seed=0)
+        deploy(detector, [OrtRuntime(lenet_onnx)], seed=0)
 
 
 def test_ensemble_of_identical_members_predicts_as_one(lenet_onnx, tiny_data) -> None:
@@ -103,7 +108,7 @@ def test_ensemble_of_identical_members_predicts_as_one(lenet_onnx, tiny_data) ->
     runtime = OrtRuntime(lenet_onnx)
     for combine in ("average", "vote"):
         ensemble = create_defense("ensemble", {"members": ["float", "ort_int8", "ort_w4a8"], "combine": combine})
-        assert np.array_equal(ensemble.deploy([runtime, runtime, runtime], seed=0).predict(x), runtime.predict(x))
+        assert np.array_equal(deploy(ensemble, [runtime, runtime, runtime], seed=0).predict(x), runtime.predict(x))
 
 
 def _robust(system, adv: np.ndarray, y: np.ndarray) -> float:
@@ -132,12 +137,12 @@ def test_adaptive_attack_through_the_defense(
     """The adaptive attack on its own (no per-sample choice of the plain set) against the deployed system."""
     defense = create_defense(name, options)
     x, y = tiny_data["test"][0][:100], tiny_data["test"][1][:100]
-    system = defense.deploy([OrtRuntime(lenet_onnx)], seed=0, calib=tiny_data["calib"][0])
+    system = deploy(defense, [OrtRuntime(lenet_onnx)], seed=0, calib=tiny_data["calib"][0])
     pgd = {"steps": 20, "rel_stepsize": 0.1}
     plain = craft(
         module_victim(trained_lenet, torch.device("cpu")), "linf_pgd", pgd, [eps], x, y, batch_size=50, seed=0
     )
-    view = defense.attacker_view([trained_lenet], seed=1, eot_samples=8)
+    view = attacker_view(defense, [trained_lenet], seed=1, eot_samples=8)
     adaptive = craft(module_victim(view, torch.device("cpu")), "linf_pgd", pgd, [eps], x, y, batch_size=50, seed=0)
     assert np.abs(adaptive.x_adv[0] - x).max() <= eps + 1e-6
     clean = _robust(system, x, y)
@@ -175,8 +180,8 @@ def test_ensemble_view_agrees_with_the_deployed_combiner() -> None:
     systems, views = {}, {}
     for combine in ("average", "vote"):
         ensemble = create_defense("ensemble", {"members": ["float", "ort_int8", "ort_w4a8"], "combine": combine})
-        systems[combine] = ensemble.deploy([_Torch(m) for m in members], seed=0)
-        views[combine] = ensemble.attacker_view(members, seed=0, eot_samples=1)
+        systems[combine] = deploy(ensemble, [_Torch(m) for m in members], seed=0)
+        views[combine] = attacker_view(ensemble, members, seed=0, eot_samples=1)
     assert (systems["average"].predict(x) != systems["vote"].predict(x)).mean() > 0.02
     assert view_agreement(views["average"], systems["average"].predict, x) == 1.0
     assert view_agreement(views["vote"], systems["vote"].predict, x) >= 0.99
@@ -270,12 +275,12 @@ def test_default_study_includes_every_defense(params: dict) -> None:
 def _study(params: dict, tiny_data, shifts: tuple[float, ...] = (0.0,)):
     """A defense study on the toy data (40 samples), and one hand-made set per shift: each epsilon's
     inputs shifted by that epsilon plus the shift, so sets are told apart by their inputs."""
-    from qrobust.core.attacks import perturbation_norms
-    from qrobust.core.model_id import ModelId
-    from qrobust.core.results import ThreatModel
-    from qrobust.core.settings import AttackConfig
-    from qrobust.defense_study import DefenseStudy
-    from qrobust.evaluation import AdversarialSet
+    from qrobust.attacks.runner import perturbation_norms
+    from qrobust.attacks.threats import ThreatModel
+    from qrobust.defenses.study import DefenseStudy
+    from qrobust.evaluation.scoring import AdversarialSet
+    from qrobust.pipeline.model_id import ModelId
+    from qrobust.settings.attack import AttackConfig
     from tests.conftest import SPEC
 
     x_eval, y_eval = tiny_data["test"]
@@ -344,7 +349,8 @@ def test_detector_scoring_is_the_standard_one(params: dict, tiny_data, refuse_cl
 def test_defense_rows_give_three_figures_and_paired_gaps(params: dict, tiny_data) -> None:
     """Per epsilon: the non-adaptive set's row, the adaptive set's own row, and the per-sample worst
     case (robust only if neither fooled the system), the latter two paired with the non-adaptive one."""
-    from qrobust.core.results import ThreatModel, paired_difference
+    from qrobust.attacks.threats import ThreatModel
+    from qrobust.evaluation.results import paired_difference
 
     study, (plain, adaptive) = _study(params, tiny_data, shifts=(0.0, 0.01))
     n = len(study.y)
@@ -409,10 +415,10 @@ def test_detector_aware_attack_stays_in_bounds_and_keeps_only_unflagged_successe
     """Every output lies within epsilon and [0, 1]; at a large budget many outputs are misclassified
     and pass the attacker's detector; with the detector out of the way (infinite threshold) it is a PGD
     that lowers accuracy."""
-    from qrobust.detector_attack import detector_aware_pgd
+    from qrobust.defenses.detector_attack import detector_aware_pgd
 
     defense = create_defense("squeeze_detector", {"bits": 1, "median_size": 2})
-    score = defense.detection_view(trained_lenet, seed=1)
+    score = detection_view(defense, trained_lenet, seed=1)
     x, y = tiny_data["test"][0][:60], tiny_data["test"][1][:60]
     with torch.no_grad():
         clean_logits, clean_score = score(torch.from_numpy(x))
@@ -444,10 +450,10 @@ def test_composite_runs_after_the_adaptive_attack_on_the_samples_it_left(
     """AutoAttack's protocol in the defense study: the composite attacks only what the plain adaptive
     attack left right on the deployed system; elsewhere the adaptive example stands, so the sequence never
     scores above the adaptive attack alone, and here (a one-step first attack) it breaks more."""
-    from qrobust.core.attacks import Norm, check_bounds
-    from qrobust.core.model_id import ModelId
-    from qrobust.core.results import ThreatModel
-    from qrobust.core.settings import AttackConfig
+    from qrobust.attacks.runner import check_bounds
+    from qrobust.attacks.threats import Norm, ThreatModel
+    from qrobust.pipeline.model_id import ModelId
+    from qrobust.settings.attack import AttackConfig
 
     study, _ = _study(params, tiny_data)
     body = {"threat_models": ["white_float"], "epsilons": [0.1], "samples": 40}
@@ -470,8 +476,8 @@ def test_composite_runs_after_the_adaptive_attack_on_the_samples_it_left(
 def test_the_boundary_attack_must_have_made_the_standard_models_reference_sets(params: dict, tiny_data) -> None:
     """The recipes' reference distances are the boundary attack's suite sets on the standard models, so an
     attack the suite does not run through the straight-through twins is refused before any attack runs."""
-    from qrobust.core.settings import AttackConfig
-    from qrobust.defense_study import DefenseStudy
+    from qrobust.defenses.study import DefenseStudy
+    from qrobust.settings.attack import AttackConfig
     from tests.conftest import SPEC
 
     x_eval, y_eval = tiny_data["test"]
@@ -491,7 +497,7 @@ def test_the_boundary_attack_must_have_made_the_standard_models_reference_sets(p
 def test_recipe_boundary_distances_are_made_on_the_given_samples(params: dict, tiny_data, trained_lenet) -> None:
     """The recipe model's distances come from the samples of the standard model's suite set: every
     verified distance is positive and there is at most one per given sample."""
-    from qrobust.core.attacks import attack_subset
+    from qrobust.attacks.runner import attack_subset
 
     study, _ = _study(params, tiny_data)
     index = attack_subset(len(study.x_eval), 12, 1)

@@ -6,8 +6,9 @@ import math
 
 import numpy as np
 
-from qrobust.core.results import NORMS, Result, ThreatModel
-from qrobust.diagnostics import masking_flags
+from qrobust.attacks.threats import ThreatModel
+from qrobust.evaluation.results import NORMS, Result
+from qrobust.findings.masking import masking_flags
 from tests.test_findings import FLOAT_MODEL, QUANT, row
 
 

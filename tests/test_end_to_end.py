@@ -14,10 +14,12 @@ import psutil
 import pytest
 import yaml
 
-from qrobust.core.io import PARTIAL, load_json
-from qrobust.core.results import ThreatModel, read_results
-from qrobust.findings import CLAIMS, Verdict
-from qrobust.study import materialize
+from qrobust.attacks.threats import ThreatModel
+from qrobust.evaluation.results import read_results
+from qrobust.findings.claims import CLAIMS
+from qrobust.findings.evidence import Verdict
+from qrobust.pipeline.io import PARTIAL, load_json
+from qrobust.tools.study import materialize
 from tests.browser import assert_reads_in_the_window
 from tests.conftest import DVC, ROOT, dvc, locked_outs, venv_env
 from tests.test_quantizers import LOGIT_TOLERANCE

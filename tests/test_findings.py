@@ -7,9 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from qrobust.core.model_id import ModelId
-from qrobust.core.results import NORMS, Result, ThreatModel
-from qrobust.findings import CLAIMS, Outcome, Scope, Verdict, decide, judge
+from qrobust.attacks.threats import ThreatModel
+from qrobust.evaluation.results import NORMS, Result
+from qrobust.findings.claims import CLAIMS, judge
+from qrobust.findings.evidence import Outcome, Scope, Verdict, decide
+from qrobust.pipeline.model_id import ModelId
 
 N = 400
 FLOAT_MODEL = ModelId("lenet", "standard")

@@ -17,9 +17,9 @@ import onnx
 import pytest
 import yaml
 
-from qrobust.core.data import DATASETS
-from qrobust.core.io import load_json
-from qrobust.study import materialize
+from qrobust.data.datasets import DATASETS
+from qrobust.pipeline.io import load_json
+from qrobust.tools.study import materialize
 from tests.conftest import ROOT, dvc
 from tests.formats import write_release
 from tests.test_end_to_end import check_quantizers, check_results

@@ -9,10 +9,11 @@ import math
 import numpy as np
 import yaml
 
-from qrobust.core.io import dumps_json
-from qrobust.core.results import ThreatModel, paired
-from qrobust.headline import headline_budget, headline_metrics, headlines
-from qrobust.report import headline_table
+from qrobust.attacks.threats import ThreatModel
+from qrobust.evaluation.results import paired
+from qrobust.findings.headline import headline_budget, headline_metrics, headlines
+from qrobust.pipeline.io import dumps_json
+from qrobust.report.model_tables import headline_table
 from tests.test_findings import FLOAT_MODEL, QUANT, N, row
 
 
@@ -64,8 +65,8 @@ def test_metrics_file_holds_clean_robust_and_verdicts_and_null_where_no_attack_r
 def test_the_default_study_gives_dvc_at_most_50_metrics() -> None:
     """dvc exp show and metrics diff show the declared metrics files only: the headline file, two numbers
     per model of the study and one verdict per claim."""
-    from qrobust.core.settings import load_study
-    from qrobust.findings import CLAIMS
+    from qrobust.findings.claims import CLAIMS
+    from qrobust.settings.study import load_study
     from tests.conftest import ROOT
 
     declared = [

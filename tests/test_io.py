@@ -3,7 +3,7 @@ import time
 import numpy as np
 import pytest
 
-from qrobust.core.io import atomic_dir, atomic_path, load_npz, save_npz
+from qrobust.pipeline.io import atomic_dir, atomic_path, load_npz, save_npz
 
 
 def test_npz_bytes_do_not_depend_on_time(tmp_path) -> None:
@@ -36,7 +36,7 @@ def test_failed_directory_keeps_previous_output(tmp_path) -> None:
 
 
 def test_a_figure_with_no_samples_is_written_as_null(tmp_path) -> None:
-    from qrobust.core.io import load_json, save_json
+    from qrobust.pipeline.io import load_json, save_json
 
     save_json(tmp_path / "m.json", {"rate": float("nan"), "gap": [1.0, float("inf")], "n": 0})
     assert load_json(tmp_path / "m.json") == {"rate": None, "gap": [1.0, None], "n": 0}
@@ -54,9 +54,9 @@ def test_a_figure_with_no_samples_is_written_as_null(tmp_path) -> None:
     ids=["truncated", "corrupt", "foreign", "other-arrays", "missing"],
 )
 def test_a_damaged_prepared_split_is_a_clear_error_naming_file_and_fix(tmp_path, damage, message) -> None:
-    from qrobust.core.data import load_split
-    from qrobust.core.errors import DataError
-    from qrobust.core.io import save_npz
+    from qrobust.data.splits import load_split
+    from qrobust.pipeline.errors import DataError
+    from qrobust.pipeline.io import save_npz
 
     path = tmp_path / "train.npz"
     save_npz(path, {"x": np.random.default_rng(0).integers(0, 255, (50, 1, 8, 8), dtype=np.uint8), "y": np.arange(50)})
@@ -68,7 +68,7 @@ def test_a_damaged_prepared_split_is_a_clear_error_naming_file_and_fix(tmp_path,
 
 
 def test_a_killed_writes_leftover_is_hidden_from_dvc_and_removed_by_the_next_write(tmp_path) -> None:
-    from qrobust.core.io import PARTIAL, atomic_dir, save_json
+    from qrobust.pipeline.io import PARTIAL, atomic_dir, save_json
     from tests.conftest import ROOT
 
     leftovers = [tmp_path / f".out{PARTIAL}abc123", tmp_path / f".m.json{PARTIAL}def456"]

@@ -2,10 +2,12 @@ import numpy as np
 import pytest
 import torch
 
-from qrobust.core.errors import ConfigError
-from qrobust.core.runtime import OrtRuntime, export_onnx, verify_export
-from qrobust.core.training import Standard, TrainConfig, fit, seed_everything
+from qrobust.deploy.runtime import OrtRuntime, export_onnx, verify_export
 from qrobust.models import ARCHITECTURES, count_macs, create_model, parameter_count
+from qrobust.pipeline.device import seed_everything
+from qrobust.pipeline.errors import ConfigError
+from qrobust.training.loop import TrainConfig, fit
+from qrobust.training.recipes import Standard
 from tests.conftest import ROOT, SPEC, accuracy, make_images
 
 
@@ -51,7 +53,7 @@ def test_training_is_deterministic_and_learns(arch: str) -> None:
 
 
 def test_trained_fixture_is_accurate(trained_lenet, tiny_data) -> None:
-    from qrobust.core.training import predict_logits
+    from qrobust.deploy.runtime import predict_logits
 
     x, y = tiny_data["test"]
     assert accuracy(predict_logits(trained_lenet, x).argmax(1), y) > 0.9

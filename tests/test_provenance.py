@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
-from qrobust.provenance import KERNEL_FLAGS, cpu, machine, packages, provenance
+from qrobust.pipeline.provenance import KERNEL_FLAGS, cpu, machine, packages, provenance
 
 
 def test_provenance_names_commit_dirtiness_dataset_and_groups_stage_machines(tmp_path) -> None:
@@ -42,7 +42,7 @@ def test_cpu_flags_are_the_kernel_relevant_ones() -> None:
 
 
 def test_the_report_renders_provenance_with_its_machine(tmp_path) -> None:
-    from qrobust.report import provenance_table
+    from qrobust.report.study_tables import provenance_table
 
     record = provenance(tmp_path, {"raw_sha256": {"a.gz": "cd" * 32}}, 3, {"train@lenet": machine(), "defend@x": None})
     table = provenance_table(record)

@@ -6,12 +6,20 @@ import numpy as np
 import pytest
 import torch
 
-from qrobust.core.backends import ARTEFACT, BACKENDS, FLOAT_BITS, artefact_bytes, load_runtime, load_twin, weight_census
-from qrobust.core.errors import ConfigError
-from qrobust.core.io import load_json, save_json
-from qrobust.core.quantizers import QUANTIZERS, FloatModel, calibration_subset, create_quantizer
-from qrobust.core.runtime import OrtRuntime
-from qrobust.core.twins import GradMode, verify_twin
+from qrobust.deploy.backends import (
+    ARTEFACT,
+    BACKENDS,
+    FLOAT_BITS,
+    artefact_bytes,
+    load_runtime,
+    load_twin,
+    weight_census,
+)
+from qrobust.deploy.runtime import OrtRuntime
+from qrobust.pipeline.errors import ConfigError
+from qrobust.pipeline.io import load_json, save_json
+from qrobust.quantization.quantizers import QUANTIZERS, FloatModel, calibration_subset, create_quantizer
+from qrobust.quantization.twins import GradMode, verify_twin
 from tests.conftest import SPEC, accuracy
 
 # Every registered quantizer with its defaults, plus the options worth covering on their own.
@@ -50,7 +58,7 @@ def test_artefact_reloads_in_a_fresh_process(artefact, tiny_data, tmp_path) -> N
     x = tiny_data["test"][0]
     np.save(tmp_path / "x.npy", x)
     code = (
-        "import sys, numpy as np, torch; from pathlib import Path; from qrobust.core.backends import load_runtime; "
+        "import sys, numpy as np, torch; from pathlib import Path; from qrobust.deploy.backends import load_runtime; "
         "torch.set_num_threads(int(sys.argv[4])); "
         "np.save(sys.argv[3], load_runtime(Path(sys.argv[1])).logits(np.load(sys.argv[2])))"
     )
@@ -180,8 +188,8 @@ def test_unknown_backend_in_an_artefact_is_refused_with_the_valid_list(artefact,
 
 
 def test_twin_below_threshold_fails_with_figures(artefact, tiny_data) -> None:
-    from qrobust.core.errors import VerificationError
     from qrobust.models import create_model
+    from qrobust.pipeline.errors import VerificationError
 
     *_, folder = artefact
     untrained = create_model("lenet", SPEC).eval()
@@ -218,7 +226,7 @@ def test_calibration_subset_is_seeded() -> None:
 
 def test_inc_program_folds_its_weight_quantization_without_changing_an_output(artefact, tiny_data) -> None:
     """The deployed INC program rounds its weights once at load; every logit stays bit for bit the same."""
-    from qrobust.core.backends import _export_load, fold_weight_quantization
+    from qrobust.deploy.backends import _export_load, fold_weight_quantization
 
     name, _, out = artefact
     if name != "inc_int8":

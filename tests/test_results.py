@@ -4,19 +4,10 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 import pytest
 
-from qrobust.core.attacks import perturbation_norms
-from qrobust.core.model_id import ModelId
-from qrobust.core.results import (
-    NORMS,
-    Result,
-    ThreatModel,
-    paired_difference,
-    read_results,
-    wilson_interval,
-    write_results,
-)
-from qrobust.diagnostics import CHECKS
-from qrobust.evaluation import (
+from qrobust.attacks.runner import perturbation_norms
+from qrobust.attacks.threats import ThreatModel
+from qrobust.evaluation.results import NORMS, Result, paired_difference, read_results, wilson_interval, write_results
+from qrobust.evaluation.scoring import (
     AdversarialSet,
     Distinct,
     Target,
@@ -27,8 +18,12 @@ from qrobust.evaluation import (
     predict_distinct,
     set_rows,
 )
-from qrobust.findings import Scope, judge
-from qrobust.report import DefenseStudy, build_report, plot_rows, render_html, render_markdown
+from qrobust.findings.claims import judge
+from qrobust.findings.evidence import Scope
+from qrobust.findings.masking import CHECKS
+from qrobust.pipeline.model_id import ModelId
+from qrobust.report.figures import plot_rows
+from qrobust.report.page import DefenseStudy, build_report, render_html, render_markdown
 
 
 def test_wilson_interval_matches_known_values() -> None:
@@ -396,7 +391,7 @@ def test_report_renders_tables_figures_and_plot_data() -> None:
 def test_cluster_interval_counts_samples_not_draws() -> None:
     """One trial per sample: Wald's interval (n = 2,000). Ten identical draws per sample: the same
     interval, not one over 20,000 independent trials; every sample alike: Wilson's on the samples."""
-    from qrobust.core.results import cluster_interval
+    from qrobust.evaluation.results import cluster_interval
 
     robust = np.random.default_rng(0).random(2000) < 0.3
     p = robust.mean()
@@ -423,7 +418,7 @@ def test_paired_difference_over_draws() -> None:
 
 
 def test_defense_note_gives_detector_rates_and_view_agreement() -> None:
-    from qrobust.report import defense_note
+    from qrobust.report.study_tables import defense_note
 
     note = defense_note(
         {

@@ -87,7 +87,7 @@ def test_an_experiment_pushed_from_one_clone_is_shown_applied_and_pulled_in_anot
     # The two revisions compare on one page, read through DVC (the teammate's clone fetches main's outputs
     # from the remote): a report-only change moves no result.
     compare = subprocess.run(
-        [sys.executable, "-m", "qrobust.compare", "main", "shared-lenient", "--out", str(tmp_path / "compare")],
+        [sys.executable, "-m", "qrobust.tools.compare", "main", "shared-lenient", "--out", str(tmp_path / "compare")],
         cwd=other, env=venv_env(), capture_output=True, text=True,
     )  # fmt: skip
     assert compare.returncode == 0, compare.stderr

@@ -1,4 +1,4 @@
-"""qrobust.study writes only into a folder it made or an empty one: never over a checkout or a user's files."""
+"""qrobust.tools.study writes only into a folder it made or an empty one: never over a checkout or a user's files."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from qrobust.core.errors import ConfigError
-from qrobust.study import MARKER, materialize
+from qrobust.pipeline.errors import ConfigError
+from qrobust.tools.study import MARKER, materialize
 from tests.conftest import ROOT
 
 

@@ -3,19 +3,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from qrobust.core.attacks import craft
-from qrobust.core.errors import ConfigError
-from qrobust.core.training import (
-    RECIPES,
-    TrainConfig,
-    fit,
-    linf_ascent,
-    orthogonality_gap,
-    predict_logits,
-    seed_everything,
-)
-from qrobust.core.victims import module_victim
+from qrobust.attacks.runner import craft
+from qrobust.attacks.victims import module_victim
+from qrobust.deploy.runtime import predict_logits
 from qrobust.models import create_model
+from qrobust.pipeline.device import seed_everything
+from qrobust.pipeline.errors import ConfigError
+from qrobust.training.loop import TrainConfig, fit
+from qrobust.training.recipes import RECIPES, linf_ascent, orthogonality_gap
 from tests.conftest import SPEC, accuracy
 
 CONFIG = TrainConfig(epochs=2, batch_size=64, lr=0.003, weight_decay=0.0, seed=0, device="cpu")
@@ -63,7 +58,7 @@ def test_adversarial_training_and_trades_raise_robust_accuracy(standard, tiny_da
 def test_distillation_student_learns_its_teachers_soft_labels(standard, tiny_data) -> None:
     """At temperature T the student's softmax matches the teacher's soft labels (Papernot et al. 2016)
     far more closely than a model trained on hard labels does."""
-    from qrobust.core.training import Distillation
+    from qrobust.training.recipes import Distillation
 
     seed_everything(0)
     x, y = tiny_data["train"]

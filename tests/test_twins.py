@@ -3,7 +3,14 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from qrobust.core.twins import ONNX_OPS, GradMode, OnnxQdqTwin, dequantize_levels, fake_quantize, quantize_levels
+from qrobust.quantization.twins import (
+    ONNX_OPS,
+    GradMode,
+    OnnxQdqTwin,
+    dequantize_levels,
+    fake_quantize,
+    quantize_levels,
+)
 
 
 def test_quantize_levels_round_and_saturate() -> None:

@@ -1,4 +1,4 @@
-"""qrobust.workers: a stage's jobs over several processes give what one process gives, job for job."""
+"""qrobust.pipeline.workers: a stage's jobs over several processes give what one process gives, job for job."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from qrobust.workers import run_jobs
+from qrobust.pipeline.workers import run_jobs
 
 
 def _pid_of(job: int) -> tuple[int, int]:
@@ -26,8 +26,8 @@ def _fails_on_three(job: int) -> int:
 
 def _pgd_on_a_seeded_model(job: int) -> np.ndarray:
     """Linf PGD over a grid through the runner, on a small CNN made from the job's seed."""
-    from qrobust.core.attacks import craft
-    from qrobust.core.victims import module_victim
+    from qrobust.attacks.runner import craft
+    from qrobust.attacks.victims import module_victim
 
     torch.manual_seed(job)
     model = torch.nn.Sequential(

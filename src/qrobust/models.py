@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from qrobust.core.data import DatasetSpec
-from qrobust.core.registry import Registry
+from qrobust.data.datasets import DatasetSpec
+from qrobust.pipeline.registry import Registry
 
 
 @dataclass(frozen=True)

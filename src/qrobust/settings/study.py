@@ -1,0 +1,67 @@
+"""params.yaml -> one frozen, validated dataclass per stage.
+
+``Study.from_params`` checks every section at once (``make repro`` runs it before ``dvc repro``);
+each stage also parses only its own section before touching data, so a bad value fails in
+milliseconds naming the key, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from qrobust.pipeline import params as c
+from qrobust.pipeline.errors import ConfigError
+from qrobust.pipeline.model_id import ModelId, with_quantized
+from qrobust.settings.analysis import AnalysisSettings
+from qrobust.settings.attack import AttackSettings
+from qrobust.settings.defend import DefendSettings
+from qrobust.settings.prepare import PrepareSettings
+from qrobust.settings.report import ReportSettings
+from qrobust.settings.train import QuantizeSettings, TrainSettings
+
+TOP_LEVEL_KEYS = {"seed", "data", "train", "quantize", "attack", "defend", "analysis", "report"}
+
+
+@dataclass(frozen=True)
+class Study:
+    """The whole params file, parsed and checked once; each stage reads its own section from it."""
+
+    prepare: PrepareSettings
+    train: TrainSettings
+    quantize: QuantizeSettings
+    attack: AttackSettings
+    defend: DefendSettings
+    analysis: AnalysisSettings
+    report: ReportSettings
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> Study:
+        unknown = sorted(set(params) - TOP_LEVEL_KEYS)
+        if unknown:
+            raise ConfigError(f"params.yaml: unknown top-level keys {unknown}; allowed: {sorted(TOP_LEVEL_KEYS)}")
+        return cls(
+            prepare=PrepareSettings.from_params(params),
+            train=TrainSettings.from_params(params),
+            quantize=QuantizeSettings.from_params(params),
+            attack=AttackSettings.from_params(params),
+            defend=DefendSettings.from_params(params),
+            analysis=AnalysisSettings.from_params(params),
+            report=ReportSettings.from_params(params),
+        )
+
+    def models(self) -> tuple[ModelId, ...]:
+        """The main study's deployed models: each float model followed by its quantized ones."""
+        return with_quantized(self.train.model_ids(), self.quantize.quantizers)
+
+
+def validate(params: Mapping[str, Any]) -> Study:
+    """Check the whole params file: unknown top-level keys, then every section."""
+    return Study.from_params(params)
+
+
+def load_study(path: str = "params.yaml") -> Study:
+    """What every stage reads: the whole file checked first, so any bad value stops the pipeline
+    at its first stage, before any compute (checking only fails, it never changes an output)."""
+    return Study.from_params(c.load_params(path))
