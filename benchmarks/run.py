@@ -63,7 +63,7 @@ from qrobust.pipeline.blas import thread_invariant_products
 from qrobust.pipeline.layout import ADVERSARIAL, FLOAT_MODELS, PREPARED, QUANT_MODELS
 from qrobust.settings.study import load_study
 from qrobust.training.loop import TrainConfig, fit
-from qrobust.training.recipes import RECIPES
+from qrobust.training.recipes import create_recipe
 
 OUT = Path("build/benchmark.json")
 STEPS = 10
@@ -241,7 +241,8 @@ def evaluate_section(arch: str, x: np.ndarray, targets: int) -> list[dict]:
     """Scoring every adversarial set of the study: finding the distinct inputs of the stacked sets (once per
     stage, for all ``targets``; it was once per target), and one INC int8 runtime (evaluate's slowest)
     answering each distinct input once against every row."""
-    from qrobust.evaluation.scoring import AdversarialSet, Distinct
+    from qrobust.attacks.sets import AdversarialSet
+    from qrobust.evaluation.scoring import Distinct
 
     sets = [AdversarialSet.load(path) for path in sorted(ADVERSARIAL.glob("*/*/*.npz"))]
     stack = np.concatenate([adv.x_adv.reshape(-1, *x.shape[1:]) for adv in sets])
@@ -337,7 +338,7 @@ def training_section(archs: list[str], spec: InputSpec, x: np.ndarray, y: np.nda
     xs, ys = np.resize(x, (steps * size, *x.shape[1:])), np.resize(y, steps * size)
     config = TrainConfig(epochs=1, batch_size=size, lr=1e-3, weight_decay=1e-4, seed=0, device="cpu")
     for arch in archs:
-        ours = best_seconds(lambda a=arch: fit(create_model(a, spec), RECIPES.get("standard")({}), xs, ys, config), 1)
+        ours = best_seconds(lambda a=arch: fit(create_model(a, spec), create_recipe("standard", {}), xs, ys, config), 1)
 
         def bare(a: str = arch) -> None:
             model = create_model(a, spec).train()

@@ -10,47 +10,35 @@ machine's cores (qrobust.pipeline.workers).
 from __future__ import annotations
 
 import argparse
-import functools
 import time
 from pathlib import Path
 
-import numpy as np
-
 from qrobust.attacks.catalogue import ATTACKS
 from qrobust.attacks.runner import attack_subset, craft, perturbation_norms
+from qrobust.attacks.sets import copy_set, save_set
 from qrobust.attacks.threats import Kind, ThreatModel
 from qrobust.attacks.victims import float_activations, open_victim, sources
 from qrobust.data.datasets import DATASETS
-from qrobust.data.splits import load_split
+from qrobust.data.splits import eval_split
 from qrobust.models import input_spec
 from qrobust.pipeline.device import resolve_device
-from qrobust.pipeline.io import atomic_dir, load_npz, save_npz
-from qrobust.pipeline.layout import PREPARED, adversarial_dir, set_file
+from qrobust.pipeline.io import atomic_dir
+from qrobust.pipeline.layout import adversarial_dir, set_file
 from qrobust.pipeline.model_id import ModelId
 from qrobust.pipeline.process import run_stage
 from qrobust.pipeline.provenance import save_timing
 from qrobust.pipeline.workers import run_jobs, worker_count
-from qrobust.settings.study import Study, load_study
-
-
-@functools.cache
-def _study() -> Study:
-    return load_study()
-
-
-@functools.cache
-def _eval_split() -> tuple[np.ndarray, np.ndarray]:
-    return load_split(PREPARED / "eval.npz")
+from qrobust.settings.study import load_study
 
 
 def craft_set(job: tuple[str, str, str, Path]) -> dict[str, float]:
     """Attack ``name`` under one threat model on one source; writes its set into ``out``. Runs in a
     worker process too: everything it needs comes from params.yaml and the artefact folders."""
     name, threat_value, source_name, out = job
-    study = _study()
+    study = load_study()
     settings, threat, source = study.attack, ThreatModel(threat_value), ModelId.parse(source_name)
     config, entry = settings.get(name), ATTACKS.get(name)
-    x_all, y_all = _eval_split()
+    x_all, y_all = eval_split()
     index = attack_subset(len(x_all), config.samples_for(threat), settings.seed)
     x, y = x_all[index], y_all[index]
     start = time.perf_counter()
@@ -60,32 +48,24 @@ def craft_set(job: tuple[str, str, str, Path]) -> dict[str, float]:
         victim, name, config.options, config.epsilons, x, y,
         batch_size=settings.batch_size, seed=settings.seed, key="attack.attacks",
     )  # fmt: skip
-    record = {
-        "attack": np.asarray(name),
-        "norm": np.asarray(entry.norm.value),
-        "source": np.asarray(str(source)),
-        "index": index,
-        "y": y,
-        "epsilons": np.asarray(crafted.epsilons, dtype=np.float64),
-        "x_adv": crafted.x_adv,
-        "attacked": crafted.attacked,
-        "queries_per_sample": np.asarray(crafted.queries_per_sample),
-        "threat_model": np.asarray(threat.value),
-        **{f"norm_{k}": v for k, v in perturbation_norms(crafted.x_adv, x).items()},
-    }
-    save_npz(out / set_file(threat.value, source), record)
+    save_set(
+        out / set_file(threat.value, source),
+        attack=name, norm=entry.norm.value, source=source, threat=threat, index=index, y=y,
+        epsilons=crafted.epsilons, x_adv=crafted.x_adv, attacked=crafted.attacked,
+        queries_per_sample=crafted.queries_per_sample, sizes=perturbation_norms(crafted.x_adv, x),
+    )  # fmt: skip
     seconds = time.perf_counter() - start
     print(f"{name} {threat.value} {source}: {len(x)} samples in {seconds:.1f}s", flush=True)
     return {"seconds": round(seconds, 2), "queries_per_sample": round(float(crafted.queries_per_sample), 1)}
 
 
 def main(name: str) -> None:
-    study = _study()
+    study = load_study()
     settings = study.attack
     config, entry = settings.get(name), ATTACKS.get(name)
     device = resolve_device(settings.device)
     models, quantizers = study.train.model_ids(), study.quantize.quantizers
-    n = len(_eval_split()[1])
+    n = len(eval_split()[1])
     subset = {t: attack_subset(n, config.samples_for(t), settings.seed).size for t in config.threat_models}
     sets = [
         (t, s) for t in config.threat_models for s in sources(t, models, quantizers, noise=entry.kind is Kind.NOISE)
@@ -102,13 +82,8 @@ def main(name: str) -> None:
         timed = run_jobs(craft_set, jobs, workers=worker_count(device))
         timings = {f"{t}/{s}": timing for (_, t, s, _), timing in zip(jobs, timed, strict=True)}
         for threat, source in copies:
-            record = load_npz(out / set_file(exact.value, source))
-            record["threat_model"] = np.asarray(threat.value)
-            save_npz(out / set_file(threat.value, source), record)
-            timings[f"{threat.value}/{source}"] = {
-                "seconds": 0.0,
-                "queries_per_sample": round(float(record["queries_per_sample"]), 1),
-            }
+            queries = copy_set(out / set_file(exact.value, source), out / set_file(threat.value, source), threat)
+            timings[f"{threat.value}/{source}"] = {"seconds": 0.0, "queries_per_sample": round(queries, 1)}
     summary = {f"{t.value}/{s}": timings[f"{t.value}/{s}"] for t, s in sets}
     save_timing("attack", name, {"device": str(device), "sets": summary})
 

@@ -20,8 +20,8 @@ from qrobust.attacks.threats import Kind
 from qrobust.attacks.victims import open_runtime, sources
 from qrobust.data.splits import load_split
 from qrobust.evaluation.results import write_results
+from qrobust.attacks.sets import AdversarialSet
 from qrobust.evaluation.scoring import (
-    AdversarialSet,
     Distinct,
     Labels,
     check_sources,

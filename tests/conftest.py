@@ -97,7 +97,7 @@ PROCESS_SETUP = """
 import json, sys
 how = sys.argv[1]
 if how == "run_stage":
-    from qrobust.pipeline.errors import run_stage
+    from qrobust.pipeline.process import run_stage
     run_stage("probe", lambda: None)
 elif how == "worker":
     from qrobust.pipeline.workers import _one_thread

@@ -278,7 +278,7 @@ def _study(params: dict, tiny_data, shifts: tuple[float, ...] = (0.0,)):
     from qrobust.attacks.runner import perturbation_norms
     from qrobust.attacks.threats import ThreatModel
     from qrobust.defenses.study import DefenseStudy
-    from qrobust.evaluation.scoring import AdversarialSet
+    from qrobust.attacks.sets import AdversarialSet
     from qrobust.pipeline.model_id import ModelId
     from qrobust.settings.attack import AttackConfig
     from tests.conftest import SPEC
@@ -441,7 +441,7 @@ def test_detector_aware_attack_stays_in_bounds_and_keeps_only_unflagged_successe
             accuracy = (score(torch.from_numpy(free))[0].argmax(1).numpy() == y).mean()
         assert accuracy < (clean_logits.argmax(1).numpy() == y).mean() - 0.2, norm
     with pytest.raises(ValueError, match="only a detector"):
-        create_defense("median", {}).detection_view(trained_lenet, seed=0)
+        detection_view(create_defense("median", {}), trained_lenet, seed=0)
 
 
 def test_composite_runs_after_the_adaptive_attack_on_the_samples_it_left(

@@ -1,145 +1,173 @@
-"""dvc.yaml sees every code change: each stage's deps list every project module its script imports,
-directly or through other modules (imports inside functions included), so editing any of them makes
-`dvc status` report the stage."""
+"""dvc.yaml sees every code change and only those: each stage's deps list exactly its script and the project
+modules it imports, directly or through other modules (imports inside functions included), plus the modules
+of the attacks it builds by name; and the layout has no import cycle and no oversized file."""
 
 from __future__ import annotations
 
 import ast
 import copy
 import functools
-import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
+from qrobust.pipeline.params import load_params
+from qrobust.tools import code_deps
+from qrobust.tools.code_deps import attack_files, built_attacks, imported_files, script_files
 from tests.conftest import ROOT
-
-PACKAGE = "qrobust"
-
-
-def imported_modules(script: Path, root: Path = ROOT) -> set[str]:
-    """Project files (relative paths) that ``script`` imports, transitively."""
-    seen: set[str] = set()
-    todo = [script]
-    while todo:
-        for name in _imported_names(todo.pop()):
-            if name.split(".")[0] != PACKAGE:
-                continue
-            for candidate in (
-                Path("src", *name.split(".")).with_suffix(".py"),
-                Path("src", *name.split("."), "__init__.py"),
-            ):
-                if (root / candidate).is_file() and str(candidate) not in seen:
-                    seen.add(str(candidate))
-                    todo.append(root / candidate)
-    return seen
 
 
 @functools.cache
-def _imported_names(path: Path) -> tuple[str, ...]:
-    """Every dotted name ``path`` imports or might import, with the parent packages Python runs first."""
-    names: list[str] = []
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            names += [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            # ``from qrobust import x`` may name a module as well as a symbol.
-            names += [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
-    return tuple(".".join(n.split(".")[:k]) for n in names for k in range(1, n.count(".") + 2))
+def resolved_stages(root: Path = ROOT) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """Every stage of dvc.yaml as DVC expands it (foreach, matrix, dvc.code.yaml's slots): its script and
+    the code paths (src/, stages/) its deps list."""
+    from dvc.repo import Repo
+
+    stages = {}
+    for stage in Repo(str(root)).index.stages:
+        script = next(w for w in str(stage.cmd).split() if w.startswith("stages/"))
+        deps = tuple(d.def_path for d in stage.deps if d.def_path.startswith(("src/", "stages/")))
+        stages[stage.addressing] = (script, deps)
+    return stages
 
 
-def needed_and_listed(name: str, stage: Mapping[str, Any], root: Path) -> tuple[set[str], set[str]]:
-    """A stage's script with every project module it imports, and the paths its deps list."""
-    body = stage.get("do", stage)
-    script = re.search(r"(stages/\w+\.py)", str(body["cmd"]))
-    assert script, f"{name}: no stage script in its cmd"
-    deps = {d if isinstance(d, str) else next(iter(d)) for d in body.get("deps", [])}
-    return {script.group(1), *imported_modules(root / script.group(1), root)}, deps
+def built_by(name: str, params: Mapping) -> list[str]:
+    """The attacks a stage builds by name: what its code imports beyond its script's imports."""
+    group, _, key = name.partition("@")
+    if group == "attack":
+        return [key]
+    return {
+        "defend": built_attacks(params)["defend_code"][0],
+        "defend_recipe": built_attacks(params)["defend_recipe_code"][0],
+        "analyse": built_attacks(params)["analyse_code"][0],
+    }.get(group, [])
 
 
-def missing_deps(stages: Mapping[str, Any], root: Path = ROOT) -> dict[str, list[str]]:
-    """Per stage, the modules its script imports that its deps do not list (a listed folder covers its files)."""
-    missing = {}
-    for name, stage in stages.items():
-        needed, deps = needed_and_listed(name, stage, root)
-        lacking = sorted(
-            f for f in needed if f not in deps and not any(f.startswith(d.rstrip("/") + "/") for d in deps)
-        )
-        if lacking:
-            missing[name] = lacking
-    return missing
+def needed(name: str, script: str, root: Path = ROOT) -> set[str]:
+    return script_files(script, root) | attack_files(built_by(name, load_params(root / "params.yaml")), root)
 
 
-@pytest.fixture(scope="module")
-def stages() -> dict[str, Any]:
-    return yaml.safe_load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
+def covered(deps: tuple[str, ...], root: Path = ROOT) -> set[str]:
+    """The files the deps cover: a listed folder covers every module under it."""
+    files: set[str] = set()
+    for dep in deps:
+        path = root / dep
+        files |= {str(f.relative_to(root)) for f in path.rglob("*.py")} if path.is_dir() else {dep}
+    return files
 
 
-def test_every_stage_lists_every_module_it_imports(stages: dict[str, Any]) -> None:
-    assert missing_deps(stages) == {}
+def gaps_and_excess(stages: Mapping[str, tuple[str, tuple[str, ...]]]) -> dict[str, dict[str, list[str]]]:
+    report = {}
+    for name, (script, deps) in stages.items():
+        need, have = needed(name, script), covered(deps)
+        if need != have:
+            report[name] = {"missing": sorted(need - have), "excess": sorted(have - need)}
+    return report
 
 
-@pytest.mark.parametrize(
-    ("entry", "module"),
-    [
-        ("src/qrobust/core", "src/qrobust/core/settings.py"),
-        ("src/qrobust/core", "src/qrobust/core/io.py"),
-        ("src/qrobust/models.py", "src/qrobust/models.py"),
-    ],
-)
-def test_removing_a_dep_line_is_caught(stages: dict[str, Any], entry: str, module: str) -> None:
-    broken = copy.deepcopy(stages)
-    for stage in broken.values():
-        body = stage.get("do", stage)
-        body["deps"] = [d for d in body["deps"] if d != entry]
-    reported = missing_deps(broken)
-    assert set(reported) == set(stages) and all(module in lacking for lacking in reported.values())
+def test_every_stage_lists_exactly_the_modules_it_imports() -> None:
+    assert len(resolved_stages()) > 20
+    assert gaps_and_excess(resolved_stages()) == {}
 
 
-def excess_deps(stages: Mapping[str, Any], root: Path = ROOT) -> dict[str, list[str]]:
-    """Per stage, the project modules its deps cover (one by one or through a folder) that its script
-    never imports: an edit to one of them would re-run the stage for nothing."""
-    excess = {}
-    for name, stage in stages.items():
-        needed, deps = needed_and_listed(name, stage, root)
-        covered: set[str] = set()
-        for dep in deps:
-            if not dep.startswith(("src/", "stages/")):
-                continue
-            folder = root / dep
-            files = folder.rglob("*.py") if folder.is_dir() else [folder]
-            covered |= {str(f.relative_to(root)) for f in files}
-        if covered - needed:
-            excess[name] = sorted(covered - needed)
-    return excess
+def test_a_removed_dep_and_an_extra_one_are_caught() -> None:
+    stages = copy.deepcopy(resolved_stages())
+    script, deps = stages["attack@square"]
+    stages["attack@square"] = (script, tuple(d for d in deps if d != "src/qrobust/attacks/square.py"))
+    script, deps = stages["prepare"]
+    stages["prepare"] = (script, (*deps, "src/qrobust/report/page.py"))
+    report = gaps_and_excess(stages)
+    assert report["attack@square"]["missing"] == ["src/qrobust/attacks/square.py"]
+    assert report["prepare"]["excess"] == ["src/qrobust/report/page.py"]
 
 
-def test_no_stage_depends_on_a_module_it_does_not_import(stages: dict[str, Any]) -> None:
-    """The folder dependency (src/qrobust/core) is exact: every stage imports every module in it
-    (settings.py validates every section of params.yaml against the registries), so one lock entry
-    per stage sees the same changes as a line per module."""
-    assert excess_deps(stages) == {}
+def test_an_attack_written_here_is_a_dep_of_its_own_stage_and_of_the_composites_only() -> None:
+    """The Square module reaches attack@square and the stages that run Square inside AutoAttack."""
+    with_square = {n for n, (_, deps) in resolved_stages().items() if "src/qrobust/attacks/square.py" in deps}
+    assert "attack@square" in with_square and "attack@autoattack" in with_square
+    assert not any(
+        n.startswith(("train", "quantize", "prepare", "evaluate", "findings", "report")) for n in with_square
+    )
+    assert {n for n in with_square if n.startswith("attack@")} == {"attack@square", "attack@autoattack"}
 
 
-def test_excess_is_caught(stages: dict[str, Any]) -> None:
-    extended = copy.deepcopy(stages)
-    body = extended["prepare"].get("do", extended["prepare"])
-    body["deps"] = [*body["deps"], "src/qrobust/report.py"]
-    assert excess_deps(extended) == {"prepare": ["src/qrobust/report.py"]}
+def test_dvc_code_file_is_up_to_date() -> None:
+    assert code_deps.main(["--check", "--root", str(ROOT)]) == 0, "run `make deps`"
 
 
 def test_walk_follows_imports_inside_functions(tmp_path: Path) -> None:
-    (tmp_path / "src" / PACKAGE).mkdir(parents=True)
-    (tmp_path / "src" / PACKAGE / "a.py").write_text("def f():\n    from qrobust.b import g\n")
-    (tmp_path / "src" / PACKAGE / "b.py").write_text("import qrobust.c\n")
-    (tmp_path / "src" / PACKAGE / "c.py").write_text("")
+    (tmp_path / "src" / "qrobust").mkdir(parents=True)
+    (tmp_path / "src" / "qrobust" / "a.py").write_text("def f():\n    from qrobust.b import g\n")
+    (tmp_path / "src" / "qrobust" / "b.py").write_text("import qrobust.c\n")
+    (tmp_path / "src" / "qrobust" / "c.py").write_text("")
     (tmp_path / "stages").mkdir()
     (tmp_path / "stages" / "s.py").write_text("from qrobust import a\n")
-    assert imported_modules(tmp_path / "stages" / "s.py", tmp_path) == {
+    assert imported_files([tmp_path / "stages" / "s.py"], tmp_path) == {
         "src/qrobust/a.py",
         "src/qrobust/b.py",
         "src/qrobust/c.py",
     }
+
+
+def _runtime_imports(path: Path) -> set[str]:
+    """Modules ``path`` imports when it runs (not those under ``if TYPE_CHECKING:``)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    skipped = {
+        id(n)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+        for n in ast.walk(node)
+    }
+    names = set()
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("qrobust"):
+            names |= {node.module, *(f"{node.module}.{a.name}" for a in node.names)}
+        elif isinstance(node, ast.Import):
+            names |= {a.name for a in node.names if a.name.startswith("qrobust")}
+    modules = {str(p.relative_to(ROOT / "src").with_suffix("")).replace("/", ".") for p in (ROOT / "src").rglob("*.py")}
+    return {n.removesuffix(".__init__") for n in names} & {m.removesuffix(".__init__") for m in modules}
+
+
+def test_no_import_cycle() -> None:
+    graph = {
+        str(p.relative_to(ROOT / "src").with_suffix("")).replace("/", ".").removesuffix(".__init__"): _runtime_imports(
+            p
+        )
+        for p in (ROOT / "src").rglob("*.py")
+    }
+    state: dict[str, int] = {}
+
+    def visit(module: str, trail: tuple[str, ...]) -> None:
+        if state.get(module) == 2:
+            return
+        assert state.get(module) != 1, f"import cycle: {' -> '.join((*trail, module))}"
+        state[module] = 1
+        for child in sorted(graph.get(module, ())):
+            visit(child, (*trail, module))
+        state[module] = 2
+
+    for module in sorted(graph):
+        visit(module, ())
+
+
+def test_infrastructure_imports_no_domain_code() -> None:
+    for path in (ROOT / "src" / "qrobust" / "pipeline").rglob("*.py"):
+        domain = {m for m in _runtime_imports(path) if not m.startswith("qrobust.pipeline") and m != "qrobust"}
+        assert not domain, f"{path.name} imports {sorted(domain)}"
+
+
+@pytest.mark.parametrize(("folder", "limit"), [("src", 450), ("stages", 120)])
+def test_files_stay_small(folder: str, limit: int) -> None:
+    sizes = {
+        str(p.relative_to(ROOT)): len(p.read_text(encoding="utf-8").splitlines()) for p in (ROOT / folder).rglob("*.py")
+    }
+    assert {p: n for p, n in sizes.items() if n > limit} == {}
+
+
+def test_every_package_says_what_it_holds() -> None:
+    for init in (ROOT / "src" / "qrobust").rglob("__init__.py"):
+        doc = ast.get_docstring(ast.parse(init.read_text(encoding="utf-8")))
+        assert doc and "TODO" not in doc and len(doc) > 40, f"{init} has no docstring saying what the package holds"

@@ -7,8 +7,8 @@ import pytest
 from qrobust.attacks.runner import perturbation_norms
 from qrobust.attacks.threats import ThreatModel
 from qrobust.evaluation.results import NORMS, Result, paired_difference, read_results, wilson_interval, write_results
+from qrobust.attacks.sets import AdversarialSet
 from qrobust.evaluation.scoring import (
-    AdversarialSet,
     Distinct,
     Target,
     clean_row,

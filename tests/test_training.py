@@ -9,8 +9,9 @@ from qrobust.deploy.runtime import predict_logits
 from qrobust.models import create_model
 from qrobust.pipeline.device import seed_everything
 from qrobust.pipeline.errors import ConfigError
+from qrobust.training.catalogue import RECIPES
 from qrobust.training.loop import TrainConfig, fit
-from qrobust.training.recipes import RECIPES, linf_ascent, orthogonality_gap
+from qrobust.training.recipes import create_recipe, linf_ascent, orthogonality_gap
 from tests.conftest import SPEC, accuracy
 
 CONFIG = TrainConfig(epochs=2, batch_size=64, lr=0.003, weight_decay=0.0, seed=0, device="cpu")
@@ -20,7 +21,7 @@ def train(recipe: str, options: dict, data) -> torch.nn.Module:
     seed_everything(0)
     model = create_model("lenet", SPEC)
     x, y = data["train"]
-    fit(model, RECIPES.get(recipe)(options), x, y, CONFIG)
+    fit(model, create_recipe(recipe, options), x, y, CONFIG)
     return model.eval()
 
 
@@ -98,7 +99,7 @@ def test_distillation_student_learns_its_teachers_soft_labels(standard, tiny_dat
 )
 def test_bad_recipe_options_fail_before_training(name: str, options: dict, expected: str) -> None:
     with pytest.raises(ConfigError, match=expected):
-        RECIPES.get(name)(options)
+        create_recipe(name, options)
 
 
 def test_unknown_recipe_lists_the_valid_ones() -> None:

@@ -23,18 +23,12 @@ from qrobust.attacks.catalogue import ATTACKS
 from qrobust.attacks.runner import craft, perturbation_norms
 from qrobust.attacks.threats import Kind
 from qrobust.attacks.victims import Victim
-from qrobust.evaluation.scoring import AdversarialSet
+from qrobust.attacks.sets import AdversarialSet
 from qrobust.evaluation.worstcase import censored_median
 
 TOLERANCE = 0.05  # the relative change of the median distance that doubling the steps may cause
 
 Predict = Callable[[np.ndarray], np.ndarray]
-
-
-def checkable(name: str, options: Mapping[str, Any]) -> bool:
-    """A gradient minimisation attack with a ``steps`` option: the ones this check can double."""
-    entry = ATTACKS.get(name)
-    return entry.kind is Kind.GRADIENT and entry.minimises and "steps" in options
 
 
 def verified_distances(
@@ -106,7 +100,7 @@ def check_convergence(
 ) -> Convergence:
     """Re-run the set's attack on ``victim`` (the view it was made through) at twice its steps on the
     set's first ``samples`` samples; both medians are verified on ``predict``, the deployed runtime."""
-    if not checkable(adv.attack, options):
+    if not steps_bounded(adv.attack, options):
         raise ValueError(f"{adv.attack}: not a gradient minimisation attack with a steps option")
     x, y = x_eval[adv.index[:samples]], adv.labels[:samples]
     norm = ATTACKS.get(adv.attack).norm.value

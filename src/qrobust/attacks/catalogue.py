@@ -288,3 +288,9 @@ _register("uniform_noise", L, Kind.NOISE, _foolbox("LinfAdditiveUniformNoiseAtta
 
 
 del L, G
+
+
+def steps_bounded(name: str, options: Mapping[str, Any]) -> bool:
+    """A gradient minimisation attack whose run ``steps`` bounds: doubling them checks its convergence."""
+    entry = ATTACKS.get(name)
+    return entry.kind is Kind.GRADIENT and entry.minimises and "steps" in options

@@ -17,6 +17,9 @@ class ThreatModel(Enum):
     WORST_CASE = "worst_case"  # per sample, every set above that reached the model (qrobust.evaluation.worstcase)
 
 
+NORMS = ("l0", "l1", "l2", "linf")  # every set records its perturbations in each
+
+
 class Norm(Enum):
     L0 = "l0"
     L1 = "l1"

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from qrobust.pipeline.layout import PREPARED
 
 from qrobust.data.datasets import RawDataset, Split
 from qrobust.pipeline.errors import DataError
@@ -69,3 +73,9 @@ def load_split(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """A prepared split as (float32 images in [0, 1], int64 labels)."""
     data = load_npz(path, required=("x", "y"))
     return as_float(data["x"]), data["y"].astype(np.int64)
+
+
+@functools.cache
+def eval_split() -> tuple[np.ndarray, np.ndarray]:
+    """The evaluation subset every attack draws its samples from, read once per process."""
+    return load_split(PREPARED / "eval.npz")

@@ -37,7 +37,8 @@ from qrobust.defenses.detector_attack import detector_aware_pgd
 from qrobust.defenses.system import attacker_view, deploy, detection_view
 from qrobust.defenses.views import DetectionScore, view_agreement
 from qrobust.evaluation.results import NORMS, Result, paired, paired_difference
-from qrobust.evaluation.scoring import AdversarialSet, clean_row, set_rows
+from qrobust.attacks.sets import AdversarialSet
+from qrobust.evaluation.scoring import clean_row, set_rows
 from qrobust.evaluation.worstcase import ATTACK as WORST_CASE_ATTACK
 from qrobust.models import InputSpec
 from qrobust.pipeline.errors import ConfigError

@@ -158,7 +158,6 @@ def latencies(runtime: OrtRuntime | TorchRuntime, x: np.ndarray, *, repeats: int
 
 def verify_export(model: nn.Module, runtime: OrtRuntime, x: np.ndarray, *, atol: float = 1e-3) -> dict[str, float]:
     """The ONNX export must give the float model's logits and predictions; fail loudly if not."""
-    from qrobust.deploy.runtime import predict_logits
 
     reference = predict_logits(model, x)
     exported = runtime.logits(x)

@@ -13,8 +13,6 @@ import numpy as np
 
 from qrobust.pipeline.io import write_text
 
-NORMS = ("l0", "l1", "l2", "linf")
-
 
 def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
     """95% Wilson score interval for a binomial proportion (Wilson 1927); (nan, nan) when n == 0."""

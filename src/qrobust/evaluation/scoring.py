@@ -16,6 +16,7 @@ from typing import Protocol
 import numpy as np
 
 from qrobust.attacks.threats import ThreatModel
+from qrobust.attacks.sets import AdversarialSet
 from qrobust.evaluation.results import NORMS, Result, paired
 from qrobust.evaluation.worstcase import WorstCase
 from qrobust.pipeline.io import load_npz
@@ -33,47 +34,6 @@ class DeployedSystem(Protocol):
 class Target:
     model: ModelId
     runtime: DeployedSystem
-
-
-@dataclass(frozen=True)
-class AdversarialSet:
-    attack: str
-    norm: str
-    threat_model: ThreatModel  # how the set was made on its source
-    source: ModelId  # the deployed model the set was made on (or on whose twin)
-    index: np.ndarray  # (N,) positions in the evaluation subset
-    labels: np.ndarray  # (N,) their labels
-    epsilons: tuple[float, ...]
-    x_adv: np.ndarray  # (len(epsilons), N, C, H, W)
-    sizes: Mapping[str, np.ndarray]  # norm -> (len(epsilons), N) perturbation sizes
-    queries_per_sample: float
-
-    @classmethod
-    def load(cls, path: Path) -> AdversarialSet:
-        keys = ("attack", "norm", "threat_model", "source", "index", "y", "epsilons", "x_adv", "queries_per_sample")
-        data = load_npz(path, required=(*keys, *(f"norm_{norm}" for norm in NORMS)))
-        return cls(
-            attack=str(data["attack"]),
-            norm=str(data["norm"]),
-            threat_model=ThreatModel(str(data["threat_model"])),
-            source=ModelId.parse(str(data["source"])),
-            index=data["index"],
-            labels=data["y"],
-            epsilons=tuple(data["epsilons"].tolist()),
-            x_adv=data["x_adv"],
-            sizes={norm: data[f"norm_{norm}"] for norm in NORMS},
-            queries_per_sample=float(data["queries_per_sample"]),
-        )
-
-    def at(self, epsilons: Sequence[float]) -> AdversarialSet:
-        """The same set restricted to ``epsilons`` (each must be in its grid)."""
-        k = [self.epsilons.index(e) for e in epsilons]
-        return replace(
-            self,
-            epsilons=tuple(epsilons),
-            x_adv=self.x_adv[k],
-            sizes={norm: v[k] for norm, v in self.sizes.items()},
-        )
 
 
 def clean_row(correct: np.ndarray, *, target: ModelId, precision: str | None = None, defense: str = "none") -> Result:

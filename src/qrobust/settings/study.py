@@ -7,6 +7,8 @@ milliseconds naming the key, the value and what is allowed.
 
 from __future__ import annotations
 
+import functools
+
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -61,7 +63,9 @@ def validate(params: Mapping[str, Any]) -> Study:
     return Study.from_params(params)
 
 
+@functools.cache
 def load_study(path: str = "params.yaml") -> Study:
     """What every stage reads: the whole file checked first, so any bad value stops the pipeline
-    at its first stage, before any compute (checking only fails, it never changes an output)."""
+    at its first stage, before any compute (checking only fails, it never changes an output). Parsed once
+    per process: a stage's worker processes read it from their own first call."""
     return Study.from_params(c.load_params(path))
