@@ -16,11 +16,11 @@ import functools
 import numpy as np
 
 from qrobust.attacks.catalogue import ATTACKS
+from qrobust.attacks.sets import AdversarialSet
 from qrobust.attacks.threats import Kind
 from qrobust.attacks.victims import open_runtime, sources
 from qrobust.data.splits import load_split
 from qrobust.evaluation.results import write_results
-from qrobust.attacks.sets import AdversarialSet
 from qrobust.evaluation.scoring import (
     Distinct,
     Labels,

@@ -69,7 +69,7 @@ def prepared_split(project: Path, damage: Callable[[Path], None]) -> None:
 
 PREPARE = ("stages/prepare.py",)
 TRAIN = ("stages/train.py", "--arch", "lenet", "--recipe", "standard")
-CHECK = ("-m", "qrobust.settings.study", "params.yaml")
+CHECK = ("-m", "qrobust.tools.check", "params.yaml")
 
 CASES = [
     Case(

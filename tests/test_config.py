@@ -175,7 +175,7 @@ def test_report_and_defend_refer_only_to_attacks_that_run(params: dict) -> None:
     ],
 )  # fmt: skip
 def test_check_rejects_bad_hyper_parameter_values(params: dict, tmp_path, family: str, change, expected: str) -> None:
-    """`make check` (python -m qrobust.settings.study) refuses a wrong type or range in every family, before any compute."""
+    """`make check` (python -m qrobust.tools.check) refuses a wrong type or range in every family, before any compute."""
     import yaml
 
     from qrobust.tools.check import main

@@ -11,9 +11,9 @@ import torch
 from qrobust.analysis.convergence import TOLERANCE, Convergence, check_convergence, verified_distances
 from qrobust.attacks.catalogue import ATTACKS
 from qrobust.attacks.runner import craft, perturbation_norms
+from qrobust.attacks.sets import AdversarialSet
 from qrobust.attacks.threats import ThreatModel
 from qrobust.attacks.victims import module_victim
-from qrobust.attacks.sets import AdversarialSet
 from qrobust.evaluation.worstcase import WorstCase
 from qrobust.pipeline.io import dumps_json
 from qrobust.pipeline.model_id import ModelId

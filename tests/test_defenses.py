@@ -276,9 +276,9 @@ def _study(params: dict, tiny_data, shifts: tuple[float, ...] = (0.0,)):
     """A defense study on the toy data (40 samples), and one hand-made set per shift: each epsilon's
     inputs shifted by that epsilon plus the shift, so sets are told apart by their inputs."""
     from qrobust.attacks.runner import perturbation_norms
+    from qrobust.attacks.sets import AdversarialSet
     from qrobust.attacks.threats import ThreatModel
     from qrobust.defenses.study import DefenseStudy
-    from qrobust.attacks.sets import AdversarialSet
     from qrobust.pipeline.model_id import ModelId
     from qrobust.settings.attack import AttackConfig
     from tests.conftest import SPEC

@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 
-from qrobust.attacks.threats import ThreatModel
-from qrobust.evaluation.results import NORMS, Result
+from qrobust.attacks.threats import NORMS, ThreatModel
+from qrobust.evaluation.results import Result
 from qrobust.findings.masking import masking_flags
 from tests.test_findings import FLOAT_MODEL, QUANT, row
 

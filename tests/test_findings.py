@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from qrobust.attacks.threats import ThreatModel
-from qrobust.evaluation.results import NORMS, Result
+from qrobust.attacks.threats import NORMS, ThreatModel
+from qrobust.evaluation.results import Result
 from qrobust.findings.claims import CLAIMS, judge
 from qrobust.findings.evidence import Outcome, Scope, Verdict, decide
 from qrobust.pipeline.model_id import ModelId

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from qrobust.attacks.runner import perturbation_norms
-from qrobust.attacks.threats import ThreatModel
-from qrobust.evaluation.results import NORMS, Result, paired_difference, read_results, wilson_interval, write_results
 from qrobust.attacks.sets import AdversarialSet
+from qrobust.attacks.threats import NORMS, ThreatModel
+from qrobust.evaluation.results import Result, paired_difference, read_results, wilson_interval, write_results
 from qrobust.evaluation.scoring import (
     Distinct,
     Target,

@@ -19,11 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from qrobust.attacks.catalogue import ATTACKS
+from qrobust.attacks.catalogue import ATTACKS, steps_bounded
 from qrobust.attacks.runner import craft, perturbation_norms
-from qrobust.attacks.threats import Kind
-from qrobust.attacks.victims import Victim
 from qrobust.attacks.sets import AdversarialSet
+from qrobust.attacks.victims import Victim
 from qrobust.evaluation.worstcase import censored_median
 
 TOLERANCE = 0.05  # the relative change of the median distance that doubling the steps may cause

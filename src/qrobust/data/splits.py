@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import functools
-
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from qrobust.pipeline.layout import PREPARED
-
 from qrobust.data.datasets import RawDataset, Split
 from qrobust.pipeline.errors import DataError
 from qrobust.pipeline.io import load_npz
+from qrobust.pipeline.layout import PREPARED
 
 
 @dataclass(frozen=True)

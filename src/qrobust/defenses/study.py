@@ -29,15 +29,15 @@ import torch
 from qrobust.analysis.mechanisms import bootstrap_median_difference, boundary_distances
 from qrobust.attacks.catalogue import ATTACKS
 from qrobust.attacks.runner import attack_subset, craft, perturbation_norms
-from qrobust.attacks.threats import ThreatModel
+from qrobust.attacks.sets import AdversarialSet
+from qrobust.attacks.threats import NORMS, ThreatModel
 from qrobust.attacks.victims import module_victim, open_module, open_runtime
 from qrobust.defenses.catalogue import Defense, DefenseKind
 from qrobust.defenses.deployed import REJECTED
 from qrobust.defenses.detector_attack import detector_aware_pgd
 from qrobust.defenses.system import attacker_view, deploy, detection_view
 from qrobust.defenses.views import DetectionScore, view_agreement
-from qrobust.evaluation.results import NORMS, Result, paired, paired_difference
-from qrobust.attacks.sets import AdversarialSet
+from qrobust.evaluation.results import Result, paired, paired_difference
 from qrobust.evaluation.scoring import clean_row, set_rows
 from qrobust.evaluation.worstcase import ATTACK as WORST_CASE_ATTACK
 from qrobust.models import InputSpec

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from qrobust.attacks.threats import NORMS
 from qrobust.pipeline.io import write_text
 
 

@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
-from qrobust.attacks.threats import ThreatModel
 from qrobust.attacks.sets import AdversarialSet
-from qrobust.evaluation.results import NORMS, Result, paired
+from qrobust.attacks.threats import NORMS, ThreatModel
+from qrobust.evaluation.results import Result, paired
 from qrobust.evaluation.worstcase import WorstCase
-from qrobust.pipeline.io import load_npz
 from qrobust.pipeline.model_id import ModelId
 
 

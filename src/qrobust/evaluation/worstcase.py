@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from qrobust.attacks.threats import ThreatModel
-from qrobust.evaluation.results import NORMS, Result, paired
+from qrobust.attacks.threats import NORMS, ThreatModel
+from qrobust.evaluation.results import Result, paired
 from qrobust.pipeline.model_id import ModelId
 
 ATTACK = "worst_case"

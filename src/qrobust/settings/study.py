@@ -8,7 +8,6 @@ milliseconds naming the key, the value and what is allowed.
 from __future__ import annotations
 
 import functools
-
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any

@@ -8,7 +8,7 @@ from qrobust.settings.study import validate
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m qrobust.settings.study [params.yaml]``: validate a params file, print what is wrong."""
+    """``python -m qrobust.tools.check [params.yaml]``: validate a params file, print what is wrong."""
     import sys
 
     args = sys.argv[1:] if argv is None else argv
