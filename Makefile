@@ -16,7 +16,7 @@ PYTEST_WORKERS ?= auto
 # Stage commands call `python`; DVC must find the venv's.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup repro smoke test test-formats test-fast compare check lint benchmark clean
+.PHONY: setup repro smoke deps test test-formats test-fast compare check lint benchmark clean
 
 setup: $(STAMP) $(DATASET_DIR) $(CHROMIUM)
 
@@ -36,8 +36,14 @@ $(CHROMIUM):
 	$(SUDO) apt-get update
 	$(SUDO) apt-get install -y chromium
 
+# The whole params file against the catalogues, and dvc.code.yaml against params.yaml and the imports.
 check: setup
 	$(BIN)/python -m qrobust.tools.check params.yaml
+	$(BIN)/python -m qrobust.tools.code_deps --check
+
+# After adding or removing an attack in params.yaml, or changing which modules an attack imports.
+deps: setup
+	$(BIN)/python -m qrobust.tools.code_deps
 
 repro: check
 	$(BIN)/dvc repro

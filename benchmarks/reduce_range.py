@@ -19,7 +19,8 @@ from qrobust.deploy.runtime import OrtRuntime
 from qrobust.models import create_model, input_spec
 from qrobust.pipeline.layout import PREPARED, model_dir
 from qrobust.pipeline.model_id import ModelId
-from qrobust.quantization.quantizers import FloatModel, calibration_subset, create_quantizer
+from qrobust.data.splits import calibration_subset
+from qrobust.quantization.quantizers import FloatModel, create_quantizer
 from qrobust.settings.defend import DefendSettings
 from qrobust.settings.study import load_study
 

@@ -13,7 +13,7 @@ import argparse
 import torch
 
 from qrobust.data.datasets import DATASETS
-from qrobust.data.splits import load_split
+from qrobust.data.splits import calibration_subset, load_split
 from qrobust.deploy.backends import artefact_bytes, load_runtime, load_twin, weight_census
 from qrobust.deploy.runtime import OrtRuntime, latencies
 from qrobust.models import create_model, input_spec
@@ -23,7 +23,7 @@ from qrobust.pipeline.layout import PREPARED, model_dir
 from qrobust.pipeline.model_id import ModelId
 from qrobust.pipeline.process import run_stage
 from qrobust.pipeline.provenance import save_timing
-from qrobust.quantization.quantizers import FloatModel, calibration_subset, create_quantizer
+from qrobust.quantization.quantizers import FloatModel, create_quantizer
 from qrobust.quantization.twins import GradMode, verify_twin
 from qrobust.settings.study import load_study
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from qrobust.data.splits import calibration_subset
 from qrobust.deploy.backends import (
     ARTEFACT,
     BACKENDS,
@@ -18,7 +19,8 @@ from qrobust.deploy.backends import (
 from qrobust.deploy.runtime import OrtRuntime
 from qrobust.pipeline.errors import ConfigError
 from qrobust.pipeline.io import load_json, save_json
-from qrobust.quantization.quantizers import QUANTIZERS, FloatModel, calibration_subset, create_quantizer
+from qrobust.quantization.catalogue import QUANTIZERS
+from qrobust.quantization.quantizers import FloatModel, create_quantizer
 from qrobust.quantization.twins import GradMode, verify_twin
 from tests.conftest import SPEC, accuracy
 

@@ -10,8 +10,9 @@ from qrobust.models import create_model
 from qrobust.pipeline.device import seed_everything
 from qrobust.pipeline.errors import ConfigError
 from qrobust.training.catalogue import RECIPES
+from qrobust.training.lipschitz import orthogonality_gap
 from qrobust.training.loop import TrainConfig, fit
-from qrobust.training.recipes import create_recipe, linf_ascent, orthogonality_gap
+from qrobust.training.recipes import create_recipe, linf_ascent
 from tests.conftest import SPEC, accuracy
 
 CONFIG = TrainConfig(epochs=2, batch_size=64, lr=0.003, weight_decay=0.0, seed=0, device="cpu")

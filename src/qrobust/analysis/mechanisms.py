@@ -33,7 +33,7 @@ from torch.nn import functional as F
 
 from qrobust.deploy.runtime import batched, predict_logits
 from qrobust.quantization.twins import record_activation_levels
-from qrobust.training.recipes import orthogonality_gap
+from qrobust.training.lipschitz import orthogonality_gap
 
 Predict = Callable[[np.ndarray], np.ndarray]
 

@@ -12,6 +12,7 @@ from qrobust.data.datasets import RawDataset, Split
 from qrobust.pipeline.errors import DataError
 from qrobust.pipeline.io import load_npz
 from qrobust.pipeline.layout import PREPARED
+from qrobust.pipeline.params import positive_int
 
 
 @dataclass(frozen=True)
@@ -77,3 +78,11 @@ def load_split(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 def eval_split() -> tuple[np.ndarray, np.ndarray]:
     """The evaluation subset every attack draws its samples from, read once per process."""
     return load_split(PREPARED / "eval.npz")
+
+
+def calibration_subset(x: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """A seeded subset of the calibration split (all of it when ``size`` exceeds it)."""
+    positive_int(size, "quantize.calib_samples")
+    if size >= len(x):
+        return x
+    return x[np.sort(np.random.default_rng(seed).permutation(len(x))[:size])]

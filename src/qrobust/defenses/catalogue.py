@@ -30,6 +30,8 @@ from qrobust.pipeline.params import check_options, choice, name_list, number, po
 from qrobust.pipeline.registry import Registry
 from qrobust.quantization.catalogue import QUANTIZERS
 
+REJECTED = -1  # the label a detector gives an input it refuses to classify
+
 
 class DefenseKind(Enum):
     PREPROCESSOR = "preprocessor"  # transforms inputs in front of the model

@@ -8,10 +8,9 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from qrobust.defenses.catalogue import REJECTED
 from qrobust.defenses.preprocessors import Preprocessor, apply
 from qrobust.deploy.runtime import Runtime
-
-REJECTED = -1  # the label a detector gives an input it refuses to classify
 
 
 @dataclass

@@ -17,39 +17,44 @@ For each arch in defend.archs and each precision (the float model, then each of 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from qrobust.analysis.mechanisms import bootstrap_median_difference, boundary_distances
+from qrobust.analysis.mechanisms import boundary_distances
 from qrobust.attacks.catalogue import ATTACKS
 from qrobust.attacks.runner import attack_subset, craft, perturbation_norms
 from qrobust.attacks.sets import AdversarialSet
 from qrobust.attacks.threats import NORMS, ThreatModel
-from qrobust.attacks.victims import module_victim, open_module, open_runtime
-from qrobust.defenses.catalogue import Defense, DefenseKind
-from qrobust.defenses.deployed import REJECTED
+from qrobust.attacks.victims import module_victim
+from qrobust.data.datasets import DATASETS
+from qrobust.data.splits import eval_split
+from qrobust.defenses.catalogue import REJECTED
 from qrobust.defenses.detector_attack import detector_aware_pgd
-from qrobust.defenses.system import attacker_view, deploy, detection_view
-from qrobust.defenses.views import DetectionScore, view_agreement
-from qrobust.evaluation.results import Result, paired, paired_difference
+from qrobust.evaluation.results import Result, paired, paired_difference, write_results
 from qrobust.evaluation.scoring import clean_row, set_rows
 from qrobust.evaluation.worstcase import ATTACK as WORST_CASE_ATTACK
-from qrobust.models import InputSpec
+from qrobust.models import InputSpec, input_spec
+from qrobust.pipeline.device import resolve_device
 from qrobust.pipeline.errors import ConfigError
-from qrobust.pipeline.layout import adversarial_set
+from qrobust.pipeline.io import save_json
+from qrobust.pipeline.layout import REPORTS, adversarial_set
 from qrobust.pipeline.model_id import FLOAT, ModelId
+from qrobust.pipeline.provenance import save_timing
 from qrobust.settings.attack import AttackConfig
 from qrobust.settings.defend import DefendSettings
-from qrobust.training.recipes import Recipe
-from qrobust.training.recipes import attacker_view as recipe_view
+from qrobust.settings.study import Study
 
 Predict = Callable[[np.ndarray], np.ndarray]
+
+
+if TYPE_CHECKING:
+    from qrobust.defenses.views import DetectionScore
+
 DETECTOR_AWARE = "detector_aware_pgd"  # the detector-aware attack's name in the rows
 
 
@@ -87,6 +92,29 @@ class DefenseStudy:
             len(self.x_eval), self.attack.samples_for(ThreatModel.WHITE_FLOAT), self.settings.seed
         )
         self.x, self.y = self.x_eval[self.index], self.y_eval[self.index]
+
+    @classmethod
+    def of(cls, study: Study) -> DefenseStudy:
+        """The defense study of params.yaml on the evaluation subset."""
+        attacks = study.attack
+        x_eval, y_eval = eval_split()
+        return cls(
+            settings=study.defend,
+            attack=attacks.get(study.defend.attack),
+            composite=study.defend.composite_attack(attacks),
+            boundary=attacks.get(study.defend.boundary_attack),
+            spec=input_spec(DATASETS.get(study.prepare.dataset)),
+            device=resolve_device(attacks.device),
+            batch_size=attacks.batch_size,
+            x_eval=x_eval,
+            y_eval=y_eval,
+        )
+
+    def save(self, name: str, seconds: float) -> None:
+        """reports/defenses/<name>.csv (rows) and .json (metrics), and the stage's timing."""
+        write_results(REPORTS / "defenses" / f"{name}.csv", self.rows)
+        save_json(REPORTS / "defenses" / f"{name}.json", {"defense": {name: self.metrics}})
+        save_timing("defend", name, {"seconds": round(seconds, 1)})
 
     def precisions(self) -> list[str]:
         return [FLOAT, *self.settings.quantizers]
@@ -337,89 +365,3 @@ class DefenseStudy:
 
 def _rounded(d: dict[str, float]) -> dict[str, float]:
     return {k: round(v, 4) if math.isfinite(v) else None for k, v in d.items()}
-
-
-def run_defense(study: DefenseStudy, defense: Defense, calib: np.ndarray | None) -> None:
-    """A test-time defense in front of each baseline model (or the ensemble of its precisions)."""
-    s = study.settings
-    draws = s.eval_draws if defense.randomised else 1
-    for arch in s.archs:
-        base = ModelId(arch, DefendSettings.BASELINE)
-        if defense.kind is DefenseKind.ENSEMBLE:
-            members = [base.at(p) for p in defense.members]
-            system = deploy(defense, [open_runtime(m) for m in members], s.seed)
-            modules = [open_module(threat_of(m.precision), m, study.spec) for m in members]
-            non_adaptive = [study.suite_set(m) for m in members]
-            # The combined twin is straight-through for every quantized member.
-            view = attacker_view(defense, modules, s.seed + 1, s.eot_samples)
-            target = base.quantized(defense.name)
-            adaptive = study.adaptive_sets(view, system.predict, target, ThreatModel.WHITE_QNN_STE)
-            study.score(
-                defense.name, system.predict, target, non_adaptive, adaptive, precision="+".join(defense.members)
-            )
-            # How often the attacker's combiner gives the deployed label: clean, then every adversarial input.
-            inputs = np.concatenate(
-                [study.x, *(a.x_adv.reshape(-1, *study.x.shape[1:]) for a in [*non_adaptive, *adaptive])]
-            )
-            study.metrics[f"{target}/view_agreement"] = {
-                "clean": round(view_agreement(view, system.predict, study.x, study.device), 4),
-                "all": round(view_agreement(view, system.predict, inputs, study.device), 4),
-                "n": len(inputs),
-            }
-            continue
-        for precision in study.precisions():
-            start = time.perf_counter()
-            target = base.at(precision)
-            runtime = open_runtime(target)
-            system = deploy(defense, [runtime], s.seed, calib)
-            if defense.kind is DefenseKind.DETECTOR:
-                study.metrics[f"{target}/threshold"] = round(system.threshold, 6)
-                study.metrics[f"{target}/threshold_false_positive_rate"] = round(system.threshold_fpr, 4)
-            module = open_module(threat_of(precision), target, study.spec)
-            view = attacker_view(defense, [module], s.seed + 1, s.eot_samples)
-            non_adaptive = [study.suite_set(target)]
-            adaptive = study.adaptive_sets(view, system.predict, target, threat_of(precision), draws)
-            detector = defense.kind is DefenseKind.DETECTOR
-            if detector:
-                # The detector-aware attack, on the detection score as well as the classifier.
-                score = detection_view(defense, module, s.seed + 1)
-                adaptive.append(study.detector_aware_set(score, system.threshold, target, threat_of(precision)))
-            study.score(
-                defense.name, system.predict, target, non_adaptive, adaptive,
-                draws=draws, bare=runtime.predict, detector=detector,
-            )  # fmt: skip
-            print(f"{defense.name} on {target}: {time.perf_counter() - start:.1f}s")
-
-
-def run_recipe(study: DefenseStudy, name: str, recipe: Recipe) -> None:
-    """A train-based defense: the baseline's sets transferred to the recipe model, and the attack on it.
-    Beside the rows, per precision the recipe model's boundary distance against the standard model's
-    (difference of medians with a bootstrap interval, on the samples of the suite's boundary-attack set),
-    and per quantized recipe model how many of the float recipe model's adaptive examples still fool it."""
-    s = study.settings
-    for arch in s.archs:
-        base, defended = ModelId(arch, DefendSettings.BASELINE), ModelId(arch, name)
-        float_set, float_runtime = None, None
-        for precision in study.precisions():
-            start = time.perf_counter()
-            target = defended.at(precision)
-            view = recipe_view(recipe, open_module(threat_of(precision), target, study.spec, defended=True))
-            non_adaptive = [study.suite_set(base.at(precision))]
-            runtime = open_runtime(target, defended=True)
-            adaptive = study.adaptive_sets(view, runtime.predict, target, threat_of(precision))
-            standard = base.at(precision)
-            bare = open_runtime(standard).predict
-            study.score(name, runtime.predict, target, non_adaptive, adaptive, bare=bare)
-            if float_set is None or float_runtime is None:
-                float_set, float_runtime = adaptive[0], runtime
-            else:
-                study.retention(float_set, float_runtime.predict, runtime.predict, target)
-            # The standard model's distances are the suite's (the same attack, view and samples every recipe
-            # would otherwise repeat); the recipe model's are made on the same samples.
-            reference = study.suite_boundary(standard)
-            study.metrics[f"{target}/boundary_distance_l2"] = bootstrap_median_difference(
-                boundary_distances(bare, reference.x_adv[0], reference.labels, reference.sizes["l2"][0]),
-                study.boundary_distances(view, runtime.predict, reference.index),
-                s.seed,
-            )
-            print(f"{name} on {target}: {time.perf_counter() - start:.1f}s")

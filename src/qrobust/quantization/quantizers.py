@@ -22,7 +22,6 @@ from qrobust.deploy.backends import ARTEFACT, BACKENDS, FLOAT_BITS
 from qrobust.deploy.runtime import batches
 from qrobust.models import InputSpec
 from qrobust.pipeline.io import save_json
-from qrobust.pipeline.params import positive_int
 from qrobust.quantization.catalogue import QUANTIZERS, CalibrationMethod, parse_options
 
 
@@ -189,11 +188,3 @@ def create_quantizer(name: str, options: Mapping[str, Any]) -> Quantizer:
     """The quantizer ``name`` with ``options`` checked by the catalogue (the one door)."""
     cls, fixed = _MAKERS[QUANTIZERS.get(name, key="quantize.quantizers").name]
     return cls(**fixed, **parse_options(name, options))  # type: ignore[no-any-return]
-
-
-def calibration_subset(x: np.ndarray, size: int, seed: int) -> np.ndarray:
-    """A seeded subset of the calibration split (all of it when ``size`` exceeds it)."""
-    positive_int(size, "quantize.calib_samples")
-    if size >= len(x):
-        return x
-    return x[np.sort(np.random.default_rng(seed).permutation(len(x))[:size])]

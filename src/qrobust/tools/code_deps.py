@@ -36,7 +36,7 @@ SLOTS = {"attack_code": 3, "defend_code": 4, "defend_recipe_code": 4, "analyse_c
 SCRIPTS = {
     "attack_code": "stages/attack.py",
     "defend_code": "stages/defend.py",
-    "defend_recipe_code": "stages/defend.py",
+    "defend_recipe_code": "stages/defend_recipe.py",
     "analyse_code": "stages/analyse.py",
 }
 HEADER = """\
@@ -48,9 +48,19 @@ HEADER = """\
 
 @functools.cache
 def _imported_names(path: Path) -> tuple[str, ...]:
-    """Every dotted name ``path`` imports or might import, with the parent packages Python runs first."""
+    """Every dotted name ``path`` imports or might import when it runs, with the parent packages Python runs
+    first (imports under ``if TYPE_CHECKING:`` never run, so they are no dependency)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    typing_only = {
+        id(n)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+        for n in ast.walk(node)
+    }
     names: list[str] = []
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
         if isinstance(node, ast.Import):
             names += [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:

@@ -23,6 +23,7 @@ import yaml
 from qrobust.pipeline.errors import ConfigError
 from qrobust.pipeline.params import load_params
 from qrobust.settings.study import validate
+from qrobust.tools.code_deps import CODE_FILE, code_file, render
 
 STUDIES = Path("studies")
 # Written into the .git of every folder materialize makes (so a clone of a study does not carry it):
@@ -103,6 +104,7 @@ def materialize(root: Path, name: str, dest: Path) -> Path:
         + yaml.safe_dump(params, sort_keys=False),
         encoding="utf-8",
     )
+    (dest / CODE_FILE).write_text(render(code_file(params, root)), encoding="utf-8")
     git = ["git", "-c", "user.name=qrobust", "-c", "user.email=qrobust@localhost"]
     subprocess.run([*git, "init", "-q"], cwd=dest, check=True)
     (dest / MARKER).write_text(f"{name}\n", encoding="utf-8")

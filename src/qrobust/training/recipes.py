@@ -19,6 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from qrobust.training.catalogue import TrainConfig, parse_options
+from qrobust.training.lipschitz import _gram_gap
 from qrobust.training.loop import fit
 
 
@@ -113,21 +114,6 @@ class Trades:
         )
         robust = F.kl_div(F.log_softmax(model(x_adv), dim=1), F.softmax(clean, dim=1), reduction="batchmean")
         return F.cross_entropy(clean, y) + self.beta * robust
-
-
-def orthogonality_gap(model: nn.Module) -> float:
-    """sum over conv and linear layers of ||W W^T - I||_F^2 (Lin, Gan, Han 2019), W as (out, rest)."""
-    with torch.no_grad():
-        return float(sum(_gram_gap(m.weight) for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)))
-
-
-def _gram_gap(weight: torch.Tensor) -> torch.Tensor:
-    # Lin et al. write ||W^T W - I||^2; for a wide W (fewer outputs than inputs) W^T W has rank below
-    # its size and can never be the identity, so the Gram matrix of the smaller side is used: the
-    # rows (or columns) are pushed towards an orthonormal set, which bounds the layer's Lipschitz constant.
-    w = weight.reshape(weight.shape[0], -1)
-    gram = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
-    return ((gram - torch.eye(len(gram), device=w.device)) ** 2).sum()
 
 
 @dataclass(frozen=True)
