@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from qrobust.data.datasets import DATASETS, Split
-from qrobust.data.splits import split_dataset
+from qrobust.data.datasets import DATASETS
+from qrobust.data.readers import load_dataset
+from qrobust.data.splits import Split, split_dataset
 from qrobust.pipeline.io import atomic_dir, save_json, save_npz, sha256_file
 from qrobust.pipeline.layout import PREPARED
 from qrobust.pipeline.process import run_stage
@@ -19,7 +20,7 @@ from qrobust.settings.study import load_study
 def main() -> None:
     settings = load_study().prepare
     spec = DATASETS.get(settings.dataset)
-    raw = spec.load(settings.root, download=settings.download, sha256=settings.sha256)
+    raw = load_dataset(spec, settings.root, download=settings.download, sha256=settings.sha256)
     prepared = split_dataset(
         raw,
         calib_size=settings.calib_size,

@@ -5,16 +5,9 @@ import pickle
 import numpy as np
 import pytest
 
-from qrobust.data.datasets import (
-    CIFAR10_FOLDER,
-    DATASETS,
-    FASHION_MNIST_SHA256,
-    RawDataset,
-    Split,
-    read_idx,
-    verify_files,
-)
-from qrobust.data.splits import split_dataset
+from qrobust.data.datasets import CIFAR10_FOLDER, DATASETS, FASHION_MNIST_SHA256
+from qrobust.data.readers import load_dataset, read_idx, verify_files
+from qrobust.data.splits import RawDataset, Split, split_dataset
 from qrobust.pipeline.errors import DataError
 from qrobust.settings.study import load_study
 from tests.conftest import ROOT
@@ -109,7 +102,7 @@ def test_split_is_seeded_and_calibration_and_validation_come_from_training_data(
 def test_every_format_reads_back_the_images_written_in_it(tmp_path, name: str) -> None:
     pins = write_release(name, tmp_path, train=50, test=20)
     spec = DATASETS.get(name)
-    raw = spec.load(tmp_path, sha256=pins)
+    raw = load_dataset(spec, tmp_path, sha256=pins)
     x_train, y_train = learnable_images(50, spec.channels, spec.size, 0)
     x_test, y_test = learnable_images(20, spec.channels, spec.size, 1)
     assert np.array_equal(raw.train.x, x_train) and np.array_equal(raw.train.y, y_train)
@@ -122,7 +115,7 @@ def test_files_that_are_not_the_release_are_refused_before_parsing(tmp_path, nam
     """Without one's own pins, the release's digests apply: the tests' small files do not match them."""
     write_release(name, tmp_path, train=10, test=10)
     with pytest.raises(DataError, match="checksum mismatch for .* nothing was written"):
-        DATASETS.get(name).load(tmp_path)
+        load_dataset(DATASETS.get(name), tmp_path)
 
 
 def test_a_cifar_batch_is_never_unpickled_before_its_digest_matches(tmp_path) -> None:
@@ -131,7 +124,7 @@ def test_a_cifar_batch_is_never_unpickled_before_its_digest_matches(tmp_path) ->
     witness = tmp_path / "code-ran"
     (tmp_path / CIFAR10_FOLDER / "test_batch").write_bytes(pickle.dumps(Touch(str(witness)), protocol=2))
     with pytest.raises(DataError, match="checksum mismatch for .*test_batch"):
-        DATASETS.get("cifar10").load(tmp_path, sha256=pins)
+        load_dataset(DATASETS.get("cifar10"), tmp_path, sha256=pins)
     assert not witness.exists()
 
 
@@ -148,11 +141,15 @@ class Touch:
 def test_images_of_the_wrong_shape_are_refused(tmp_path) -> None:
     pins = write_release("mnist", tmp_path, train=10, test=10)
     with pytest.raises(DataError, match=r"train images are \(1, 28, 28\), expected \(3, 32, 32\)"):
-        dataclasses.replace(
-            DATASETS.get("cifar10"), release=DATASETS.get("mnist").release, parse=DATASETS.get("mnist").parse
-        ).load(tmp_path, sha256=pins)
+        load_dataset(
+            dataclasses.replace(
+                DATASETS.get("cifar10"), release=DATASETS.get("mnist").release, reader=DATASETS.get("mnist").reader
+            ),
+            tmp_path,
+            sha256=pins,
+        )
 
 
 def test_offline_only_dataset_refuses_download() -> None:
     with pytest.raises(DataError, match="data.download: this dataset is read offline only"):
-        DATASETS.get("fashion_mnist").load(FASHION_ROOT, download=True)
+        load_dataset(DATASETS.get("fashion_mnist"), FASHION_ROOT, download=True)

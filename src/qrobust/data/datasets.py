@@ -1,4 +1,5 @@
-"""Datasets: read offline, verify, split, and hand out images in [0, 1].
+"""The datasets params may name, as data: shapes, classes, statistics, pinned files and how to read them
+(``data.readers`` reads them; this module imports neither numpy's readers nor torchvision).
 
 Fashion-MNIST (Xiao, Rasul, Vollgraf 2017) is read from the Debian package ``dataset-fashion-mnist``;
 MNIST, CIFAR-10 and SVHN from a local folder in torchvision's layout (downloaded by torchvision only when
@@ -9,35 +10,10 @@ release's, or the user's own (``data.sha256``) for a copy of their own. Images a
 
 from __future__ import annotations
 
-import gzip
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
-import numpy as np
-
-from qrobust.pipeline.errors import DataError
-from qrobust.pipeline.io import file_digest, sha256_file
 from qrobust.pipeline.registry import Registry
-
-
-@dataclass(frozen=True)
-class Split:
-    x: np.ndarray  # uint8, (N, C, H, W)
-    y: np.ndarray  # int64, (N,)
-
-    def __post_init__(self) -> None:
-        if self.x.ndim != 4 or self.y.ndim != 1 or len(self.x) != len(self.y):
-            raise DataError(
-                f"images {self.x.shape} and labels {self.y.shape}: expected (N, C, H, W) images and (N,) labels, one per image"
-            )
-
-
-@dataclass(frozen=True)
-class RawDataset:
-    train: Split
-    test: Split
-    sources: dict[str, str]  # file -> sha256, for the manifest
 
 
 @dataclass(frozen=True)
@@ -53,122 +29,12 @@ class DatasetSpec:
     std: tuple[float, ...]
     release: dict[str, str]
     algorithm: str  # of the release digests: sha256 where we pinned them, md5 where torchvision publishes them
-    parse: Callable[[Path], tuple[Split, Split]]  # (train, test), called only on verified files
+    reader: tuple[str, str]  # (format, folder under data.root) of ``data.readers``, called only on verified files
     install_hint: str
-    fetch: Callable[[Path], None] | None = None  # download into the root (data.download: true)
-
-    def load(self, root: Path, *, download: bool = False, sha256: Mapping[str, str] | None = None) -> RawDataset:
-        """Fetch if asked, verify every file against its pin, then parse. ``sha256`` (data.sha256) pins a
-        copy of one's own (a subset, a re-encoding) instead of the published release."""
-        if download:
-            if self.fetch is None:
-                raise DataError(
-                    f"data.download: this dataset is read offline only; set it to false ({self.install_hint})"
-                )
-            self.fetch(root)
-        digests, algorithm = (dict(sha256), "sha256") if sha256 else (self.release, self.algorithm)
-        sources = verify_files(root, digests, self.install_hint, algorithm=algorithm)
-        train, test = self.parse(root)
-        for name, split in (("train", train), ("test", test)):
-            if split.x.shape[1:] != (self.channels, self.size, self.size):
-                raise DataError(
-                    f"{root}: {name} images are {split.x.shape[1:]}, expected {(self.channels, self.size, self.size)}"
-                )
-            if len(split.y) and (split.y.min() < 0 or split.y.max() >= len(self.classes)):
-                raise DataError(f"{root}: {name} labels outside 0..{len(self.classes) - 1}")
-        return RawDataset(train, test, sources)
+    fetch: tuple[str, tuple[Mapping[str, object], ...]] | None = None  # torchvision class and splits (data.download)
 
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
-
-
-def verify_files(root: Path, digests: Mapping[str, str], hint: str, *, algorithm: str = "sha256") -> dict[str, str]:
-    """Check every file against its pinned digest before any is read; return each file's SHA-256."""
-    if not root.is_dir():
-        raise DataError(f"dataset folder {root} does not exist: {hint}")
-    sources = {}
-    for name, expected in sorted(digests.items()):
-        path = root / name
-        if not path.is_file():
-            raise DataError(f"dataset file {path} is missing: {hint}")
-        actual = file_digest(path, algorithm)
-        if actual != expected:
-            raise DataError(
-                f"checksum mismatch for {path}: expected {algorithm} {expected}, got {actual}; "
-                f"the file is corrupt or not the pinned release, so nothing was written: restore it ({hint})"
-            )
-        sources[name] = actual if algorithm == "sha256" else sha256_file(path)
-    return sources
-
-
-def read_idx(path: Path) -> np.ndarray:
-    """Parse a gzipped IDX file (the MNIST family's format: magic, dims, big-endian uint8 payload)."""
-    with gzip.open(path, "rb") as handle:
-        data = handle.read()
-    zero, dtype_code, ndim = data[0:2], data[2], data[3]
-    if zero != b"\x00\x00" or dtype_code != 0x08:
-        raise DataError(f"{path}: not an unsigned-byte IDX file (header {data[:4].hex()})")
-    dims = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    payload = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
-    if payload.size != int(np.prod(dims)):
-        raise DataError(f"{path}: header says {dims}, payload has {payload.size} bytes")
-    return payload.reshape(dims)
-
-
-def idx_parser(folder: str) -> Callable[[Path], tuple[Split, Split]]:
-    """The MNIST family: four gzipped IDX files, ``train-*`` and ``t10k-*``."""
-
-    def parse(root: Path) -> tuple[Split, Split]:
-        def split(prefix: str) -> Split:
-            images = read_idx(root / folder / f"{prefix}-images-idx3-ubyte.gz")[:, None, :, :]
-            labels = read_idx(root / folder / f"{prefix}-labels-idx1-ubyte.gz").astype(np.int64)
-            return Split(images, labels)
-
-        return split("train"), split("t10k")
-
-    return parse
-
-
-def parse_cifar10(root: Path) -> tuple[Split, Split]:
-    """CIFAR-10's python release: pickled batches of 3072-byte rows (R, G, B planes of 32 x 32).
-
-    Unpickling runs code from the file, which is why it happens only after the batch matched its pin."""
-    import pickle
-
-    def split(names: list[str]) -> Split:
-        images, labels = [], []
-        for name in names:
-            with (root / CIFAR10_FOLDER / name).open("rb") as handle:
-                batch = pickle.load(handle, encoding="latin1")
-            images.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-            labels.append(np.asarray(batch["labels"], dtype=np.int64))
-        return Split(np.concatenate(images), np.concatenate(labels))
-
-    return split([f"data_batch_{i}" for i in range(1, 6)]), split(["test_batch"])
-
-
-def parse_svhn(root: Path) -> tuple[Split, Split]:
-    """SVHN's cropped digits: MATLAB files with X (32, 32, 3, N) and y (N, 1), the digit 0 labelled 10."""
-    from scipy.io import loadmat
-
-    def split(name: str) -> Split:
-        mat = loadmat(root / name)
-        labels = mat["y"].astype(np.int64).reshape(-1) % 10
-        return Split(np.ascontiguousarray(np.transpose(mat["X"], (3, 2, 0, 1)), dtype=np.uint8), labels)
-
-    return split("train_32x32.mat"), split("test_32x32.mat")
-
-
-def torchvision_fetch(class_name: str, *splits: dict[str, object]) -> Callable[[Path], None]:
-    """Download through torchvision's class, which checks the release MD5s as it goes."""
-
-    def fetch(root: Path) -> None:
-        import torchvision.datasets
-
-        for split in splits:
-            getattr(torchvision.datasets, class_name)(str(root), download=True, **split)
-
-    return fetch
 
 
 # Digests of the files shipped by Debian's dataset-fashion-mnist (0.0~git20200523.55506a9-1).
@@ -255,7 +121,7 @@ DATASETS.register("fashion_mnist")(
         (0.3530,),
         FASHION_MNIST_SHA256,
         "sha256",
-        idx_parser("."),
+        ("idx", "."),
         FASHION_MNIST_HINT,
     )
 )
@@ -271,9 +137,9 @@ DATASETS.register("mnist")(
         (0.3081,),
         MNIST_MD5,
         "md5",
-        idx_parser(MNIST_FOLDER),
+        ("idx", MNIST_FOLDER),
         torchvision_hint("MNIST"),
-        torchvision_fetch("MNIST", {"train": True}),
+        ("MNIST", ({"train": True},)),
     )
 )
 
@@ -288,9 +154,9 @@ DATASETS.register("cifar10")(
         (0.2470, 0.2435, 0.2616),
         CIFAR10_MD5,
         "md5",
-        parse_cifar10,
+        ("cifar10", CIFAR10_FOLDER),
         torchvision_hint("CIFAR-10"),
-        torchvision_fetch("CIFAR10", {"train": True}),
+        ("CIFAR10", ({"train": True},)),
     )
 )
 
@@ -305,8 +171,8 @@ DATASETS.register("svhn")(
         (0.1980, 0.2010, 0.1970),
         SVHN_MD5,
         "md5",
-        parse_svhn,
+        ("svhn", "."),
         torchvision_hint("SVHN"),
-        torchvision_fetch("SVHN", {"split": "train"}, {"split": "test"}),
+        ("SVHN", ({"split": "train"}, {"split": "test"})),
     )
 )

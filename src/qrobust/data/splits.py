@@ -8,11 +8,29 @@ from pathlib import Path
 
 import numpy as np
 
-from qrobust.data.datasets import RawDataset, Split
 from qrobust.pipeline.errors import DataError
 from qrobust.pipeline.io import load_npz
 from qrobust.pipeline.layout import PREPARED
 from qrobust.pipeline.params import positive_int
+
+
+@dataclass(frozen=True)
+class Split:
+    x: np.ndarray  # uint8, (N, C, H, W)
+    y: np.ndarray  # int64, (N,)
+
+    def __post_init__(self) -> None:
+        if self.x.ndim != 4 or self.y.ndim != 1 or len(self.x) != len(self.y):
+            raise DataError(
+                f"images {self.x.shape} and labels {self.y.shape}: expected (N, C, H, W) images and (N,) labels, one per image"
+            )
+
+
+@dataclass(frozen=True)
+class RawDataset:
+    train: Split
+    test: Split
+    sources: dict[str, str]  # file -> sha256, for the manifest
 
 
 @dataclass(frozen=True)

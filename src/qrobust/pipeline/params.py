@@ -141,3 +141,13 @@ def epsilon_grid(value: Any, key: str, high: float = 1.0) -> tuple[float, ...]:
     if list(grid) != sorted(set(grid)):
         raise ConfigError(f"{key}: expected strictly increasing epsilons, got {list(value)!r}")
     return grid
+
+
+def device_name(value: Any, key: str) -> str:
+    if value not in ("auto", "cpu") and not (isinstance(value, str) and value.startswith("cuda")):
+        raise ConfigError(f"{key}: expected auto, cpu or cuda[:N], got {value!r}")
+    return str(value)
+
+
+def study_seed(params: Mapping[str, Any]) -> int:
+    return non_negative_int(require(params, "seed", "params"), "seed")

@@ -12,7 +12,7 @@ from qrobust.data.datasets import DATASETS
 from qrobust.pipeline import params as c
 from qrobust.pipeline.errors import ConfigError
 from qrobust.settings.attack import AttackSettings, max_epsilon
-from qrobust.settings.prepare import PrepareSettings, _seed
+from qrobust.settings.prepare import PrepareSettings
 
 
 @dataclass(frozen=True)
@@ -31,14 +31,19 @@ class AnalysisSettings:
     seed: int
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> AnalysisSettings:
+    def from_params(
+        cls, params: Mapping[str, Any], prepare: PrepareSettings | None = None, attack: AttackSettings | None = None
+    ) -> AnalysisSettings:
+        """The analysis section, read against the data and attack sections (parsed here unless given)."""
+        prepare = prepare or PrepareSettings.from_params(params)
+        attack = attack or AttackSettings.from_params(params, prepare)
         s = c.section(
             params, "analysis", {"attack", "epsilons", "samples", "boundary_attack", "trace", "convergence_samples"}
         )
         trace = c.section(
             {"analysis.trace": c.require(s, "trace", "analysis")}, "analysis.trace", {"epsilon", "steps", "samples"}
         )
-        by_name = {a.name: a for a in AttackSettings.from_params(params).attacks}
+        by_name = {a.name: a for a in attack.attacks}
         name = c.require(s, "attack", "analysis")
         if name not in by_name:
             raise ConfigError(f"analysis.attack: {name!r} is not in attack.attacks; attacks: {', '.join(by_name)}")
@@ -46,10 +51,10 @@ class AnalysisSettings:
             raise ConfigError(
                 f"analysis.attack: {name!r} is not a gradient attack; the analysis attacks each float model white-box"
             )
-        dataset = DATASETS.get(PrepareSettings.from_params(params).dataset)
+        dataset = DATASETS.get(prepare.dataset)
         high = max_epsilon(ATTACKS.get(name).norm, dataset.channels * dataset.size * dataset.size)
         samples = c.positive_int(c.require(s, "samples", "analysis"), "analysis.samples")
-        eval_size = PrepareSettings.from_params(params).eval_size
+        eval_size = prepare.eval_size
         if samples > eval_size:
             raise ConfigError(f"analysis.samples: {samples} exceeds data.eval_size {eval_size}")
         boundary = c.require(s, "boundary_attack", "analysis")
@@ -80,5 +85,5 @@ class AnalysisSettings:
             convergence_samples=c.positive_int(
                 c.require(s, "convergence_samples", "analysis"), "analysis.convergence_samples"
             ),
-            seed=_seed(params),
+            seed=c.study_seed(params),
         )

@@ -13,7 +13,7 @@ from qrobust.attacks.threats import Norm, ThreatModel
 from qrobust.data.datasets import DATASETS
 from qrobust.pipeline import params as c
 from qrobust.pipeline.errors import ConfigError
-from qrobust.settings.prepare import PrepareSettings, _device, _seed
+from qrobust.settings.prepare import PrepareSettings
 
 
 def max_epsilon(norm: Norm, values: int) -> float:
@@ -91,18 +91,18 @@ class AttackSettings:
     seed: int
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> AttackSettings:
+    def from_params(cls, params: Mapping[str, Any], prepare: PrepareSettings | None = None) -> AttackSettings:
         s = c.section(params, "attack", {"attacks", "batch_size", "device"})
         table = c.require(s, "attacks", "attack")
         if not isinstance(table, Mapping) or not table:
             raise ConfigError(f"attack.attacks: expected a mapping of attack name -> settings, got {table!r}")
-        dataset = DATASETS.get(PrepareSettings.from_params(params).dataset)
+        dataset = DATASETS.get((prepare or PrepareSettings.from_params(params)).dataset)
         values = dataset.channels * dataset.size * dataset.size
         return cls(
             attacks=tuple(AttackConfig.from_params(name, body, values) for name, body in table.items()),
             batch_size=c.positive_int(c.require(s, "batch_size", "attack"), "attack.batch_size"),
-            device=_device(s.get("device", "auto"), "attack.device"),
-            seed=_seed(params),
+            device=c.device_name(s.get("device", "auto"), "attack.device"),
+            seed=c.study_seed(params),
         )
 
     def get(self, name: str) -> AttackConfig:

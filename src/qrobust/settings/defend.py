@@ -15,7 +15,7 @@ from qrobust.pipeline import params as c
 from qrobust.pipeline.errors import ConfigError
 from qrobust.pipeline.model_id import ModelId
 from qrobust.settings.attack import AttackConfig, AttackSettings
-from qrobust.settings.prepare import PrepareSettings, _seed
+from qrobust.settings.prepare import PrepareSettings
 from qrobust.settings.train import QuantizeSettings, TrainSettings
 from qrobust.training.catalogue import RECIPES
 from qrobust.training.catalogue import parse_options as recipe_options
@@ -46,13 +46,24 @@ class DefendSettings:
     BASELINE = "standard"  # the recipe whose models the test-time defenses wrap and the recipes are compared with
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> DefendSettings:
+    def from_params(
+        cls,
+        params: Mapping[str, Any],
+        prepare: PrepareSettings | None = None,
+        train: TrainSettings | None = None,
+        quantize: QuantizeSettings | None = None,
+        attack: AttackSettings | None = None,
+    ) -> DefendSettings:
+        """The defend section, read against the sections it names (parsed here unless given)."""
+        prepare = prepare or PrepareSettings.from_params(params)
+        train = train or TrainSettings.from_params(params, prepare)
+        quantize = quantize or QuantizeSettings.from_params(params)
+        attack = attack or AttackSettings.from_params(params, prepare)
         keys = {
             "archs", "recipes", "quantizers", "attack", "composite", "composite_options", "epsilons", "eot_samples",
             "eval_draws", "threshold_samples", "defenses", "boundary_attack",
         }  # fmt: skip
         s = c.section(params, "defend", keys)
-        train = TrainSettings.from_params(params)
         if cls.BASELINE not in train.recipes:
             raise ConfigError(
                 f"defend: the defense study compares with the {cls.BASELINE!r} recipe, "
@@ -67,7 +78,7 @@ class DefendSettings:
                 )
             recipe_options(name, dict(train.recipe_options.get(name, {})))  # validates its options now
         name = c.require(s, "attack", "defend")
-        by_name = {a.name: a for a in AttackSettings.from_params(params).attacks}
+        by_name = {a.name: a for a in attack.attacks}
         if name not in by_name:
             raise ConfigError(f"defend.attack: {name!r} is not in attack.attacks; attacks: {', '.join(by_name)}")
         needed = {ThreatModel.WHITE_FLOAT, ThreatModel.WHITE_QNN_STE}
@@ -117,9 +128,9 @@ class DefendSettings:
         if not isinstance(table, Mapping):
             raise ConfigError(f"defend.defenses: expected a mapping of defense name -> options, got {table!r}")
         defenses = {k: dict(v or {}) for k, v in table.items()}
-        run = QuantizeSettings.from_params(params).quantizers
+        run = quantize.quantizers
         quantizers = c.name_list(c.require(s, "quantizers", "defend"), "defend.quantizers", run)
-        size = DATASETS.get(PrepareSettings.from_params(params).dataset).size
+        size = DATASETS.get(prepare.dataset).size
         for key, body in defenses.items():
             defense = create_defense(key, body)
             defense.check_input(size, f"defend.defenses.{key}")
@@ -141,7 +152,7 @@ class DefendSettings:
             threshold_samples=c.positive_int(c.require(s, "threshold_samples", "defend"), "defend.threshold_samples"),
             defenses=MappingProxyType(defenses),
             boundary_attack=boundary,
-            seed=_seed(params),
+            seed=c.study_seed(params),
         )
 
     def composite_attack(self, attacks: AttackSettings) -> AttackConfig:

@@ -13,16 +13,6 @@ from qrobust.pipeline import params as c
 from qrobust.pipeline.errors import ConfigError
 
 
-def _device(value: Any, key: str) -> str:
-    if value not in ("auto", "cpu") and not (isinstance(value, str) and value.startswith("cuda")):
-        raise ConfigError(f"{key}: expected auto, cpu or cuda[:N], got {value!r}")
-    return str(value)
-
-
-def _seed(params: Mapping[str, Any]) -> int:
-    return c.non_negative_int(c.require(params, "seed", "params"), "seed")
-
-
 def _pins(value: Any, spec: DatasetSpec) -> dict[str, str]:
     """data.sha256: one's own digest for every file the dataset's parser reads, or none at all."""
     if not isinstance(value, Mapping):
@@ -70,7 +60,7 @@ class PrepareSettings:
             train_size=c.non_negative_int(s.get("train_size", 0), "data.train_size"),
             test_size=c.non_negative_int(s.get("test_size", 0), "data.test_size"),
             eval_size=c.positive_int(c.require(s, "eval_size", "data"), "data.eval_size"),
-            seed=_seed(params),
+            seed=c.study_seed(params),
         )
         if settings.test_size > spec.test_samples:
             raise ConfigError(

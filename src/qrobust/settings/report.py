@@ -27,9 +27,9 @@ class ReportSettings:
     max_quant_drop_points: float
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> ReportSettings:
+    def from_params(cls, params: Mapping[str, Any], attack: AttackSettings | None = None) -> ReportSettings:
         s = c.section(params, "report", {"curves", "heat_maps", "min_float_accuracy", "max_quant_drop_points"})
-        by_name = {a.name: a for a in AttackSettings.from_params(params).attacks}
+        by_name = {a.name: a for a in (attack or AttackSettings.from_params(params)).attacks}
         curves = c.require(s, "curves", "report")
         threats = [t.value for t in ThreatModel if t is not ThreatModel.CLEAN]
         if not isinstance(curves, Mapping) or not curves:

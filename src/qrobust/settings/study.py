@@ -42,14 +42,19 @@ class Study:
         unknown = sorted(set(params) - TOP_LEVEL_KEYS)
         if unknown:
             raise ConfigError(f"params.yaml: unknown top-level keys {unknown}; allowed: {sorted(TOP_LEVEL_KEYS)}")
+        # Each section once, in the order they name each other.
+        prepare = PrepareSettings.from_params(params)
+        train = TrainSettings.from_params(params, prepare)
+        quantize = QuantizeSettings.from_params(params)
+        attack = AttackSettings.from_params(params, prepare)
         return cls(
-            prepare=PrepareSettings.from_params(params),
-            train=TrainSettings.from_params(params),
-            quantize=QuantizeSettings.from_params(params),
-            attack=AttackSettings.from_params(params),
-            defend=DefendSettings.from_params(params),
-            analysis=AnalysisSettings.from_params(params),
-            report=ReportSettings.from_params(params),
+            prepare=prepare,
+            train=train,
+            quantize=quantize,
+            attack=attack,
+            defend=DefendSettings.from_params(params, prepare, train, quantize, attack),
+            analysis=AnalysisSettings.from_params(params, prepare, attack),
+            report=ReportSettings.from_params(params, attack),
         )
 
     def models(self) -> tuple[ModelId, ...]:

@@ -12,7 +12,7 @@ from qrobust.pipeline import params as c
 from qrobust.pipeline.model_id import ModelId
 from qrobust.quantization.catalogue import QUANTIZERS
 from qrobust.quantization.catalogue import parse_options as quantizer_options
-from qrobust.settings.prepare import PrepareSettings, _device, _seed
+from qrobust.settings.prepare import PrepareSettings
 from qrobust.training.catalogue import RECIPES, TrainConfig
 from qrobust.training.catalogue import parse_options as recipe_options
 
@@ -26,7 +26,7 @@ class TrainSettings:
     fit: TrainConfig
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> TrainSettings:
+    def from_params(cls, params: Mapping[str, Any], prepare: PrepareSettings | None = None) -> TrainSettings:
         s = c.section(
             params,
             "train",
@@ -39,7 +39,7 @@ class TrainSettings:
         for name in recipes:
             recipe_options(name, dict(options.get(name) or {}))  # validates the recipe's options now
         return cls(
-            dataset=PrepareSettings.from_params(params).dataset,
+            dataset=(prepare or PrepareSettings.from_params(params)).dataset,
             archs=c.name_list(c.require(s, "archs", "train"), "train.archs", tuple(ARCHITECTURES)),
             recipes=recipes,
             recipe_options=MappingProxyType({k: dict(v or {}) for k, v in options.items()}),
@@ -48,8 +48,8 @@ class TrainSettings:
                 batch_size=c.positive_int(c.require(s, "batch_size", "train"), "train.batch_size"),
                 lr=c.number(c.require(s, "lr", "train"), "train.lr", low=0.0, high=10.0, low_open=True),
                 weight_decay=c.number(s.get("weight_decay", 0.0), "train.weight_decay", low=0.0, high=1.0),
-                seed=_seed(params),
-                device=_device(s.get("device", "auto"), "train.device"),
+                seed=c.study_seed(params),
+                device=c.device_name(s.get("device", "auto"), "train.device"),
             ),
         )
 
@@ -81,5 +81,5 @@ class QuantizeSettings:
                 c.require(s, "twin_min_agreement", "quantize"), "quantize.twin_min_agreement", low=0.0, high=1.0
             ),
             options=MappingProxyType(options),
-            seed=_seed(params),
+            seed=c.study_seed(params),
         )
