@@ -161,7 +161,7 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # longer reads, so its groups are silently split.
 # Sharing runs first: it pushes the run-cache, whose newest record of a stage is the one a clone restores, and
 # the end-to-end tests re-run stages (kill, edits) whose timing outputs then differ from the pushed lock's.
-SMOKE_MODULES = ("tests/test_sharing.py", "tests/test_end_to_end.py")
+SMOKE_MODULES = ("tests/test_sharing.py", "tests/test_edit_reruns.py", "tests/test_end_to_end.py")
 ORDER = (*SMOKE_MODULES, "tests/test_formats_end_to_end.py")
 
 
