@@ -39,7 +39,7 @@ EDITS = {
         "train_defense@lenet-distillation",
         "defend_recipe@distillation",
     },
-    "src/qrobust/findings/rules.py": {"findings"},
+    "src/qrobust/findings/costa2024.py": {"findings"},  # a claim's rule, beside its text
     "src/qrobust/report/page.py": {"report"},
 }
 

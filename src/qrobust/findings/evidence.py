@@ -212,5 +212,14 @@ class Scope:
 Claim = Callable[[Rows, Scope], tuple[Evidence, ...]]
 
 
-def _pairs(scope: Scope) -> list[tuple[ModelId, ModelId]]:
+def model_pairs(scope: Scope) -> list[tuple[ModelId, ModelId]]:
     return [(f, f.quantized(q)) for f in scope.floats for q in scope.quantizers]
+
+
+@dataclass(frozen=True)
+class ClaimEntry:
+    key: str
+    claim: str
+    source: str
+    rule: str
+    checks: Claim
