@@ -170,7 +170,7 @@ def main() -> None:
     params_file = trees["after"] / "params.yaml"
     params = with_old_work(yaml.safe_load(params_file.read_text()))
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
-    check = [sys.executable, "-m", "qrobust.settings.study", "params.yaml"]
+    check = [sys.executable, "-m", "qrobust.tools.check", "params.yaml"]
     subprocess.run(check, cwd=trees["after"], env=dict(env, PYTHONPATH="src"), check=True)
     stages, phases = {}, {}
     for side, tree in trees.items():

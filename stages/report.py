@@ -15,7 +15,7 @@ from qrobust.pipeline.model_id import ModelId
 from qrobust.pipeline.process import run_stage
 from qrobust.pipeline.provenance import provenance
 from qrobust.report.figures import plot_rows
-from qrobust.report.page import DefenseStudy, build_report, write_pages
+from qrobust.report.page import DefenseResults, build_report, write_pages
 from qrobust.report.study_tables import defense_note
 from qrobust.settings.defend import DefendSettings
 from qrobust.settings.study import load_study
@@ -51,7 +51,7 @@ def main() -> None:
     n_eval = max(r.n for r in rows)
     names = [*defend.defenses, *defend.recipes]
     defense_metrics = {name: load_json(REPORTS / "defenses" / f"{name}.json")["defense"][name] for name in names}
-    defense = DefenseStudy(
+    defense = DefenseResults(
         rows=[r for name in names for r in read_results(REPORTS / "defenses" / f"{name}.csv")],
         attack=defend.attack,
         composite=defend.composite,

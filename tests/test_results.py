@@ -23,7 +23,7 @@ from qrobust.findings.evidence import Scope
 from qrobust.findings.masking import CHECKS
 from qrobust.pipeline.model_id import ModelId
 from qrobust.report.figures import plot_rows
-from qrobust.report.page import DefenseStudy, build_report, render_html, render_markdown
+from qrobust.report.page import DefenseResults, build_report, render_html, render_markdown
 
 
 def test_wilson_interval_matches_known_values() -> None:
@@ -299,7 +299,7 @@ def test_report_renders_tables_figures_and_plot_data() -> None:
         attacks={"push": (0.01, 0.5)},
         curves={ThreatModel.WHITE_FLOAT: "push", ThreatModel.TRANSFER: "push"},
         heat_maps=[("push", 0.5)],
-        defense=DefenseStudy(
+        defense=DefenseResults(
             rows=[
                 clean_row(np.ones(40, dtype=bool), target=ModelId("toy", "m"), defense="blur"),
                 *(

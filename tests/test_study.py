@@ -6,8 +6,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from qrobust.pipeline.errors import ConfigError
+from qrobust.tools import code_deps
+from qrobust.tools.code_deps import CODE_FILE
 from qrobust.tools.study import MARKER, materialize
 from tests.conftest import ROOT
 
@@ -52,3 +55,16 @@ def test_fills_an_empty_folder_and_replaces_only_its_own_study(tmp_path: Path) -
     subprocess.run(["git", "clone", "-q", str(dest), str(clone)], check=True)
     with pytest.raises(ConfigError, match="is a git work tree"):
         materialize(ROOT, "smoke", clone)
+
+
+def test_a_study_gets_the_stages_and_code_deps_of_its_own_attacks(tmp_path: Path) -> None:
+    """The smoke study drops most attacks: its dvc.code.yaml lists one attack@ stage per attack it keeps,
+    each with the modules that attack imports, and passes the check `make check` runs."""
+    dest = materialize(ROOT, "smoke", tmp_path / "smoke")
+    attacks = yaml.safe_load((dest / "params.yaml").read_text())["attack"]["attacks"]
+    code = yaml.safe_load((dest / CODE_FILE).read_text())
+    assert list(code["attack_code"]) == list(attacks) and len(attacks) < 18
+    assert "src/qrobust/attacks/square.py" in code["attack_code"]["autoattack"].values()
+    assert code_deps.main(["--check", "--root", str(dest)]) == 0
+    (dest / "params.yaml").write_text((dest / "params.yaml").read_text().replace("  fgsm:", "  bim:", 1))
+    assert code_deps.main(["--check", "--root", str(dest)]) == 1  # an attack renamed: the file is out of date

@@ -115,7 +115,7 @@ def render_html(report: Report) -> str:
 
 
 @dataclass(frozen=True)
-class DefenseStudy:
+class DefenseResults:
     """What the defense table reads: the defend stages' rows and the settings that made them."""
 
     rows: Sequence[Result]
@@ -135,7 +135,7 @@ def build_report(
     attacks: Mapping[str, Sequence[float]],
     curves: Mapping[ThreatModel, str],
     heat_maps: Sequence[tuple[str, float]],
-    defense: DefenseStudy | None,
+    defense: DefenseResults | None,
     min_float_accuracy: float,
     max_drop_points: float,
     findings: Mapping[str, Mapping[str, Any]] | None = None,
