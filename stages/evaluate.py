@@ -21,7 +21,15 @@ from qrobust.attacks.threats import Kind
 from qrobust.attacks.victims import open_runtime, sources
 from qrobust.data.splits import load_split
 from qrobust.evaluation.results import write_results
-from qrobust.evaluation.scoring import Distinct, Labels, check_sources, flat_metrics, score_labels, stacked_inputs, target_labels
+from qrobust.evaluation.scoring import (
+    Distinct,
+    Labels,
+    check_sources,
+    flat_metrics,
+    score_labels,
+    stacked_inputs,
+    target_labels,
+)
 from qrobust.pipeline.device import resolve_device
 from qrobust.pipeline.errors import ConfigError
 from qrobust.pipeline.io import load_json, save_json

@@ -13,10 +13,10 @@ from qrobust.findings.evidence import (
     Rate,
     Rows,
     Scope,
-    model_pairs,
     above,
     claimed_above,
     claimed_majority,
+    model_pairs,
     proportion,
 )
 from qrobust.findings.records import epsilon_keys, measured, white_row

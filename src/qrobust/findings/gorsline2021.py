@@ -11,8 +11,8 @@ from qrobust.findings.evidence import (
     Rate,
     Rows,
     Scope,
-    model_pairs,
     above,
+    model_pairs,
 )
 from qrobust.findings.records import white_row
 
