@@ -18,7 +18,8 @@ import yaml
 
 from qrobust.data.datasets import FASHION_MNIST_SHA256
 from qrobust.pipeline.io import save_npz
-from tests.conftest import ROOT
+from qrobust.tools.study import materialize
+from tests.conftest import DVC, ROOT, venv_env
 from tests.test_data import FASHION_ROOT
 
 README_ROWS = re.compile(r"^\| ([^|]+?) \|", re.MULTILINE)
@@ -160,3 +161,25 @@ def test_the_readme_table_lists_exactly_these_rows() -> None:
     table = readme.split("## When an input is bad", 1)[1].split("\n## ", 1)[0]
     rows = [r for r in README_ROWS.findall(table) if r not in ("Bad input", "---")]
     assert rows == [c.row for c in CASES] + ["hand-edited `model.onnx`"]
+
+
+SECTION_ERRORS = [
+    (lambda p: p["train"].update(lr=-1), "train.lr"),
+    (lambda p: p["quantize"]["options"]["ort_int8"].update(calibrate_method="median"), "quantize.options.ort_int8"),
+    (lambda p: p["attack"]["attacks"]["linf_pgd"].update(steps=0), "attack.attacks.linf_pgd.steps"),
+    (lambda p: p["defend"].update(composite="fgsm_typo"), "defend.composite"),
+    (lambda p: p["analysis"].update(samples=10**6), "analysis.samples"),
+    (lambda p: p["report"].update(min_float_accuracy=2.0), "report.min_float_accuracy"),
+]
+
+
+@pytest.mark.parametrize(("change", "key"), SECTION_ERRORS, ids=[k for _, k in SECTION_ERRORS])
+def test_a_bad_value_in_any_section_stops_dvc_repro_at_its_first_stage(tmp_path: Path, change, key: str) -> None:
+    """Every stage checks the whole params file against the catalogues before it computes: a bad value in a
+    section only later stages read stops `dvc repro` at prepare, naming the key, with nothing written."""
+    project = materialize(ROOT, "smoke", tmp_path / "study")
+    edit_params(change)(project)
+    result = subprocess.run([DVC, "repro"], cwd=project, env=venv_env(), capture_output=True, text=True)
+    assert result.returncode != 0
+    assert f"prepare: {key}" in result.stderr, result.stderr
+    assert not (project / "data" / "prepared").exists() and not (project / "dvc.lock").exists()
