@@ -141,11 +141,11 @@ def apply(pre: Preprocessor, x: np.ndarray, generator: torch.Generator) -> np.nd
     return out.numpy().astype(np.float32, copy=False)
 
 
-def _generator(seed: int) -> torch.Generator:
+def seeded_generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def _bpda(pre: Preprocessor, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def bpda(pre: Preprocessor, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """The preprocessed input with the preprocessor's own gradient, or, when it has none, the identity's."""
     if pre.differentiable:
         return pre.transform(x, generator)

@@ -12,7 +12,7 @@ from torch import nn
 
 from qrobust.defenses.catalogue import Defense, DefenseKind
 from qrobust.defenses.deployed import EnsembleRuntime, PreprocessedRuntime, SqueezeDetector
-from qrobust.defenses.preprocessors import _generator, preprocessor
+from qrobust.defenses.preprocessors import preprocessor, seeded_generator
 from qrobust.defenses.views import DetectionScore, LogMeanProbability, MeanLogProbability, Preprocessed, SoftVote
 from qrobust.deploy.runtime import Runtime
 
@@ -25,10 +25,10 @@ def deploy(defense: Defense, runtimes: Sequence[Runtime], seed: int, calib: np.n
     (runtime,) = runtimes
     pre = [preprocessor(t) for t in defense.pre]
     if defense.kind is DefenseKind.PREPROCESSOR:
-        return PreprocessedRuntime(runtime, pre[0], _generator(seed))
+        return PreprocessedRuntime(runtime, pre[0], seeded_generator(seed))
     if calib is None:
         raise ValueError(f"{defense.name}: a detector needs clean calibration data to set its threshold")
-    return SqueezeDetector(runtime, tuple(pre), _generator(seed)).fit(calib, defense.fpr)
+    return SqueezeDetector(runtime, tuple(pre), seeded_generator(seed)).fit(calib, defense.fpr)
 
 
 def attacker_view(defense: Defense, models: Sequence[nn.Module], seed: int, eot_samples: int) -> nn.Module:

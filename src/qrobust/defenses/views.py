@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from qrobust.defenses.preprocessors import Preprocessor, _bpda, _generator
+from qrobust.defenses.preprocessors import Preprocessor, bpda, seeded_generator
 from qrobust.deploy.runtime import batched
 
 
@@ -70,11 +70,11 @@ class Preprocessed(nn.Module):
 
     def __init__(self, model: nn.Module, pre: Preprocessor, seed: int) -> None:
         super().__init__()
-        self.model, self.pre, self.generator = model, pre, _generator(seed)
+        self.model, self.pre, self.generator = model, pre, seeded_generator(seed)
         self.randomised = pre.randomised  # read by victims.draws_randomness
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(_bpda(self.pre, x, self.generator))
+        return self.model(bpda(self.pre, x, self.generator))
 
 
 class DetectionScore(nn.Module):

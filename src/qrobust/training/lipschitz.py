@@ -10,10 +10,10 @@ from torch import nn
 def orthogonality_gap(model: nn.Module) -> float:
     """sum over conv and linear layers of ||W W^T - I||_F^2 (Lin, Gan, Han 2019), W as (out, rest)."""
     with torch.no_grad():
-        return float(sum(_gram_gap(m.weight) for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)))
+        return float(sum(gram_gap(m.weight) for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)))
 
 
-def _gram_gap(weight: torch.Tensor) -> torch.Tensor:
+def gram_gap(weight: torch.Tensor) -> torch.Tensor:
     # Lin et al. write ||W^T W - I||^2; for a wide W (fewer outputs than inputs) W^T W has rank below
     # its size and can never be the identity, so the Gram matrix of the smaller side is used: the
     # rows (or columns) are pushed towards an orthonormal set, which bounds the layer's Lipschitz constant.

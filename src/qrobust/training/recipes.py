@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from qrobust.training.catalogue import TrainConfig, parse_options
-from qrobust.training.lipschitz import _gram_gap
+from qrobust.training.lipschitz import gram_gap
 from qrobust.training.loop import fit
 
 
@@ -125,7 +125,7 @@ class DefensiveQuantization:
     beta: float = 3e-4
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        penalty = sum(_gram_gap(m.weight) for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear))
+        penalty = sum(gram_gap(m.weight) for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear))
         return F.cross_entropy(model(x), y) + self.beta * penalty
 
 
