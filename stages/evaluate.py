@@ -19,7 +19,7 @@ from qrobust.attacks.catalogue import ATTACKS
 from qrobust.attacks.sets import AdversarialSet
 from qrobust.attacks.threats import Kind
 from qrobust.attacks.victims import open_runtime, sources
-from qrobust.data.splits import load_split
+from qrobust.data.splits import eval_split
 from qrobust.evaluation.results import write_results
 from qrobust.evaluation.scoring import (
     Distinct,
@@ -37,20 +37,15 @@ from qrobust.pipeline.layout import PREPARED, REPORTS, adversarial_set, model_di
 from qrobust.pipeline.model_id import ModelId
 from qrobust.pipeline.process import run_stage
 from qrobust.pipeline.workers import run_jobs, worker_count
-from qrobust.settings.study import Study, load_study
-
-
-@functools.cache
-def _study() -> Study:
-    return load_study()
+from qrobust.settings.study import load_study
 
 
 @functools.cache
 def _inputs() -> tuple[np.ndarray, np.ndarray, tuple[AdversarialSet, ...], Distinct]:
     """The evaluation split, every adversarial set of the study, and the distinct inputs of all the sets
     (once per process)."""
-    study = _study()
-    x, y = load_split(PREPARED / "eval.npz")
+    study = load_study()
+    x, y = eval_split()
     sets = []
     for attack in study.attack.attacks:
         noise = ATTACKS.get(attack.name).kind is Kind.NOISE
@@ -73,7 +68,7 @@ def answers(model: str) -> Labels:
 
 
 def main() -> None:
-    study = _study()
+    study = load_study()
     models = study.models()
     test_accuracy = {f"test_accuracy/{m}": load_json(model_dir(m) / "metrics.json")["test_accuracy"] for m in models}
     _, y, sets, _ = _inputs()
