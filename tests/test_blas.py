@@ -10,7 +10,7 @@ from tests.conftest import run_probe
 # of 128, a deployed INC runtime's batch of 64, an attack's batch of 250, and the 100 rows whose LeNet
 # 800 -> 128 product differed between one thread and two on an Intel Xeon without the setting): the
 # forward product and both gradients, at one thread and at two, after ``how`` set the process up.
-# (A batch's last 2 to 12 rows into the 10-logit layer still differ on an AMD EPYC: ``core.blas``.)
+# (A batch's last 2 to 12 rows into the 10-logit layer still differ on an AMD EPYC: ``pipeline.blas``.)
 SHAPES = [(100, 128, 800), (128, 128, 800), (128, 10, 128), (64, 10, 128), (250, 10, 64), (250, 10, 128)]
 _PROBE = f"""
 import hashlib, os

@@ -54,7 +54,7 @@ def test_quantized_model_stays_close_to_float(artefact, lenet_onnx, tiny_data) -
 def test_artefact_reloads_in_a_fresh_process(artefact, tiny_data, tmp_path) -> None:
     """The saved files alone give the same logits in another process. It computes at this process's
     thread count: on an AMD EPYC, MKL's small products (the 10-logit layer on a batch's last 8 rows) are
-    not the same bits at one thread as at two even in its strict mode (``core.blas``), and a pytest-xdist
+    not the same bits at one thread as at two even in its strict mode (``pipeline.blas``), and a pytest-xdist
     worker runs at one thread where a fresh interpreter would take every core."""
     *_, folder = artefact
     x = tiny_data["test"][0]

@@ -12,7 +12,7 @@ bytes would depend on how many cores the machine has.
 MKL's strict conditional numerical reproducibility (``MKL_CBWR=AUTO,STRICT``: the code path MKL picks for
 this CPU, with a reduction order that does not depend on the thread count) removes that, for about 5% of
 the product's speed at two threads (LeNet's dense layer, 100 rows: 105 -> 110 us). MKL reads the variable
-at its first call, so a stage sets it before it computes anything (``errors.run_stage``), and spawned
+at its first call, so a stage sets it before it computes anything (``process.run_stage``), and spawned
 workers inherit it. A value already set is kept: ``MKL_CBWR=AVX2,STRICT``, for one, takes the same code
 path on every AVX2 CPU as well.
 

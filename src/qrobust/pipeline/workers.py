@@ -7,7 +7,7 @@ float model: one thread runs a job 1.6 to 1.7x slower than two, so two one-threa
 the same jobs about 1.2x sooner than one two-thread process (in the default study, 2026-12-02: Linf PGD
 1.44x, AutoAttack 1.34x). The thread count leaves the float models' gradients and every deployed runtime's
 logits bit for bit as they were (oneDNN and ONNX Runtime split convolutions and products over their
-outputs, and ``core.blas`` holds MKL's products, which torch's dense layers run, to one reduction order);
+outputs, and ``pipeline.blas`` holds MKL's products, which torch's dense layers run, to one reduction order);
 through a straight-through twin an element-wise kernel may round a last bit differently, which
 DeepFool's shrinking batches pick up (1 to 4 of 200 samples by at most 6e-9).
 
@@ -44,7 +44,7 @@ def worker_count(device: torch.device) -> int:
 
 def _one_thread() -> None:
     """A child worker's set-up: one thread, and the stage's allocator and product settings
-    (``core.allocator``, ``core.blas``; the variable is inherited from the stage, set again for a caller
+    (``pipeline.allocator``, ``pipeline.blas``; the variable is inherited from the stage, set again for a caller
     that is not one)."""
     keep_freed_memory()
     thread_invariant_products()
