@@ -1,8 +1,9 @@
-"""params.yaml -> one frozen, validated dataclass per stage.
+"""params.yaml -> one frozen, checked dataclass per section, gathered in a ``Study``.
 
-``Study.from_params`` checks every section at once (``make repro`` runs it before ``dvc repro``);
-each stage also parses only its own section before touching data, so a bad value fails in
-milliseconds naming the key, the value and what is allowed.
+``Study.from_params`` parses each section once (a section that names another is handed the parsed one)
+against the torch-free catalogues: ``make check`` runs it, and so does every stage before it computes
+(``load_study``), so a bad value anywhere fails in milliseconds, at the first stage ``dvc repro`` runs,
+naming the key, the value and what is allowed. A stage then reads its own sections from the study.
 """
 
 from __future__ import annotations
