@@ -19,6 +19,7 @@ import yaml
 
 from qrobust.data.datasets import DATASETS
 from qrobust.pipeline.io import load_json
+from qrobust.tools import code_deps
 from qrobust.tools.study import materialize
 from tests.conftest import ROOT, dvc
 from tests.formats import write_release
@@ -58,6 +59,7 @@ def study_on(name: str, tmp_path: Path) -> tuple[Path, dict[str, str]]:
     for defense in FORMAT_STUDY["defend"]:
         del params["defend"]["defenses"][defense]
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert code_deps.main(["--root", str(project)]) == 0  # `make deps`: one attack@ stage per attack left
     return project, pins
 
 
