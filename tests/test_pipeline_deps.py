@@ -14,7 +14,7 @@ import pytest
 
 from qrobust.pipeline.params import load_params
 from qrobust.tools import code_deps
-from qrobust.tools.code_deps import attack_files, built_attacks, imported_files, script_files
+from qrobust.tools.code_deps import attack_files, built_attacks, imported_files, imported_names, script_files
 from tests.conftest import ROOT
 
 
@@ -111,24 +111,9 @@ def test_walk_follows_imports_inside_functions(tmp_path: Path) -> None:
 
 
 def _runtime_imports(path: Path) -> set[str]:
-    """Modules ``path`` imports when it runs (not those under ``if TYPE_CHECKING:``)."""
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    skipped = {
-        id(n)
-        for node in ast.walk(tree)
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
-        for n in ast.walk(node)
-    }
-    names = set()
-    for node in ast.walk(tree):
-        if id(node) in skipped:
-            continue
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("qrobust"):
-            names |= {node.module, *(f"{node.module}.{a.name}" for a in node.names)}
-        elif isinstance(node, ast.Import):
-            names |= {a.name for a in node.names if a.name.startswith("qrobust")}
+    """The project modules ``path`` imports when it runs (not those under ``if TYPE_CHECKING:``)."""
     modules = {str(p.relative_to(ROOT / "src").with_suffix("")).replace("/", ".") for p in (ROOT / "src").rglob("*.py")}
-    return {n.removesuffix(".__init__") for n in names} & {m.removesuffix(".__init__") for m in modules}
+    return set(imported_names(path)) & {m.removesuffix(".__init__") for m in modules}
 
 
 def test_no_import_cycle() -> None:

@@ -47,7 +47,7 @@ HEADER = """\
 
 
 @functools.cache
-def _imported_names(path: Path) -> tuple[str, ...]:
+def imported_names(path: Path) -> tuple[str, ...]:
     """Every dotted name ``path`` imports or might import when it runs, with the parent packages Python runs
     first (imports under ``if TYPE_CHECKING:`` never run, so they are no dependency)."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
@@ -74,7 +74,7 @@ def imported_files(start: Iterable[Path], root: Path) -> set[str]:
     seen: set[str] = set()
     todo = list(start)
     while todo:
-        for name in _imported_names(todo.pop()):
+        for name in imported_names(todo.pop()):
             if name.split(".")[0] != PACKAGE:
                 continue
             for candidate in (
