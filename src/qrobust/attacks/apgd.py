@@ -30,8 +30,6 @@ from foolbox.distances import l2, linf
 from foolbox.models import Model
 
 MOMENTUM = 0.75  # alpha of the paper
-
-
 RHO = 0.75  # share of steps since the last checkpoint that must raise the loss
 
 

@@ -57,8 +57,6 @@ ATTACKS: Registry[AttackEntry] = Registry("attack")
 
 # Shares and step sizes relative to epsilon: in (0, 1].
 _SHARE = (0.0, 1.0, True)
-
-
 # Attack hyper-parameters with a range other than (0, inf).
 _RANGES = {
     "rel_stepsize": _SHARE,
@@ -91,12 +89,8 @@ def _foolbox(name: str) -> tuple[str, str]:
 
 
 L, G = Norm.LINF, Kind.GRADIENT
-
-
 # Gradient attacks (white-box on float models and on twins).
 _register("fgsm", L, G, _foolbox("FGSM"), "Goodfellow et al. 2015")
-
-
 _register(
     "bim",
     L,
@@ -105,8 +99,6 @@ _register(
     "Kurakin et al. 2017",
     defaults={"steps": 10, "rel_stepsize": 0.2},
 )
-
-
 _register(
     "linf_pgd",
     L,
@@ -115,8 +107,6 @@ _register(
     "Madry et al. 2018",
     defaults={"steps": 20, "rel_stepsize": 0.1, "random_start": True},
 )
-
-
 _register(
     "l2_pgd",
     Norm.L2,
@@ -125,23 +115,15 @@ _register(
     "Madry et al. 2018",
     defaults={"steps": 20, "rel_stepsize": 0.1, "random_start": True},
 )
-
-
 # Auto-PGD (Croce & Hein 2020): step-size schedule and momentum of its own; CE or DLR loss; APGD-T
 # runs the targeted DLR loss towards each of the ``targets`` classes ranked highest after the true one.
 _APGD = {"steps": 100, "restarts": 1, "eot_samples": 1}
-
-
 _APGD_T = {"steps": 100, "targets": 9, "eot_samples": 1}
-
-
 for _norm, _prefix in ((L, ""), (Norm.L2, "l2_")):
     _source = ("qrobust.attacks.apgd", {L: "LinfAPGD", Norm.L2: "L2APGD"}[_norm])
     _register(f"{_prefix}apgd_ce", _norm, G, _source, "Croce & Hein 2020", defaults=_APGD, fixed={"loss": "ce"})
     _register(f"{_prefix}apgd_dlr", _norm, G, _source, "Croce & Hein 2020", defaults=_APGD, fixed={"loss": "dlr"})
     _register(f"{_prefix}apgd_t", _norm, G, _source, "Croce & Hein 2020", defaults=_APGD_T, fixed={"loss": "dlr"})
-
-
 _register(
     "autoattack",
     L,
@@ -150,8 +132,6 @@ _register(
     "Croce & Hein 2020 (APGD-CE, APGD-T, Square)",
     defaults={"steps": 100, "targets": 9, "queries": 5000, "eot_samples": 1, "apgd_ce": True, "square": True},
 )
-
-
 _register(
     "mi_fgsm",
     L,
@@ -160,8 +140,6 @@ _register(
     "Dong et al. 2018",
     defaults={"steps": 10, "rel_stepsize": 0.2, "momentum": 1.0},
 )
-
-
 _register(
     "cw_l2",
     Norm.L2,
@@ -171,8 +149,6 @@ _register(
     minimises=True,
     defaults={"binary_search_steps": 5, "steps": 100, "stepsize": 0.01, "confidence": 0.0, "initial_const": 0.1},
 )
-
-
 _register(
     "ead",
     Norm.L1,
@@ -188,8 +164,6 @@ _register(
         "regularization": 0.01,
     },
 )
-
-
 _register(
     "deepfool_l2",
     Norm.L2,
@@ -199,8 +173,6 @@ _register(
     minimises=True,
     defaults={"steps": 50, "candidates": 10, "overshoot": 0.02},
 )
-
-
 _register(
     "deepfool_linf",
     L,
@@ -210,8 +182,6 @@ _register(
     minimises=True,
     defaults={"steps": 50, "candidates": 10, "overshoot": 0.02},
 )
-
-
 _register(
     "fmn_l2",
     Norm.L2,
@@ -221,8 +191,6 @@ _register(
     minimises=True,
     defaults={"steps": 100, "max_stepsize": 1.0, "gamma": 0.05, "binary_search_steps": 10},
 )
-
-
 # Decision- and score-based attacks (black-box on the deployed runtime).
 _register(
     "boundary",
@@ -234,8 +202,6 @@ _register(
     defaults={"steps": 1000, "spherical_step": 0.01, "source_step": 0.01, "step_adaptation": 1.5},
     needs_start=True,
 )
-
-
 _register(
     "hop_skip_jump",
     Norm.L2,
@@ -246,8 +212,6 @@ _register(
     defaults={"steps": 20, "initial_gradient_eval_steps": 100, "max_gradient_eval_steps": 1000, "gamma": 1.0},
     needs_start=True,
 )
-
-
 _register(
     "salt_and_pepper",
     Norm.L2,
@@ -257,8 +221,6 @@ _register(
     minimises=True,
     defaults={"steps": 100, "across_channels": True},
 )
-
-
 _register(
     "gen_attack",
     L,
@@ -268,8 +230,6 @@ _register(
     defaults={"steps": 100, "population": 10, "mutation_probability": 0.1, "mutation_range": 0.15},
     targeted=True,
 )
-
-
 _register(
     "square",
     L,
@@ -278,15 +238,9 @@ _register(
     "Andriushchenko et al. 2020",
     defaults={"queries": 1000, "p_init": 0.05},
 )
-
-
 # Random noise: the baseline (it never queries the model, so one draw serves every target).
 _register("gaussian_noise", Norm.L2, Kind.NOISE, _foolbox("L2AdditiveGaussianNoiseAttack"), "random baseline")
-
-
 _register("uniform_noise", L, Kind.NOISE, _foolbox("LinfAdditiveUniformNoiseAttack"), "random baseline")
-
-
 del L, G
 
 

@@ -44,30 +44,20 @@ FASHION_MNIST_SHA256 = {
     "t10k-images-idx3-ubyte.gz": "cc1d090a38ace84dfa1aa66e3ada7c336ef481a96936906477e6dd344da56eaa",
     "t10k-labels-idx1-ubyte.gz": "8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05",
 }
-
-
 FASHION_MNIST_HINT = (
     "(re)install it with `sudo apt-get install --reinstall dataset-fashion-mnist`, "
     "or point data.root in params.yaml at a folder holding the four IDX .gz files"
 )
-
-
 # The other releases' MD5s as torchvision publishes them (torchvision.datasets.MNIST.resources,
 # CIFAR10.train_list/test_list, SVHN.split_list), laid out as its classes download them.
 MNIST_FOLDER = "MNIST/raw"
-
-
 MNIST_MD5 = {
     f"{MNIST_FOLDER}/train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
     f"{MNIST_FOLDER}/train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
     f"{MNIST_FOLDER}/t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
     f"{MNIST_FOLDER}/t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
 }
-
-
 CIFAR10_FOLDER = "cifar-10-batches-py"
-
-
 CIFAR10_MD5 = {
     f"{CIFAR10_FOLDER}/data_batch_1": "c99cafc152244af753f735de768cd75f",
     f"{CIFAR10_FOLDER}/data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
@@ -76,8 +66,6 @@ CIFAR10_MD5 = {
     f"{CIFAR10_FOLDER}/data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
     f"{CIFAR10_FOLDER}/test_batch": "40351d587109b95175f43aff81a1287e",
 }
-
-
 SVHN_MD5 = {
     "train_32x32.mat": "e26dedcc434d2e4c54c9b2d4a06d8373",
     "test_32x32.mat": "eb5a983be6a315427106f1b164d9cef3",
@@ -103,13 +91,8 @@ FASHION_CLASSES = (
     "Bag",
     "Ankle boot",
 )
-
-
 DIGITS = tuple(str(d) for d in range(10))
-
-
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-
 
 DATASETS.register("fashion_mnist")(
     DatasetSpec(
@@ -125,8 +108,6 @@ DATASETS.register("fashion_mnist")(
         FASHION_MNIST_HINT,
     )
 )
-
-
 DATASETS.register("mnist")(
     DatasetSpec(
         1,
@@ -142,8 +123,6 @@ DATASETS.register("mnist")(
         ("MNIST", ({"train": True},)),
     )
 )
-
-
 DATASETS.register("cifar10")(
     DatasetSpec(
         3,
@@ -159,8 +138,6 @@ DATASETS.register("cifar10")(
         ("CIFAR10", ({"train": True},)),
     )
 )
-
-
 DATASETS.register("svhn")(
     DatasetSpec(
         3,

@@ -51,7 +51,6 @@ from qrobust.settings.study import Study
 
 Predict = Callable[[np.ndarray], np.ndarray]
 
-
 if TYPE_CHECKING:
     from qrobust.defenses.views import DetectionScore
 

@@ -76,8 +76,6 @@ STYLE = (
     "td.n{text-align:right;white-space:nowrap}th{background:#f3f3f3}img{max-width:100%}"
     ".note{color:#666;font-size:.85em}.holds{color:#176b2c;font-weight:600}.fails{color:#a01818;font-weight:600}"
 )
-
-
 VERDICT_CLASS = {"holds": "holds", "does not hold": "fails"}
 
 
