@@ -37,11 +37,7 @@ def built_by(name: str, params: Mapping) -> list[str]:
     group, _, key = name.partition("@")
     if group == "attack":
         return [key]
-    return {
-        "defend": built_attacks(params)["defend_code"][0],
-        "defend_recipe": built_attacks(params)["defend_recipe_code"][0],
-        "analyse": built_attacks(params)["analyse_code"][0],
-    }.get(group, [])
+    return built_attacks(params).get(f"{group}_code", [])
 
 
 def needed(name: str, script: str, root: Path = ROOT) -> set[str]:

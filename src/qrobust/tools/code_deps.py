@@ -25,7 +25,6 @@ from typing import Any
 import yaml
 
 from qrobust.attacks.catalogue import ATTACKS, steps_bounded
-from qrobust.attacks.threats import Kind
 from qrobust.pipeline.params import load_params
 
 PACKAGE = "qrobust"
@@ -102,16 +101,15 @@ def attack_files(names: Iterable[str], root: Path) -> set[str]:
     return files | imported_files([root / f for f in files], root)
 
 
-def built_attacks(params: Mapping[str, Any]) -> dict[str, list[list[str]]]:
-    """Per group, the attacks each of its stages builds by name (one list per key for ``attack_code``)."""
-    attacks = params["attack"]["attacks"]
+def built_attacks(params: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Per group but ``attack_code`` (whose stages build their own attack), the attacks its stages build by
+    name: the defense study's attacks, and the analysis's attack with every minimisation attack it re-runs."""
     defend, analysis = params["defend"], params["analysis"]
-    options = {n: {k: v for k, v in (body or {}).items()} for n, body in attacks.items()}
-    bounded = [n for n in attacks if ATTACKS.get(n).kind is Kind.GRADIENT and steps_bounded(n, options[n])]
+    rerun = [n for n, body in params["attack"]["attacks"].items() if steps_bounded(n, body or {})]
     return {
-        "defend_code": [[defend["attack"], defend["composite"]]],
-        "defend_recipe_code": [[defend["attack"], defend["composite"], defend["boundary_attack"]]],
-        "analyse_code": [[analysis["attack"], *bounded]],
+        "defend_code": [defend["attack"], defend["composite"]],
+        "defend_recipe_code": [defend["attack"], defend["composite"], defend["boundary_attack"]],
+        "analyse_code": [analysis["attack"], *rerun],
     }
 
 
@@ -129,7 +127,7 @@ def code_file(params: Mapping[str, Any], root: Path) -> dict[str, Any]:
         return {f"code{i + 1}": path for i, path in enumerate(filled)}
 
     code: dict[str, Any] = {"attack_code": {n: slots("attack_code", [n]) for n in params["attack"]["attacks"]}}
-    for group, (names,) in built_attacks(params).items():
+    for group, names in built_attacks(params).items():
         code[group] = slots(group, names)
     return code
 
