@@ -11,8 +11,9 @@ import torch
 
 from qrobust.attacks.runner import craft
 from qrobust.attacks.victims import module_victim
-from qrobust.defenses.catalogue import DEFENSES, DefenseKind, create_defense
+from qrobust.defenses.catalogue import DEFENSES, DefenseKind, Transform, create_defense
 from qrobust.defenses.deployed import REJECTED
+from qrobust.defenses.preprocessors import PREPROCESSORS as PREPROCESSOR_CLASSES
 from qrobust.defenses.preprocessors import ResizePad, apply, preprocessor
 from qrobust.defenses.system import attacker_view, deploy, detection_view
 from qrobust.defenses.views import view_agreement
@@ -533,3 +534,10 @@ def test_resize_pad_pastes_each_resized_image_at_its_own_offset() -> None:
         results.append((out.detach(), grad))
     assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
     assert len({int((o > 0).sum()) for o in results[0][0]}) > 1  # the sides drawn differ between images
+
+
+@pytest.mark.parametrize("name", sorted(PREPROCESSOR_CLASSES))
+def test_the_catalogue_states_each_transforms_facts(name: str) -> None:
+    """The catalogue (torch-free) says which transform is randomised; the code must agree."""
+    transform = Transform(name, 2)
+    assert preprocessor(transform).randomised is transform.randomised

@@ -18,11 +18,6 @@ class Preprocessor(Protocol):
     randomised: bool  # draws randomness each call: an adaptive attack needs EOT
     differentiable: bool  # has useful gradients: otherwise an adaptive attack needs BPDA
 
-    @property
-    def min_side(self) -> int:
-        """The smallest image side (pixels) it works on; params asking more for the dataset are refused."""
-        ...
-
     def transform(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor: ...
 
 
@@ -33,7 +28,6 @@ class BitDepth:
     bits: int
     randomised = False
     differentiable = False  # rounding: zero gradient almost everywhere
-    min_side = 1
 
     def transform(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         levels = 2**self.bits - 1
@@ -50,10 +44,6 @@ class MedianSmoothing:
     randomised = False
     differentiable = True  # its gradient reaches the median pixel of each window (measured stronger than BPDA here)
 
-    @property
-    def min_side(self) -> int:
-        return self.size  # reflect padding needs the image wider than the window
-
     def transform(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         before, after = (self.size - 1) // 2, self.size // 2
         padded = F.pad(x, (before, after, before, after), mode="reflect")
@@ -68,7 +58,6 @@ class Jpeg:
     quality: int
     randomised = False
     differentiable = False
-    min_side = 1
 
     def transform(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         from PIL import Image
@@ -92,7 +81,6 @@ class GaussianNoise:
     sigma: float
     randomised = True
     differentiable = True
-    min_side = 1
 
     def transform(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         noise = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
@@ -108,10 +96,6 @@ class ResizePad:
     min_size: int
     randomised = True
     differentiable = True
-
-    @property
-    def min_side(self) -> int:
-        return self.min_size
 
     def transform(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         n, _, h, w = x.shape
