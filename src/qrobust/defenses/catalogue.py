@@ -58,8 +58,7 @@ class Transform:
 
     @property
     def min_side(self) -> int:
-        """The smallest image side it works on: a median window reflects, so the image must be wider than it;
-        a resize needs room to shrink."""
+        """The smallest image side it works on (a median window reflects; a resize needs room to shrink)."""
         return int(self.value) if self.name in {"median", "resize_pad"} else 1
 
 
