@@ -1,7 +1,8 @@
 """evaluate: every adversarial set x every deployed model -> reports/results.csv + metrics, and per
 model the per-sample worst case over every set that reached it and the nearest verified boundary
 distance (rows of results.csv; reports/worst_case.json says which sets broke how many samples and found
-the nearest examples, and gives the censored median distance).
+the nearest examples, and gives the censored median distance); and reports/pairs.json, each quantized
+model against its float parent under the same attacks on the same samples (qrobust.evaluation.pairs).
 
 Targets are the float ONNX models (ONNX Runtime sessions) and every quantized artefact's deployed runtime
 (an ONNX Runtime session or the INC-converted torch module), each opened from its files, with no
@@ -20,6 +21,7 @@ from qrobust.attacks.sets import AdversarialSet
 from qrobust.attacks.threats import Kind
 from qrobust.attacks.victims import open_runtime, sources
 from qrobust.data.splits import eval_split
+from qrobust.evaluation.pairs import pairs
 from qrobust.evaluation.results import write_results
 from qrobust.evaluation.scoring import (
     Distinct,
@@ -77,6 +79,7 @@ def main() -> None:
     rows, worst = score_labels(dict(zip(models, labels, strict=True)), sets, y)
     write_results(REPORTS / "results.csv", rows)
     save_json(REPORTS / "worst_case.json", {"robust": worst.attribution(), "boundary": worst.boundary()})
+    save_json(REPORTS / "pairs.json", pairs(worst, list(models)))
     save_json(REPORTS / "metrics.json", {**test_accuracy, **flat_metrics(rows)})
     print(f"{len(rows)} result rows: {len(sets)} adversarial sets x {len(models)} targets")
 

@@ -70,7 +70,7 @@ def check_results(smoke: Path) -> None:
 
 # Test-accuracy points a quantized model may lose against its float parent on the smoke study, by nominal
 # weight bits. Measured on LeNet (1,000 test images): at most 0.3 at 8 bits, 0.6 at 4 bits (DS-CNN lost 4.9).
-MAX_DROP_POINTS = {8: 1.5, 4: 6.0}
+MAX_DROP_POINTS = {16: 0.2, 8: 1.5, 4: 6.0}  # 16: the placebo, numerically the float model
 
 
 def test_every_quantizer_keeps_accuracy_and_a_faithful_twin(smoke: Path) -> None:

@@ -109,7 +109,8 @@ def test_paired_difference_interval_and_mcnemar() -> None:
     rng = np.random.default_rng(0)
     same = rng.random(200) < 0.6
     assert paired_difference(same, same) == {"difference": 0.0, "low": pytest.approx(0.0, abs=0.02),
-                                              "high": pytest.approx(0.0, abs=0.02), "mcnemar_p": 1.0}  # fmt: skip
+                                              "high": pytest.approx(0.0, abs=0.02), "mcnemar_p": 1.0,
+                                              "n": 200, "only_reference": 0, "only_other": 0}  # fmt: skip
     for n, flip in ((30, 0.2), (200, 0.1), (2000, 0.05)):
         reference = rng.random(n) < 0.7
         other = reference & (rng.random(n) > flip)  # the other system loses some samples
@@ -119,6 +120,7 @@ def test_paired_difference_interval_and_mcnemar() -> None:
         assert result["difference"] == pytest.approx(other.mean() - reference.mean())
         assert -1 <= result["low"] <= result["difference"] <= result["high"] <= 1
         assert result["mcnemar_p"] == pytest.approx(binomtest(f, f + g, 0.5).pvalue)
+        assert (result["n"], result["only_reference"], result["only_other"]) == (n, f, g)
         if n == 2000:  # large samples: close to the Wald interval of paired proportions
             d = result["difference"]
             se = math.sqrt((f + g) / n - d**2) / math.sqrt(n)

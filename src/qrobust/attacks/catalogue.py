@@ -129,8 +129,17 @@ _register(
     L,
     G,
     ("qrobust.attacks.autoattack", "LinfAutoAttack"),
-    "Croce & Hein 2020 (APGD-CE, APGD-T, Square)",
-    defaults={"steps": 100, "targets": 9, "queries": 5000, "eot_samples": 1, "apgd_ce": True, "square": True},
+    "Croce & Hein 2020 (APGD-CE, APGD-T, FAB-T, Square)",
+    defaults={
+        "steps": 100,
+        "targets": 9,
+        "queries": 5000,
+        "p_init": 0.8,
+        "eot_samples": 1,
+        "apgd_ce": True,
+        "fab": True,
+        "square": True,
+    },
 )
 _register(
     "mi_fgsm",
@@ -236,7 +245,7 @@ _register(
     Kind.SCORE,
     ("qrobust.attacks.square", "LinfSquareAttack"),
     "Andriushchenko et al. 2020",
-    defaults={"queries": 1000, "p_init": 0.05},
+    defaults={"queries": 1000, "p_init": 0.8},
 )
 # Random noise: the baseline (it never queries the model, so one draw serves every target).
 _register("gaussian_noise", Norm.L2, Kind.NOISE, _foolbox("L2AdditiveGaussianNoiseAttack"), "random baseline")

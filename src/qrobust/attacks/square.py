@@ -34,7 +34,7 @@ class LinfSquareAttack(FixedEpsilonAttack):
 
     distance = linf
 
-    def __init__(self, *, queries: int = 1000, p_init: float = 0.05) -> None:
+    def __init__(self, *, queries: int = 1000, p_init: float = 0.8) -> None:
         if queries < 1:
             raise ValueError(f"queries: expected a positive integer, got {queries}")
         if not 0.0 < p_init <= 1.0:

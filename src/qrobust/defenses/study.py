@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from qrobust.analysis.mechanisms import boundary_distances
+from qrobust.analysis.mechanisms import verified_distances
 from qrobust.attacks.catalogue import ATTACKS
 from qrobust.attacks.runner import attack_subset, craft, perturbation_norms
 from qrobust.attacks.sets import AdversarialSet
@@ -78,6 +78,7 @@ class DefenseStudy:
     y_eval: np.ndarray
     rows: list[Result] = field(default_factory=list)
     metrics: dict[str, Any] = field(default_factory=dict)
+    outcomes: dict[str, np.ndarray] = field(default_factory=dict)  # deterministic target -> worst case per sample
 
     def __post_init__(self) -> None:
         # The boundary attack's suite sets on the standard models are the recipes' reference distances.
@@ -237,6 +238,7 @@ class DefenseStudy:
         precision: str | None = None,
         draws: int = 1,
         bare: Predict | None = None,
+        bare_sets: Sequence[AdversarialSet] = (),
         detector: bool = False,
     ) -> None:
         """Clean accuracy and three figures per epsilon on the deployed system: the non-adaptive sets,
@@ -250,7 +252,8 @@ class DefenseStudy:
         The adaptive and worst-case rows carry their paired difference from the non-adaptive figure
         (for an ensemble, the strongest member's set). ``bare`` (the model without the defense) gives the
         defense's paired effect in the metrics: the worst case against the bare model on its own
-        non-adaptive set; for a ``detector``, the rejection rate of clean inputs and, per set, the share of
+        non-adaptive set and ``bare_sets`` (the composite through the bare model: the same attacks on both
+        sides); for a ``detector``, the rejection rate of clean inputs and, per set, the share of
         the adversarial inputs that fool the bare model which it rejects."""
         keys = {"target": target, "precision": precision, "defense": name}
         answers = np.stack([predict(self.x) for _ in range(draws)])  # (draws, N)
@@ -267,7 +270,11 @@ class DefenseStudy:
         # The non-adaptive figure (an ensemble is attacked by transfer from each member): the strongest set.
         reference = min(every[: len(non_adaptive)], key=lambda r: float(r.mean()))
         worst = every.all(axis=0)
-        undefended = self.robust(bare, non_adaptive[0]) if bare is not None else None
+        undefended = None
+        if bare is not None:
+            undefended = np.all([self.robust(bare, adv) for adv in (non_adaptive[0], *bare_sets)], axis=0)
+        if draws == 1:
+            self.outcomes[str(target)] = worst[0]  # (epsilons, N): pairs precisions of one model
         # The plain adaptive attack is "adaptive"; a further one (a detector's) is named after its attack.
         names = ["non_adaptive"] * len(non_adaptive) + [
             "adaptive" if i == 0 else f"adaptive_{adv.attack}" for i, adv in enumerate(adaptive)
@@ -339,14 +346,15 @@ class DefenseStudy:
         )
 
     def boundary_distances(self, view: Any, predict: Predict, index: np.ndarray) -> np.ndarray:
-        """The L2 sizes of the boundary attack's unbounded outputs, made on ``view`` (the attacker's
-        model) for the evaluation samples at ``index``, that fool ``predict`` (the deployed runtime)."""
+        """Per sample at ``index`` the verified L2 distance of the boundary attack's unbounded output, made
+        on ``view`` (the attacker's model), on ``predict`` (the deployed runtime): inf where it does not
+        fool it (``verified_distances``)."""
         x, y = self.x_eval[index], self.y_eval[index]
         crafted = craft(
             module_victim(view, self.device), self.boundary.name, self.boundary.options, (), x, y,
             batch_size=self.batch_size, seed=self.settings.seed, key="attack.attacks",
         )  # fmt: skip
-        return boundary_distances(predict, crafted.x_adv[-1], y, perturbation_norms(crafted.x_adv, x)["l2"][-1])
+        return verified_distances(predict, crafted.x_adv[-1], y, perturbation_norms(crafted.x_adv, x)["l2"][-1])
 
     def retention(self, float_set: AdversarialSet, float_predict: Predict, predict: Predict, target: ModelId) -> None:
         """Of the float recipe model's adaptive examples that fool its runtime, the share that also fool
@@ -360,6 +368,15 @@ class DefenseStudy:
                 "k": int(fooled.sum()),
                 "n": int(fooled.size),
             }
+
+    def pair_precisions(self, float_target: ModelId, target: ModelId) -> None:
+        """``target`` (a quantized copy) against ``float_target`` under the same attacks on the same samples:
+        the paired difference of their worst cases, with the discordant counts a paired test reads."""
+        reference, other = self.outcomes.get(str(float_target)), self.outcomes.get(str(target))
+        if reference is None or other is None:
+            return
+        for e, eps in enumerate(self.settings.epsilons):
+            self.metrics[f"{target}/vs_float/eps={eps:g}"] = _rounded(paired_difference(reference[e], other[e]))
 
 
 def _rounded(d: dict[str, float]) -> dict[str, float]:

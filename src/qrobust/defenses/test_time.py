@@ -63,8 +63,10 @@ def run_defense(study: DefenseStudy, defense: Defense, calib: np.ndarray | None)
                 # The detector-aware attack, on the detection score as well as the classifier.
                 score = detection_view(defense, module, s.seed + 1)
                 adaptive.append(study.detector_aware_set(score, system.threshold, target, threat_of(precision)))
+            # The bare model faces the same attacks: its own set, then the composite through it.
+            bare_sets = [study.composite_set(module, non_adaptive[0], runtime.predict, 1)]
             study.score(
                 defense.name, system.predict, target, non_adaptive, adaptive,
-                draws=draws, bare=runtime.predict, detector=detector,
+                draws=draws, bare=runtime.predict, bare_sets=bare_sets, detector=detector,
             )  # fmt: skip
             print(f"{defense.name} on {target}: {time.perf_counter() - start:.1f}s")

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import time
 
-from qrobust.analysis.mechanisms import bootstrap_median_difference, boundary_distances
+import numpy as np
+
+from qrobust.analysis.mechanisms import bootstrap_median_difference, verified_distances
 from qrobust.attacks.victims import open_module, open_runtime
 from qrobust.defenses.study import DefenseStudy, threat_of
-from qrobust.pipeline.model_id import ModelId
+from qrobust.evaluation.results import sign_counts
+from qrobust.pipeline.model_id import FLOAT, ModelId
 from qrobust.settings.defend import DefendSettings
 from qrobust.training.recipes import Recipe
 from qrobust.training.recipes import attacker_view as recipe_view
@@ -32,17 +35,21 @@ def run_recipe(study: DefenseStudy, name: str, recipe: Recipe) -> None:
             adaptive = study.adaptive_sets(view, runtime.predict, target, threat_of(precision))
             standard = base.at(precision)
             bare = open_runtime(standard).predict
-            study.score(name, runtime.predict, target, non_adaptive, adaptive, bare=bare)
+            # The standard model faces the same attacks: its own set, then the composite through it.
+            bare_view = open_module(threat_of(precision), standard, study.spec)
+            bare_sets = [study.composite_set(bare_view, non_adaptive[0], bare, 1)]
+            study.score(name, runtime.predict, target, non_adaptive, adaptive, bare=bare, bare_sets=bare_sets)
             if float_set is None or float_runtime is None:
                 float_set, float_runtime = adaptive[0], runtime
             else:
                 study.retention(float_set, float_runtime.predict, runtime.predict, target)
+                study.pair_precisions(defended.at(FLOAT), target)
             # The standard model's distances are the suite's (the same attack, view and samples every recipe
             # would otherwise repeat); the recipe model's are made on the same samples.
             reference = study.suite_boundary(standard)
-            study.metrics[f"{target}/boundary_distance_l2"] = bootstrap_median_difference(
-                boundary_distances(bare, reference.x_adv[0], reference.labels, reference.sizes["l2"][0]),
-                study.boundary_distances(view, runtime.predict, reference.index),
-                s.seed,
-            )
+            ours = verified_distances(bare, reference.x_adv[0], reference.labels, reference.sizes["l2"][0])
+            theirs = study.boundary_distances(view, runtime.predict, reference.index)
+            finite = [d[np.isfinite(d)] for d in (ours, theirs)]
+            study.metrics[f"{target}/boundary_distance_l2"] = bootstrap_median_difference(*finite, s.seed)
+            study.metrics[f"{target}/boundary_signs_l2"] = sign_counts(ours, theirs)
             print(f"{name} on {target}: {time.perf_counter() - start:.1f}s")

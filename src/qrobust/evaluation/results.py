@@ -42,7 +42,7 @@ def paired_difference(reference: np.ndarray, other: np.ndarray, z: float = 1.959
         reference, other = reference[0], other[0]
     n = int(reference.size)
     if n == 0:
-        return {"difference": math.nan, "low": math.nan, "high": math.nan, "mcnemar_p": math.nan}
+        return {"difference": math.nan, "low": math.nan, "high": math.nan, "mcnemar_p": math.nan, **_NO_COUNTS}
     both, only_ref = int((reference & other).sum()), int((reference & ~other).sum())
     only_other = int((~reference & other).sum())
     neither = n - both - only_ref - only_other
@@ -62,7 +62,28 @@ def paired_difference(reference: np.ndarray, other: np.ndarray, z: float = 1.959
     )
     discordant = only_ref + only_other
     tail = sum(math.comb(discordant, k) for k in range(min(only_ref, only_other) + 1)) / 2**discordant
-    return {"difference": d, "low": d - below, "high": d + above, "mcnemar_p": min(1.0, 2 * tail)}
+    return {
+        "difference": d,
+        "low": d - below,
+        "high": d + above,
+        "mcnemar_p": min(1.0, 2 * tail),
+        "n": float(n),
+        "only_reference": float(only_ref),
+        "only_other": float(only_other),
+    }
+
+
+# The discordant counts a paired test reads; unknown for a randomised system's draws.
+_NO_COUNTS = {"n": math.nan, "only_reference": math.nan, "only_other": math.nan}
+
+
+def sign_counts(reference: np.ndarray, other: np.ndarray) -> dict[str, int]:
+    """Two per-sample distances on the same samples (nan: not measured; inf: beyond every size tried):
+    over the samples both measured, how many lie farther on ``other`` and how many nearer (a sign test's
+    counts; equal ones, both infinite included, tie)."""
+    both = ~np.isnan(reference) & ~np.isnan(other)
+    r, o = reference[both], other[both]
+    return {"n": int(both.sum()), "farther": int((o > r).sum()), "nearer": int((o < r).sum())}
 
 
 def paired(row: Result, reference_name: object, reference: np.ndarray, robust: np.ndarray) -> Result:
@@ -76,10 +97,16 @@ def _clustered_difference(reference: np.ndarray, other: np.ndarray, z: float) ->
     d = other - reference
     n = d.size
     if n == 0:
-        return {"difference": math.nan, "low": math.nan, "high": math.nan, "mcnemar_p": math.nan}
+        return {"difference": math.nan, "low": math.nan, "high": math.nan, "mcnemar_p": math.nan, **_NO_COUNTS}
     half = z * float(d.std(ddof=1)) / math.sqrt(n) if n > 1 else math.inf
     mean = float(d.mean())
-    return {"difference": mean, "low": max(-1.0, mean - half), "high": min(1.0, mean + half), "mcnemar_p": math.nan}
+    return {
+        "difference": mean,
+        "low": max(-1.0, mean - half),
+        "high": min(1.0, mean + half),
+        "mcnemar_p": math.nan,
+        **_NO_COUNTS,
+    }
 
 
 def cluster_interval(k: np.ndarray, m: np.ndarray, z: float = 1.959964) -> tuple[float, float]:
@@ -187,6 +214,9 @@ class Result:
     paired_low: float = math.nan
     paired_high: float = math.nan
     paired_mcnemar_p: float = math.nan
+    paired_n: float = math.nan  # the samples both cover, and the discordant ones: McNemar's and Tango's counts
+    paired_only_reference: float = math.nan
+    paired_only_other: float = math.nan
     adaptive: bool = False  # the attack knew the row's defense (BPDA, EOT, the ensemble's twin, the recipe model)
     # A randomised defense is scored over ``draws`` independent draws of its randomness: every count above
     # is then over (draw, sample) pairs (n = draws x samples), robust accuracy is the mean over the draws,

@@ -61,6 +61,9 @@ class WorstCase:
         self.clean = clean_correct
         self.budgets: dict[tuple[ModelId, str, float], _Budget] = {}
         self.distances: dict[tuple[ModelId, str], _Distance] = {}
+        # Per (target, norm, set name): each sample's verified distance from that set alone (inf: not
+        # fooled; nan: not covered), so two models can be compared under the same attack.
+        self.by_set: dict[tuple[ModelId, str, str], np.ndarray] = {}
 
     def add(
         self,
@@ -81,6 +84,8 @@ class WorstCase:
             )
             distance.covered[index] = True
             fooled = ~correct & self.clean[target][index]
+            own = self.by_set.setdefault((target, norm, name), np.full(n, np.nan))
+            own[index] = np.where(fooled, np.asarray(sizes[norm], dtype=np.float64), np.inf)
             for position in np.flatnonzero(fooled):
                 i, size = index[position], float(sizes[norm][position])
                 if size < distance.nearest[i]:

@@ -1,175 +1,143 @@
 """Bernhard et al. 2019, "Impact of Low-bitwidth Quantization on the Adversarial Robustness for Embedded
-Neural Networks": its claims, each rule beside its text."""
+Neural Networks": its claims, each primary hypothesis beside its text."""
 
 from __future__ import annotations
 
-from qrobust.attacks.threats import ThreatModel
-from qrobust.evaluation.results import Result
-from qrobust.evaluation.worstcase import ATTACK as WORST_CASE
-from qrobust.findings.evidence import (
-    ClaimEntry,
-    Evidence,
-    Outcome,
-    Rate,
-    Rows,
-    Scope,
-    above,
-    claimed_above,
-    claimed_majority,
-    model_pairs,
-    proportion,
+from qrobust.findings.evidence import ClaimEntry, Condition, Hypothesis, Scope
+from qrobust.findings.sources import condition, count, matched, matched_detail, matched_test, measured, tag
+from qrobust.findings.tests import binomial, missing, two_sample
+from qrobust.pipeline.model_id import ModelId
+from qrobust.settings.findings import Threshold
+
+MASKING_HYPOTHESIS = Hypothesis(
+    "robust accuracy of the quantized runtime minus its float model's at the headline epsilon, each under the "
+    "same attacks (white-box on the float model and through the straight-through twin, black-box on both "
+    "runtimes), per-sample worst case on the same samples",
+    direction=-1,
+    test="paired: Tango's score test on the discordant samples",
+    asserts_effect=False,
 )
-from qrobust.findings.records import epsilon_keys, measured, white_row
-from qrobust.pipeline.model_id import FLOAT, ModelId
 
 
-def _masking(rows: Rows, scope: Scope) -> tuple[Evidence, ...]:
-    evidence = []
-    for float_model, quant in model_pairs(scope):
-        for eps in rows.epsilons(scope.attack, ThreatModel.WHITE_QNN_EXACT):
-            exact = rows.own(scope.attack, ThreatModel.WHITE_QNN_EXACT, eps, quant)
-            ste = rows.own(scope.attack, ThreatModel.WHITE_QNN_STE, eps, quant)
-            white = rows.own(scope.attack, ThreatModel.WHITE_FLOAT, eps, float_model)
-            if exact is None or ste is None or white is None:
-                continue
-            evidence.append(
-                claimed_above(
-                    f"{quant} eps {eps:g}: exact-rounding gradients above straight-through (masking)",
-                    Rate.of("exact", exact),
-                    Rate.of("ste", ste),
-                )
-            )
-            evidence.append(_no_defense(rows, scope.attack, eps, float_model, quant, (white, ste)))
-    return tuple(evidence)
+def _masking(scope: Scope, t: Threshold) -> list[Condition]:
+    out = []
+    for _, quant in scope.quantized():
+        record = matched(scope, quant, scope.headline)
+        test = matched_test(record, MASKING_HYPOTHESIS.direction, t.delta, t.boundary)
+        out.append(condition(scope, quant, test, *matched_detail(record)))
+    return out
 
 
 MASKING = ClaimEntry(
     "bernhard2019_masking",
-    "Quantization is no defense: the apparent white-box robustness of low-bit models is gradient masking.",
+    "Quantization is no defense: the apparent robustness of low-bit models is gradient masking.",
     "Bernhard et al. 2019",
-    "per quantized model and epsilon: robust accuracy under the exact-rounding attack above that under the "
-    "straight-through one (masking); and the float model's robust accuracy against its quantized model's, in "
-    "the per-sample worst case and under the same attack (white-box on the float model, straight-through on "
-    "the quantized one): a quantized model separated above its float model in both would be a defense",
+    MASKING_HYPOTHESIS,
     _masking,
 )
 
-
-def _no_defense(
-    rows: Rows, attack: str, eps: float, float_model: ModelId, quant: ModelId, matched: tuple[Result, Result]
-) -> Evidence:
-    """Whether ``quant`` is more robust than its float model: only a quantized model separated above it
-    contradicts the claim; overlap is neutral.
-
-    Where evaluate wrote a per-sample worst case for both, a defense must show in the worst case and under
-    the same attack (``matched``: the float model's white-box set against the quantized model's
-    straight-through one). Either alone can mislead: ``attack`` through a twin can be masked, which the
-    worst case exposes; and the float model's worst case can hold attacks run on float models only (in the
-    default study BIM, MI-FGSM and Linf DeepFool), so the two worst cases can differ by attack strength alone.
-    """
-    label = f"{quant} eps {eps:g}: float model at least as robust as its quantized model"
-    same = (Rate.of(f"float {attack}", matched[0]), Rate.of(f"quantized ste {attack}", matched[1]))
-    worst = [rows.own(WORST_CASE, ThreatModel.WORST_CASE, eps, m) for m in (float_model, quant)]
-    if worst[0] is None or worst[1] is None:
-        return claimed_above(f"{label} ({attack})", *same)
-    worst_pair = (Rate.of("float worst case", worst[0]), Rate.of("quantized worst case", worst[1]))
-    if above(*worst_pair) or above(*same):
-        outcome = Outcome.SUPPORTS
-    elif above(worst_pair[1], worst_pair[0]) and above(same[1], same[0]):
-        outcome = Outcome.CONTRADICTS
-    else:
-        outcome = Outcome.UNDECIDED
-    return Evidence(f"{label} (worst case and {attack})", outcome, (*worst_pair, *same))
+RETENTION = (
+    "share of the float model's successful white-box examples (samples both models classify correctly) that "
+    "also fool the quantized runtime, at the headline epsilon"
+)
+TRANSFER_HYPOTHESIS = Hypothesis(RETENTION, direction=-1, test="exact binomial", asserts_effect=True)
 
 
-def _transfer(rows: Rows, scope: Scope) -> tuple[Evidence, ...]:
-    """Success rates, not robust accuracies: transfer counts only samples both models classify correctly
-    (Bernhard et al. 2019), so a quantized model's lower clean accuracy does not pass for transfer."""
-    evidence = []
-    for float_model, quant in model_pairs(scope):
-        for eps in rows.epsilons(scope.attack, ThreatModel.WHITE_FLOAT):
-            moved = rows.transfer(scope.attack, eps, float_model, quant)
-            white = rows.own(scope.attack, ThreatModel.WHITE_FLOAT, eps, float_model)
-            if moved is None or white is None or not moved.n_attackable or not white.n_attackable:
-                continue
-            evidence.append(
-                claimed_above(
-                    f"{float_model} white-box sets at eps {eps:g}: success on {float_model} above success on {quant}",
-                    Rate.success("on float", white),
-                    Rate.success("transferred", moved),
-                )
-            )
-    return tuple(evidence)
+def retention_conditions(scope: Scope, t: Threshold, direction: int) -> list[Condition]:
+    """The retention of every analysed pair at the headline epsilon (Bernhard's and Costa's claims read it)."""
+    out = []
+    for _, quant, _, m in measured(scope):
+        k, n = count(m, f"transfer_retention/{tag(scope.headline)}")
+        test = binomial(k, n, t.boundary, direction, t.delta) if n else missing(t.delta)
+        out.append(condition(scope, quant, test, f"{k} of {n} float successes also fool {quant}"))
+    return out
 
 
 TRANSFER = ClaimEntry(
     "bernhard2019_transfer",
     "Attacks transfer poorly from float to quantized models.",
     "Bernhard et al. 2019",
-    "per pair and epsilon: the success rate of the float model's white-box sets on the float model above their "
-    "success rate on the quantized model (samples both classify correctly); the mechanism (value shift, gradient "
-    "misalignment) is not judged here",
-    _transfer,
+    TRANSFER_HYPOTHESIS,
+    lambda scope, t: retention_conditions(scope, t, TRANSFER_HYPOTHESIS.direction),
+)
+
+MECHANISM_HYPOTHESIS = Hypothesis(
+    "transfer success (share of the float model's examples that fool the quantized runtime) where the float and "
+    "straight-through input gradients agree (cosine above the median) minus where they do not, at the headline "
+    "epsilon",
+    direction=1,
+    test="two independent proportions: Agresti-Caffo",
+    asserts_effect=True,
 )
 
 
-def _transfer_mechanism(rows: Rows, scope: Scope) -> tuple[Evidence, ...]:
-    """Value shift: per sample, the float model's adversarial example moves more activation values across
-    a bin edge than same-size noise (share of samples above one half). Misalignment: the examples transfer
-    more where the float and straight-through gradients agree (above the median cosine) than where they do not."""
-    evidence = []
+def _mechanism(scope: Scope, t: Threshold) -> list[Condition]:
+    out = []
+    eps = tag(scope.headline)
     for _, quant, _, m in measured(scope):
-        for tag in epsilon_keys(m, "bin_shift/adversarial_above_noise/"):
-            shift = proportion("adversarial shifts more bins than noise", m[f"bin_shift/adversarial_above_noise/{tag}"])
-            evidence.append(claimed_majority(f"{quant} {tag}: quantization shift", shift))
-        for tag in epsilon_keys(m, "transfer_success/aligned/"):
-            aligned = proportion("aligned half", m[f"transfer_success/aligned/{tag}"])
-            misaligned = proportion("misaligned half", m[f"transfer_success/misaligned/{tag}"])
-            if aligned.n and misaligned.n:
-                evidence.append(
-                    claimed_above(f"{quant} {tag}: transfer follows gradient agreement", aligned, misaligned)
-                )
-    return tuple(evidence)
+        (ka, na), (km, nm) = count(m, f"transfer_success/aligned/{eps}"), count(m, f"transfer_success/misaligned/{eps}")
+        ks, ns = count(m, f"bin_shift/adversarial_above_noise/{eps}")
+        test = two_sample(ka, na, km, nm, MECHANISM_HYPOTHESIS.direction, t.delta)
+        detail = (
+            f"aligned {ka}/{na}, misaligned {km}/{nm}",
+            f"value shift (detail): {ks} of {ns} adversarial examples move more activations across a bin edge "
+            "than noise of the same L2 size",
+        )
+        out.append(condition(scope, quant, test, *detail))
+    return out
 
 
 TRANSFER_MECHANISM = ClaimEntry(
     "bernhard2019_transfer_mechanism",
-    "Poor transfer comes from quantization value shift and gradient misalignment.",
+    "Poor transfer comes from gradient misalignment (and quantization value shift).",
     "Bernhard et al. 2019",
-    "per quantized model and epsilon: the share of samples whose float adversarial example moves more quantized "
-    "activation values across a bin edge than noise of the same L2 size, above one half (value shift); and the "
-    "transfer success on samples whose float and straight-through gradients agree (cosine above the median) "
-    "above that on the rest (misalignment)",
-    _transfer_mechanism,
+    MECHANISM_HYPOTHESIS,
+    _mechanism,
+)
+
+ENSEMBLE_HYPOTHESIS = Hypothesis(
+    "robust accuracy of the float + quantized ensemble (worst case: the members' sets, the attack through its "
+    "combiner, the composite) minus its most robust member's matched worst case, per defense epsilon",
+    direction=1,
+    test="two proportions, unpaired (conservative: the two are scored on the same samples)",
+    asserts_effect=True,
 )
 
 
-def _ensemble(rows: Rows, scope: Scope) -> tuple[Evidence, ...]:
-    evidence = []
-    for name in scope.ensembles:
-        for target in rows.targets(name):
-            members = [ModelId.parse(target).parent.at(p) for p in (FLOAT, *scope.quantizers)]
-            for eps in scope.defense_epsilons:
-                worst = rows.defended(name, target, eps)
-                own = [r for m in members if (r := white_row(rows, scope.attack, eps, m)) is not None]
-                if worst is None or not own:
-                    continue
-                best = max(own, key=lambda r: r.robust_accuracy)
-                evidence.append(
-                    claimed_above(
-                        f"{target} eps {eps:g}: ensemble (worst case) above its most robust member {best.target}",
-                        Rate.of("ensemble", worst),
-                        Rate.of("member", best),
+def _ensemble(scope: Scope, t: Threshold) -> list[Condition]:
+    out = []
+    for name, members in scope.ensembles.items():
+        for (defense, target, eps), row in sorted(scope.defended.items()):
+            if defense != name:
+                continue
+            base = ModelId.parse(target).parent
+            rates = []
+            for member in members:
+                model = base.at(member)
+                if model.quantizer is None:
+                    record = next(
+                        (matched(scope, q, eps) for f, q in scope.quantized() if f == model and matched(scope, q, eps)),
+                        None,
                     )
-                )
-    return tuple(evidence)
+                    robust = None if record is None else (record["reference"], record["n"], str(model))
+                else:
+                    record = matched(scope, model, eps)
+                    robust = None if record is None else (record["other"], record["n"], str(model))
+                if robust is not None:
+                    rates.append(robust)
+            if not rates:
+                continue
+            k, n, best = max(rates, key=lambda r: r[0] / r[1])
+            test = two_sample(row.n_correct, row.n, k, n, ENSEMBLE_HYPOTHESIS.direction, t.delta)
+            detail = (f"ensemble {row.n_correct}/{row.n}; most robust member {best} {k}/{n}",)
+            out.append(Condition(f"{target} at eps {eps:g}", f"eps {eps:g}", test, detail))
+    return out
 
 
 ENSEMBLE = ClaimEntry(
     "bernhard2019_ensemble",
     "An ensemble of float and quantized models is more robust than its members.",
     "Bernhard et al. 2019",
-    "per ensemble and defense epsilon: its worst-case robust accuracy (non-adaptive or adaptive through its combiner) above "
-    "that of its most robust member under the member's own white-box attack",
+    ENSEMBLE_HYPOTHESIS,
     _ensemble,
 )

@@ -1,13 +1,19 @@
 """The literature's claims in the order the report lists them; each paper's module holds its claims' text
-beside their rules. ``judge`` gives every verdict."""
+beside their primary hypotheses. ``judge`` gives every verdict."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from typing import Any
 
-from qrobust.evaluation.results import Result
+from qrobust.defenses.catalogue import DefenseKind, create_defense
 from qrobust.findings import bernhard2019, costa2024, gorsline2021, lin2019
-from qrobust.findings.evidence import ClaimEntry, Finding, Rows, Scope, decide
+from qrobust.findings.evidence import ClaimEntry, Finding, Scope, judge_claim
+from qrobust.findings.headline import study_budget
+from qrobust.quantization.catalogue import QUANTIZERS
+from qrobust.settings.findings import FindingsSettings
+from qrobust.settings.study import Study
+
+DQ_RECIPE = "dq"  # Defensive Quantization (Lin et al. 2019), judged when the defense study trains it
 
 CLAIMS: tuple[ClaimEntry, ...] = (
     bernhard2019.MASKING,
@@ -18,7 +24,7 @@ CLAIMS: tuple[ClaimEntry, ...] = (
     lin2019.AMPLIFICATION,
     lin2019.DEFENSIVE_QUANTIZATION,
     costa2024.BOUNDARY_DISTANCE,
-    costa2024.VANISHING_GRADIENTS,
+    costa2024.GRADIENTS,
     costa2024.NOISE,
     costa2024.PREPROCESSING,
     costa2024.TRAIN_DEFENSES_BOUNDARY,
@@ -26,10 +32,34 @@ CLAIMS: tuple[ClaimEntry, ...] = (
 )
 
 
-def judge(rows: Iterable[Result], scope: Scope) -> list[Finding]:
-    indexed = Rows(rows)
-    findings = []
-    for entry in CLAIMS:
-        evidence = entry.checks(indexed, scope)
-        findings.append(Finding(entry.key, entry.claim, entry.source, entry.rule, decide(evidence), evidence))
-    return findings
+def judge(scope: Scope, settings: FindingsSettings) -> list[Finding]:
+    """Every claim's verdicts, per condition, with its threshold from ``findings.claims``."""
+    return [judge_claim(entry, scope, settings.thresholds[entry.key], settings.alpha) for entry in CLAIMS]
+
+
+def widths(quantizer: str) -> str:
+    """How the report names a quantizer's widths: w8a8, w4a8, w4 (float activations), w16a16 (placebo)."""
+    entry = QUANTIZERS.get(quantizer)
+    activations = f"a{entry.activation_bits}" if entry.activation_bits < 32 else " (float activations)"
+    return f"w{entry.weight_bits}{activations}" + (", placebo" if entry.placebo else "")
+
+
+def study_scope(study: Study, **records: Any) -> Scope:
+    """What the claims are judged on in ``study``: its models, quantizers (the placebo named), headline
+    budget and defense study, with ``records`` (pairs, analysis, defenses, defended) as read or simulated."""
+    defend = study.defend
+    defenses = {name: create_defense(name, options) for name, options in defend.defenses.items()}
+    quantizers = study.quantize.quantizers
+    return Scope(
+        floats=study.train.model_ids(),
+        quantizers=quantizers,
+        placebos=tuple(q for q in quantizers if QUANTIZERS.get(q).placebo),
+        bits={q: widths(q) for q in quantizers},
+        headline=study_budget(study)[1],
+        defense_epsilons=defend.epsilons,
+        preprocessors=tuple(n for n, d in defenses.items() if d.kind is DefenseKind.PREPROCESSOR),
+        ensembles={n: tuple(d.members) for n, d in defenses.items() if d.kind is DefenseKind.ENSEMBLE},
+        recipes=defend.recipes,
+        dq_recipe=DQ_RECIPE if DQ_RECIPE in defend.recipes else None,
+        **records,
+    )

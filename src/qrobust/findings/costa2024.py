@@ -1,214 +1,218 @@
-"""Costa & Pinto 2024, on the adversarial robustness of quantized (TinyML) models: its claims, each rule beside
-its text."""
+"""Costa & Pinto 2024, on the adversarial robustness of quantized (TinyML) models: its claims, each primary
+hypothesis beside its text."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from qrobust.findings.evidence import (
-    ClaimEntry,
-    Evidence,
-    Outcome,
-    Rate,
-    Rows,
-    Scope,
-    above,
-    claimed_above,
-    claimed_majority,
-    claimed_positive,
-    proportion,
-)
-from qrobust.findings.records import epsilon_keys, measured, white_row
+from qrobust.findings.bernhard2019 import RETENTION, retention_conditions
+from qrobust.findings.evidence import ClaimEntry, Condition, Hypothesis, Scope
+from qrobust.findings.sources import condition, count, measured, paired_record, tag
+from qrobust.findings.tests import binomial, combined, missing, paired, two_sample
 from qrobust.pipeline.model_id import ModelId
+from qrobust.settings.findings import Threshold
 
+DISTANCE = "l2/deepfool_l2"  # the white-box minimisation attack run on both sides (its convergence is checked)
 
-def _vanishing(rows: Rows, scope: Scope) -> tuple[Evidence, ...]:
-    evidence = []
-    for float_model, quant, f, m in measured(scope):
-        if "zero_gradient/exact" not in m or "zero_gradient" not in f:
-            continue
-        evidence.append(
-            claimed_above(
-                f"{quant}: samples whose input gradient is all zero, exact-rounding twin vs {float_model}",
-                proportion("quantized (exact)", m["zero_gradient/exact"]),
-                proportion("float", f["zero_gradient"]),
-            )
-        )
-    return tuple(evidence)
-
-
-VANISHING_GRADIENTS = ClaimEntry(
-    "costa2024_vanishing_gradients",
-    "Quantization makes estimated gradients vanish or explode.",
-    "Costa & Pinto 2024",
-    "per quantized model: the share of samples whose input gradient through the exact-rounding twin is all zero "
-    "above the float model's",
-    _vanishing,
+BOUNDARY_HYPOTHESIS = Hypothesis(
+    "per sample, the verified L2 distance to the decision boundary of the quantized runtime against the float "
+    "model's, both from DeepFool (on the float model, through the straight-through twin): P(farther) minus "
+    "P(nearer)",
+    direction=1,
+    test="paired sign test: Tango's score test on the farther / nearer counts",
+    asserts_effect=True,
 )
 
 
-def _boundary(rows: Rows, scope: Scope) -> tuple[Evidence, ...]:
-    checks = (
-        claimed_positive(
-            f"{quant} vs {float_model}: distance to the decision boundary",
-            "median L2 distance, quantized minus float",
-            m.get("boundary_distance_l2", {}),
+def _boundary(scope: Scope, t: Threshold) -> list[Condition]:
+    out = []
+    for _, quant in scope.quantized():
+        record = scope.pairs.get(str(quant), {}).get("boundary", {}).get(DISTANCE)
+        if not record:
+            continue
+        test = paired(record["nearer"], record["farther"], record["n"], 1, t.delta, t.boundary)
+        detail = (
+            f"farther on {record['farther']}, nearer on {record['nearer']} of {record['n']}; median float "
+            f"{record['median_float']}, quantized {record['median_quantized']}",
         )
-        for float_model, quant, _, m in measured(scope)
-    )
-    return tuple(e for e in checks if e is not None)
+        out.append(condition(scope, quant, test, *detail))
+    return out
 
 
 BOUNDARY_DISTANCE = ClaimEntry(
     "costa2024_boundary_distance",
     "Quantization increases the distance to the decision boundary.",
     "Costa & Pinto 2024",
-    "per float / quantized pair: the median L2 distance of the boundary attack's unbounded outputs that fool "
-    "each deployed runtime, quantized minus float, with a 95% bootstrap interval above zero supports, below "
-    "zero contradicts (for this check, separating means the interval excludes zero)",
+    BOUNDARY_HYPOTHESIS,
     _boundary,
 )
 
-
-def _recipe_records(scope: Scope, what: str) -> list[tuple[str, str, Any]]:
-    """(recipe, metric key, value) for every defense-study metric of a train-based recipe whose key
-    holds ``/<what>``."""
-    return [
-        (name, key, v) for name, metrics in scope.recipes.items() for key, v in metrics.items() if f"/{what}" in key
-    ]
-
-
-def _train_defenses_boundary(rows: Rows, scope: Scope) -> tuple[Evidence, ...]:
-    checks = (
-        claimed_positive(
-            f"{key.split('/')[0]} vs the standard model of the same precision: distance to the decision boundary",
-            f"median L2 distance, {name} minus standard",
-            d,
-        )
-        for name, key, d in _recipe_records(scope, "boundary_distance_l2")
-    )
-    return tuple(e for e in checks if e is not None)
-
-
-TRAIN_DEFENSES_BOUNDARY = ClaimEntry(
-    "costa2024_train_defenses_boundary",
-    "Train-based defenses raise the distance to the decision boundary and keep it after quantization.",
-    "Costa & Pinto 2024",
-    "per train-based recipe of the defense study and precision (float and each quantizer): the median L2 distance "
-    "at which the boundary attack (through the attacker's view) fools the recipe model's runtime, minus the "
-    "standard model's at the same precision, with a 95% bootstrap interval above zero supports, below zero "
-    "contradicts",
-    _train_defenses_boundary,
+GRADIENTS_HYPOTHESIS = Hypothesis(
+    "share of samples whose straight-through input-gradient norm (what an attacker estimates) is below half or "
+    "above twice the float model's",
+    direction=1,
+    test="exact binomial",
+    asserts_effect=True,
 )
 
 
-def _transfer_persists(rows: Rows, scope: Scope) -> tuple[Evidence, ...]:
-    records = [
-        (quant, key, m[key])
-        for _, quant, _, m in measured(scope)
-        for key in (f"transfer_retention/{tag}" for tag in epsilon_keys(m, "transfer_retention/"))
-    ]
-    records += [
-        (key.split("/")[0], key.split("/", 1)[1], v) for _, key, v in _recipe_records(scope, "transfer_retention")
-    ]
-    return tuple(
-        claimed_majority(
-            f"{target} {key.split('/')[-1]}: its float model's adversarial examples that still fool it",
-            proportion("still fool the quantized model", count),
+def _gradients(scope: Scope, t: Threshold) -> list[Condition]:
+    out = []
+    for _, quant, _, m in measured(scope):
+        k, n = count(m, "grad_norm/vanish_or_explode")
+        ratio = m.get("grad_norm_ratio/ste", {})
+        test = binomial(k, n, t.boundary, 1, t.delta) if n else missing(t.delta)
+        detail = (
+            f"{k} of {n} off by 2x; norm ratio quartiles {ratio.get('q1')}, {ratio.get('median')}, {ratio.get('q3')}",
         )
-        for target, key, count in records
-        if count["n"]
-    )
+        out.append(condition(scope, quant, test, *detail))
+    return out
 
 
-TRANSFER_PERSISTS = ClaimEntry(
-    "costa2024_transfer_persists",
-    "Float-to-quantized transfer persists, defended models included.",
+GRADIENTS = ClaimEntry(
+    "costa2024_gradients",
+    "Quantization makes estimated gradients vanish or explode.",
     "Costa & Pinto 2024",
-    "per float / quantized pair (the study's models, and the defense study's recipe models with their adaptive "
-    "examples) and epsilon: of the float model's adversarial examples that fool it, on samples both models "
-    "classify correctly, the share that also fool the quantized runtime above one half supports, below one "
-    "half contradicts",
-    _transfer_persists,
+    GRADIENTS_HYPOTHESIS,
+    _gradients,
+)
+
+NOISE_HYPOTHESIS = Hypothesis(
+    "prediction flips under random noise: float minus quantized at the smallest noise size (attenuation) and "
+    "quantized minus float at the largest (amplification), both at least the threshold",
+    direction=1,
+    test="intersection-union of two proportion tests (Agresti-Caffo)",
+    asserts_effect=True,
 )
 
 
-def _noise(rows: Rows, scope: Scope) -> tuple[Evidence, ...]:
-    """Per pair, random noise: the quantized model flips fewer predictions than the float one at the
-    smallest size and more at the largest supports; the reverse at either end contradicts."""
-    evidence = []
-    for float_model, quant, f, m in measured(scope):
-        tags = [t for t in epsilon_keys(m, "flip/noise/") if f"flip/noise/{t}" in f]
+def _noise(scope: Scope, t: Threshold) -> list[Condition]:
+    out = []
+    for _, quant, f, m in measured(scope):
+        tags = sorted(
+            (k.split("/")[-1] for k in m if k.startswith("flip/noise/") and k in f),
+            key=lambda s: float(s.split("=")[1]),
+        )
         if len(tags) < 2:
             continue
         small, large = tags[0], tags[-1]
-        qs, fs = (
-            proportion(f"quantized {small}", m[f"flip/noise/{small}"]),
-            proportion(f"float {small}", f[f"flip/noise/{small}"]),
+        (fs, ns), (qs, nqs) = count(f, f"flip/noise/{small}"), count(m, f"flip/noise/{small}")
+        (fl, nl), (ql, nql) = count(f, f"flip/noise/{large}"), count(m, f"flip/noise/{large}")
+        test = combined([two_sample(fs, ns, qs, nqs, 1, t.delta), two_sample(ql, nql, fl, nl, 1, t.delta)], t.delta)
+        detail = (
+            f"{small}: float {fs}/{ns}, quantized {qs}/{nqs} flip",
+            f"{large}: float {fl}/{nl}, quantized {ql}/{nql} flip",
         )
-        ql, fl = (
-            proportion(f"quantized {large}", m[f"flip/noise/{large}"]),
-            proportion(f"float {large}", f[f"flip/noise/{large}"]),
-        )
-        if above(qs, fs) or above(fl, ql):
-            outcome = Outcome.CONTRADICTS
-        elif above(fs, qs) and above(ql, fl):
-            outcome = Outcome.SUPPORTS
-        else:
-            outcome = Outcome.UNDECIDED
-        evidence.append(
-            Evidence(f"{quant} vs {float_model}: prediction flips under random noise", outcome, (qs, fs, ql, fl))
-        )
-    return tuple(evidence)
+        out.append(condition(scope, quant, test, *detail))
+    return out
 
 
 NOISE = ClaimEntry(
     "costa2024_noise",
     "Quantization attenuates small noise and amplifies large noise.",
     "Costa & Pinto 2024",
-    "per float / quantized pair, random noise of the analysis sizes: fewer prediction flips than the float model "
-    "at the smallest size and more at the largest supports; more at the smallest or fewer at the largest "
-    "contradicts",
+    NOISE_HYPOTHESIS,
     _noise,
 )
 
+PREPROCESSING_HYPOTHESIS = Hypothesis(
+    "robust accuracy of the defended system (worst case over the transferred set, the adaptive attack and the "
+    "composite) minus the undefended model's under the same attacks, on the same samples: above the threshold at "
+    "the smallest defense epsilon and below it at the largest",
+    direction=1,
+    test="intersection-union of two paired tests (exact counts; a randomised defense's clustered interval)",
+    asserts_effect=False,
+)
 
-def _preprocessors(rows: Rows, scope: Scope) -> tuple[Evidence, ...]:
-    """Per preprocessing defense and deployed model, worst case: supports when the defended system
-    is above the undefended model at the smallest epsilon and not at the largest; contradicts when it is
-    still above at the largest, or below at the smallest."""
+
+def _preprocessing(scope: Scope, t: Threshold) -> list[Condition]:
     if len(scope.defense_epsilons) < 2:
-        return ()
+        return []
     small, large = min(scope.defense_epsilons), max(scope.defense_epsilons)
-    evidence = []
+    out = []
     for name in scope.preprocessors:
-        for target in rows.targets(name):
+        metrics = scope.defenses.get(name, {})
+        targets = sorted({k.split("/")[0] for k in metrics if "/vs_undefended/" in k})
+        for target in targets:
+            rows = [scope.defended.get((name, target, e)) for e in (small, large)]
+            n = rows[0].n if rows[0] is not None else 0
+            works = paired_record(metrics.get(f"{target}/vs_undefended/{tag(small)}"), n, 1, t.delta)
+            # Fails at large: the gain stays below delta (the effect of "failing" is delta minus the gain).
+            fails = paired_record(metrics.get(f"{target}/vs_undefended/{tag(large)}"), n, -1, t.delta, t.delta)
+            detail = tuple(
+                f"eps {e:g}: defended minus undefended {metrics.get(f'{target}/vs_undefended/{tag(e)}', {}).get('difference')}"
+                for e in (small, large)
+            )
             model = ModelId.parse(target)
-            pairs = []
-            for eps in (small, large):
-                defended = rows.defended(name, target, eps)
-                bare = white_row(rows, scope.attack, eps, model)
-                if defended is not None and bare is not None:
-                    pairs.append((Rate.of(f"defended eps {eps:g}", defended), Rate.of(f"undefended eps {eps:g}", bare)))
-            if len(pairs) < 2:
-                continue
-            (d_small, b_small), (d_large, b_large) = pairs
-            if above(d_large, b_large) or above(b_small, d_small):
-                outcome = Outcome.CONTRADICTS
-            elif above(d_small, b_small):
-                outcome = Outcome.SUPPORTS
-            else:
-                outcome = Outcome.UNDECIDED
-            evidence.append(Evidence(f"{name} on {target}", outcome, (d_small, b_small, d_large, b_large)))
-    return tuple(evidence)
+            out.append(
+                Condition(
+                    f"{name} on {target}", f"{name}, {scope.group(model)}", combined([works, fails], t.delta), detail
+                )
+            )
+    return out
 
 
 PREPROCESSING = ClaimEntry(
     "costa2024_preprocessing",
     "Input-preprocessing defenses work at small epsilon and fail at large epsilon.",
     "Costa & Pinto 2024",
-    "per preprocessing defense and deployed model, worst case over the non-adaptive and adaptive attacks: above the undefended model at the smallest "
-    "defense epsilon and not at the largest supports; above at the largest or below at the smallest "
-    "contradicts",
-    _preprocessors,
+    PREPROCESSING_HYPOTHESIS,
+    _preprocessing,
+)
+
+TRAIN_BOUNDARY_HYPOTHESIS = Hypothesis(
+    "per sample, the verified L2 boundary distance of the recipe model's runtime against the standard model's "
+    "at the same precision (DeepFool through each attacker's view): P(farther) minus P(nearer)",
+    direction=1,
+    test="paired sign test: Tango's score test on the farther / nearer counts",
+    asserts_effect=False,
+)
+
+
+def _train_defenses_boundary(scope: Scope, t: Threshold) -> list[Condition]:
+    out = []
+    for name in scope.recipes:
+        metrics = scope.defenses.get(name, {})
+        for key in sorted(k for k in metrics if k.endswith("/boundary_signs_l2")):
+            target, record = ModelId.parse(key.split("/")[0]), metrics[key]
+            test = paired(record["nearer"], record["farther"], record["n"], 1, t.delta, t.boundary)
+            detail = (f"farther on {record['farther']}, nearer on {record['nearer']} of {record['n']}",)
+            out.append(Condition(f"{target} vs standard", f"{name}, {scope.group(target)}", test, detail))
+    return out
+
+
+TRAIN_DEFENSES_BOUNDARY = ClaimEntry(
+    "costa2024_train_defenses_boundary",
+    "Train-based defenses raise the distance to the decision boundary and keep it after quantization.",
+    "Costa & Pinto 2024",
+    TRAIN_BOUNDARY_HYPOTHESIS,
+    _train_defenses_boundary,
+)
+
+PERSISTS_HYPOTHESIS = Hypothesis(
+    RETENTION + "; for the defense study's recipe models, their own adaptive examples at each defense epsilon",
+    direction=1,
+    test="exact binomial",
+    asserts_effect=False,
+)
+
+
+def _persists(scope: Scope, t: Threshold) -> list[Condition]:
+    out = retention_conditions(scope, t, PERSISTS_HYPOTHESIS.direction)
+    for name in scope.recipes:
+        metrics = scope.defenses.get(name, {})
+        for key in sorted(k for k in metrics if "/transfer_retention/" in k):
+            target = ModelId.parse(key.split("/")[0])
+            k, n = count(metrics, key)
+            test = binomial(k, n, t.boundary, 1, t.delta) if n else missing(t.delta)
+            out.append(
+                condition(scope, target, test, f"{k} of {n} float successes also fool it", extra=(key.split("/")[-1],))
+            )
+    return out
+
+
+TRANSFER_PERSISTS = ClaimEntry(
+    "costa2024_transfer_persists",
+    "Float-to-quantized transfer persists, defended models included.",
+    "Costa & Pinto 2024",
+    PERSISTS_HYPOTHESIS,
+    _persists,
 )

@@ -1,219 +1,172 @@
-"""Verdicts on the literature's claims, computed from this run's result rows by one written rule per claim.
+"""Verdicts on the literature's claims: one primary hypothesis per claim, tested per condition, with the
+family-wise error rate of each claim held at ``findings.alpha``.
 
-Every claim is reduced to comparisons between two robust (or clean) accuracies, each a rate with its n
-and its 95% Wilson interval from the result rows. A comparison *separates* when the two intervals do not
-overlap; only separated comparisons count as evidence. Each claim's rule turns its comparisons into a
-verdict, and the rule's text travels with the verdict into ``findings.json`` and the report, beside the
-numbers. Claims that rest on mechanisms measured inside the models (quantization shift, gradient
-misalignment, amplification, boundary distances, transfer retention) read the analysis stage's records
-and the defense study's metrics: proportions with Wilson intervals against one half, and differences
-of medians with bootstrap intervals against zero.
+A claim's hypothesis names its quantity (for example the share of the float model's successful
+adversarial examples that also fool the quantized runtime), the direction the paper puts it in, and the
+test on shared samples (``qrobust.findings.tests``). ``findings.claims.<key>`` gives the boundary the
+paper's words draw and the smallest effect beyond it that counts, with those words as the reason. Each
+condition the claim is made under (a quantized model at a bit width, an epsilon, a defense) gets:
+
+- *holds* when Holm's adjusted p-value of "effect <= 0" is at most alpha;
+- *does not hold* when Holm's adjusted p-value of "effect >= delta" is: every effect that counts is ruled out;
+- *inconclusive* otherwise, and *underpowered* when the test could not find an effect of ``delta`` 80% of
+  the time at this n (it names the n that would).
+
+The placebo quantizer (16 bits, numerically the float model) forms a family of its own: its verdicts are
+shown as a negative control and never count for the claim. A claim that asserts an effect of
+quantization must not hold on it.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from qrobust.attacks.threats import ThreatModel
-from qrobust.evaluation.results import Result, wilson_interval
+from qrobust.findings.tests import Test, holm
 from qrobust.pipeline.model_id import ModelId
+from qrobust.settings.findings import Threshold
+
+POWER_TARGET = 0.8
 
 
 class Verdict(Enum):
     HOLDS = "holds"
     FAILS = "does not hold"
     INCONCLUSIVE = "inconclusive"
-
-
-class Outcome(Enum):
-    SUPPORTS = "supports"
-    CONTRADICTS = "contradicts"
-    UNDECIDED = "undecided"  # the intervals overlap, or the rows are missing
+    UNDERPOWERED = "inconclusive: underpowered"
+    MIXED = "depends on the condition"
+    UNTESTED = "not tested"
 
 
 @dataclass(frozen=True)
-class Rate:
-    """A robust or clean accuracy as the result rows give it."""
+class Condition:
+    """One condition a claim is made under, its primary test, and the numbers beside it."""
 
     label: str
-    value: float
-    low: float
-    high: float
-    n: int
-
-    @classmethod
-    def of(cls, label: str, row: Result) -> Rate:
-        return cls(label, row.robust_accuracy, row.robust_accuracy_low, row.robust_accuracy_high, row.samples)
-
-    @classmethod
-    def success(cls, label: str, row: Result) -> Rate:
-        """The attack's success rate, over the samples it could flip (for transfer: both models right)."""
-        return cls(label, row.success_rate, row.success_rate_low, row.success_rate_high, row.n_attackable)
-
-    def __str__(self) -> str:
-        return f"{self.label} {100 * self.value:.1f}% [{100 * self.low:.1f}, {100 * self.high:.1f}] n={self.n}"
+    group: str  # what the condition varies in the paper's terms (bit width, epsilon, defense)
+    test: Test
+    detail: tuple[str, ...] = ()
+    placebo: bool = False
 
 
 @dataclass(frozen=True)
-class Interval:
-    """A difference (in its own unit) with its 95% interval: the bootstrap ones of the analysis."""
-
-    label: str
-    value: float
-    low: float
-    high: float
-    n: str
-
-    def __str__(self) -> str:
-        return f"{self.label} {self.value:+.3f} [{self.low:+.3f}, {self.high:+.3f}] n={self.n}"
-
-
-def proportion(label: str, count: Mapping[str, Any]) -> Rate:
-    """A proportion the analysis recorded as {rate, k, n}, with its Wilson interval."""
-    k, n = int(count["k"]), int(count["n"])
-    low, high = wilson_interval(k, n)
-    return Rate(label, k / n if n else math.nan, low, high, n)
-
-
-def above(a: Rate, b: Rate) -> bool:
-    """``a`` is above ``b`` with non-overlapping 95% intervals."""
-    return a.low > b.high
-
-
-@dataclass(frozen=True)
-class Evidence:
-    """One check behind a verdict: what was compared, the numbers, and how it came out."""
-
-    label: str
-    outcome: Outcome
-    rates: tuple[Rate | Interval, ...]
-
-    def __str__(self) -> str:
-        return f"{self.label}: {'; '.join(map(str, self.rates))} -> {self.outcome.value}"
-
-
-def claimed_above(label: str, a: Rate, b: Rate) -> Evidence:
-    """The claim says ``a`` lies above ``b``."""
-    outcome = Outcome.SUPPORTS if above(a, b) else Outcome.CONTRADICTS if above(b, a) else Outcome.UNDECIDED
-    return Evidence(label, outcome, (a, b))
-
-
-def claimed_majority(label: str, share: Rate) -> Evidence:
-    """The claim says ``share`` (a per-sample proportion) is above one half."""
-    return claimed_above(label, share, Rate("one half", 0.5, 0.5, 0.5, share.n))
-
-
-def claimed_positive(label: str, what: str, d: Mapping[str, Any]) -> Evidence | None:
-    """The claim says the difference ``d`` (the analysis's bootstrap record) is above zero; None when
-    either side had no samples."""
-    if not d or d["n_a"] == 0 or d["n_b"] == 0:
-        return None
-    gap = Interval(what, d["difference"], d["low"], d["high"], f"{d['n_b']}/{d['n_a']}")
-    outcome = Outcome.SUPPORTS if d["low"] > 0 else Outcome.CONTRADICTS if d["high"] < 0 else Outcome.UNDECIDED
-    return Evidence(label, outcome, (gap,))
-
-
-AGGREGATE_RULE = (
-    "holds when at least one check separates (95% intervals disjoint) in the claimed direction and none against "
-    "it; does not hold in the reverse case; inconclusive when no check separates or checks separate both ways"
-)
-
-
-def decide(evidence: Sequence[Evidence]) -> Verdict:
-    outcomes = {e.outcome for e in evidence}
-    if Outcome.SUPPORTS in outcomes and Outcome.CONTRADICTS not in outcomes:
-        return Verdict.HOLDS
-    if Outcome.CONTRADICTS in outcomes and Outcome.SUPPORTS not in outcomes:
-        return Verdict.FAILS
-    return Verdict.INCONCLUSIVE
-
-
-@dataclass(frozen=True)
-class Finding:
-    key: str
-    claim: str
-    source: str
-    rule: str
+class Judged:
+    condition: Condition
+    p_holds: float  # Holm-adjusted
+    p_fails: float
+    power: float
+    n_needed: int  # for an underpowered condition: the n at which the power would reach 80%
     verdict: Verdict
-    evidence: tuple[Evidence, ...]
 
-    def count(self, outcome: Outcome) -> int:
-        return sum(e.outcome is outcome for e in self.evidence)
-
-    def record(self) -> dict[str, object]:
+    def record(self) -> dict[str, Any]:
+        t = self.condition.test
         return {
-            "claim": self.claim,
-            "source": self.source,
+            "condition": self.condition.label,
+            "group": self.condition.group,
+            "value": _num(t.value),
+            "effect": _num(t.effect),
+            "low": _num(t.low),
+            "high": _num(t.high),
+            "n": t.n,
+            "p_holds": _num(t.p_holds),
+            "p_fails": _num(t.p_fails),
+            "adjusted_p_holds": _num(self.p_holds),
+            "adjusted_p_fails": _num(self.p_fails),
+            "power": _num(self.power),
+            "n_needed": self.n_needed,
             "verdict": self.verdict.value,
-            "rule": f"{self.rule}; {AGGREGATE_RULE}",
-            "check_rule": self.rule,
-            "checks": len(self.evidence),
-            "supporting": self.count(Outcome.SUPPORTS),
-            "contradicting": self.count(Outcome.CONTRADICTS),
-            "evidence": [str(e) for e in self.evidence],
+            "detail": list(self.condition.detail),
         }
 
 
-class Rows:
-    """The result rows indexed the way the claims ask for them."""
+def _num(v: float) -> float | None:
+    return round(float(v), 6) if v == v and abs(v) != float("inf") else None
 
-    def __init__(self, rows: Iterable[Result]) -> None:
-        self._by_key: dict[tuple[object, ...], Result] = {}
-        for r in rows:
-            self._by_key[(r.attack, r.threat_model, r.epsilon, r.source, r.target, r.defense, r.adaptive)] = r
 
-    def own(self, attack: str, threat: ThreatModel, eps: float, model: ModelId) -> Result | None:
-        """The attack made on ``model`` under ``threat``, scored on ``model`` itself, undefended."""
-        return self._by_key.get((attack, threat.value, eps, str(model), str(model), "none", False))
+def judge_family(conditions: Sequence[Condition], alpha: float) -> list[Judged]:
+    """Holm over the family, in both directions. Each test's power is taken at Holm's first level,
+    alpha / m: never above what Holm gives, so "underpowered" errs towards saying so."""
+    m = len(conditions)
+    if m == 0:
+        return []
+    holds = holm([c.test.p_holds for c in conditions])
+    fails = holm([c.test.p_fails for c in conditions])
+    out = []
+    for c, ph, pf in zip(conditions, holds, fails, strict=True):
+        power = c.test.power(alpha / m)
+        if ph <= alpha:
+            verdict = Verdict.HOLDS
+        elif pf <= alpha:
+            verdict = Verdict.FAILS
+        elif power < POWER_TARGET:
+            verdict = Verdict.UNDERPOWERED
+        else:
+            verdict = Verdict.INCONCLUSIVE
+        needed = c.test.n_needed(alpha / m) if verdict is Verdict.UNDERPOWERED else 0
+        out.append(Judged(c, ph, pf, power, needed, verdict))
+    return out
 
-    def transfer(self, attack: str, eps: float, source: ModelId, target: ModelId) -> Result | None:
-        return self._by_key.get((attack, ThreatModel.TRANSFER.value, eps, str(source), str(target), "none", False))
 
-    def clean(self, model: ModelId, defense: str = "none") -> Result | None:
-        return self._by_key.get(("none", ThreatModel.CLEAN.value, 0.0, str(model), str(model), defense, False))
-
-    def defended(self, defense: str, target: str, eps: float) -> Result | None:
-        """The defended system's worst case over the non-adaptive and the adaptive attack."""
-        return next(
-            (
-                r
-                for (_, threat, e, _, t, d, _), r in self._by_key.items()
-                if (d, t, e, threat) == (defense, target, eps, ThreatModel.WORST_CASE.value)
-            ),
-            None,
-        )
-
-    def targets(self, defense: str) -> list[str]:
-        return sorted({t for (_, _, _, _, t, d, _) in self._by_key if d == defense})
-
-    def epsilons(self, attack: str, threat: ThreatModel) -> list[float]:
-        return sorted({e for (a, t, e, *_) in self._by_key if a == attack and t == threat.value and math.isfinite(e)})
+def overall(judged: Sequence[Judged]) -> Verdict:
+    """The claim's verdict over its (non-placebo) conditions."""
+    verdicts = {j.verdict for j in judged}
+    if not verdicts:
+        return Verdict.UNTESTED
+    if verdicts == {Verdict.HOLDS}:
+        return Verdict.HOLDS
+    if verdicts == {Verdict.FAILS}:
+        return Verdict.FAILS
+    if Verdict.HOLDS in verdicts or Verdict.FAILS in verdicts:
+        return Verdict.MIXED
+    return Verdict.UNDERPOWERED if Verdict.UNDERPOWERED in verdicts else Verdict.INCONCLUSIVE
 
 
 @dataclass(frozen=True)
 class Scope:
-    """What the claims are judged on: the attack, the study's models, and the defense study."""
+    """What the claims read: the study's models, the headline budget, and the records of evaluate
+    (``pairs``), analyse (``analysis``) and the defense study (``defenses``)."""
 
-    attack: str
     floats: tuple[ModelId, ...]
     quantizers: tuple[str, ...]
+    placebos: tuple[str, ...]  # quantizers that are negative controls
+    bits: Mapping[str, str]  # quantizer -> its widths, as the report names them
+    headline: float  # the headline epsilon (Linf)
     defense_epsilons: tuple[float, ...]
-    preprocessors: tuple[str, ...]  # defense names of the preprocessing defenses
-    ensembles: tuple[str, ...]
-    dq_recipe: str | None  # the Defensive Quantization recipe's name, if the defense study trains it
+    preprocessors: tuple[str, ...]
+    ensembles: Mapping[str, tuple[str, ...]]  # ensemble defense -> its members' precisions
+    recipes: tuple[str, ...]
+    dq_recipe: str | None
+    defended: Mapping[tuple[str, str, float], Any] = field(
+        default_factory=dict
+    )  # (defense, target, eps) -> worst-case row
+    pairs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     analysis: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # float model -> analyse's record
-    recipes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # train-based defense -> its metrics
+    defenses: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # defense -> its metrics
+
+    def quantized(self) -> list[tuple[ModelId, ModelId]]:
+        return [(f, f.quantized(q)) for f in self.floats for q in self.quantizers]
+
+    def group(self, model: ModelId) -> str:
+        return self.bits.get(model.quantizer or "", "float")
+
+    def is_placebo(self, model: ModelId) -> bool:
+        return model.quantizer in self.placebos
 
 
-Claim = Callable[[Rows, Scope], tuple[Evidence, ...]]
+@dataclass(frozen=True)
+class Hypothesis:
+    """A claim's primary hypothesis: what is measured, which way the paper says it goes, the test, and
+    whether it asserts an effect of quantization (then it must not hold on the placebo)."""
+
+    quantity: str
+    direction: int  # +1: the quantity lies above the boundary; -1: below
+    test: str
+    asserts_effect: bool
 
 
-def model_pairs(scope: Scope) -> list[tuple[ModelId, ModelId]]:
-    return [(f, f.quantized(q)) for f in scope.floats for q in scope.quantizers]
+Conditions = Callable[[Scope, Threshold], list[Condition]]
 
 
 @dataclass(frozen=True)
@@ -221,5 +174,50 @@ class ClaimEntry:
     key: str
     claim: str
     source: str
-    rule: str
-    checks: Claim
+    hypothesis: Hypothesis
+    conditions: Conditions
+
+
+@dataclass(frozen=True)
+class Finding:
+    entry: ClaimEntry
+    threshold: Threshold
+    alpha: float
+    judged: tuple[Judged, ...]
+    placebo: tuple[Judged, ...]
+
+    @property
+    def verdict(self) -> Verdict:
+        return overall(self.judged)
+
+    def placebo_holds(self) -> bool:
+        return any(j.verdict is Verdict.HOLDS for j in self.placebo)
+
+    def record(self) -> dict[str, Any]:
+        h, t = self.entry.hypothesis, self.threshold
+        return {
+            "claim": self.entry.claim,
+            "source": self.entry.source,
+            "verdict": self.verdict.value,
+            "quantity": h.quantity,
+            "direction": "above" if h.direction > 0 else "below",
+            "boundary": t.boundary,
+            "delta": t.delta,
+            "reason": t.reason,
+            "test": h.test,
+            "alpha": self.alpha,
+            "asserts_effect": h.asserts_effect,
+            "conditions": [j.record() for j in self.judged],
+            "placebo": [j.record() for j in self.placebo],
+            "counts": {v.value: sum(j.verdict is v for j in self.judged) for v in Verdict if v.value in _PER_CONDITION},
+        }
+
+
+_PER_CONDITION = {v.value for v in (Verdict.HOLDS, Verdict.FAILS, Verdict.INCONCLUSIVE, Verdict.UNDERPOWERED)}
+
+
+def judge_claim(entry: ClaimEntry, scope: Scope, threshold: Threshold, alpha: float) -> Finding:
+    conditions = entry.conditions(scope, threshold)
+    real = [c for c in conditions if not c.placebo]
+    control = [c for c in conditions if c.placebo]
+    return Finding(entry, threshold, alpha, tuple(judge_family(real, alpha)), tuple(judge_family(control, alpha)))

@@ -1,54 +1,51 @@
-"""Gorsline et al. 2021, "On the Adversarial Robustness of Quantized Neural Networks": its claim, the rule
-beside its text."""
+"""Gorsline et al. 2021, "On the Adversarial Robustness of Quantized Neural Networks": its claim, the primary
+hypothesis beside its text."""
 
 from __future__ import annotations
 
-from qrobust.attacks.threats import ThreatModel
-from qrobust.findings.evidence import (
-    ClaimEntry,
-    Evidence,
-    Outcome,
-    Rate,
-    Rows,
-    Scope,
-    above,
-    model_pairs,
+from qrobust.findings.evidence import ClaimEntry, Condition, Hypothesis, Scope
+from qrobust.findings.sources import condition, matched, matched_detail, matched_test
+from qrobust.findings.tests import combined, either
+from qrobust.settings.findings import Threshold
+
+CROSSING_HYPOTHESIS = Hypothesis(
+    "robust accuracy of the quantized runtime minus its float model's under the same attacks on the same "
+    "samples, at the smallest epsilon of the grid and the largest at which the float model keeps twice the "
+    "smallest effect: of one sign at one end and of the other at the other (either order)",
+    direction=1,
+    test="intersection-union of two paired tests per order, Bonferroni over the two orders",
+    asserts_effect=True,
 )
-from qrobust.findings.records import white_row
 
 
-def _crossing(rows: Rows, scope: Scope) -> tuple[Evidence, ...]:
-    """Per float / quantized pair: supports when the quantized curve lies above the float one at some
-    epsilon and below it at another (both separated); contradicts when every epsilon separates the
-    same way; undecided otherwise."""
-    evidence = []
-    for float_model, quant in model_pairs(scope):
-        rates = []
-        for eps in rows.epsilons(scope.attack, ThreatModel.WHITE_QNN_STE):
-            q, f = white_row(rows, scope.attack, eps, quant), white_row(rows, scope.attack, eps, float_model)
-            if q is not None and f is not None:
-                rates += [Rate.of(f"quantized eps {eps:g}", q), Rate.of(f"float eps {eps:g}", f)]
-        if len(rates) < 4:
+def _crossing(scope: Scope, t: Threshold) -> list[Condition]:
+    """Per pair: the smallest epsilon of the grid, and the largest at which the float model still keeps
+    twice the smallest effect in robust accuracy (beyond it both curves sit at zero and no crossing of that
+    size can show; the choice reads the float side only, never the difference)."""
+    out = []
+    for _, quant in scope.quantized():
+        records = scope.pairs.get(str(quant), {}).get("worst_case", {})
+        tags = sorted(float(k.split("=")[1]) for k in records if k.startswith("linf/"))
+        usable = [
+            e for e in tags if records[f"linf/eps={e:g}"]["reference"] >= 2 * t.delta * records[f"linf/eps={e:g}"]["n"]
+        ]
+        if len(usable) < 2:
             continue
-        pairs = list(zip(rates[::2], rates[1::2], strict=True))
-        ups = [q.label.split()[-1] for q, f in pairs if above(q, f)]
-        downs = [q.label.split()[-1] for q, f in pairs if above(f, q)]
-        if ups and downs:
-            outcome = Outcome.SUPPORTS
-        elif len(ups) == len(pairs) or len(downs) == len(pairs):
-            outcome = Outcome.CONTRADICTS
-        else:
-            outcome = Outcome.UNDECIDED
-        where = f"quantized above at eps {ups or 'none'}, float above at eps {downs or 'none'}".replace("'", "")
-        evidence.append(Evidence(f"{quant} vs {float_model} over epsilon ({where})", outcome, tuple(rates)))
-    return tuple(evidence)
+        small, large = matched(scope, quant, usable[0]), matched(scope, quant, usable[-1])
+        up_down = combined([matched_test(small, 1, t.delta), matched_test(large, -1, t.delta)], t.delta)
+        down_up = combined([matched_test(small, -1, t.delta), matched_test(large, 1, t.delta)], t.delta)
+        detail = (
+            f"eps {usable[0]:g}: {matched_detail(small)[0]}",
+            f"eps {usable[-1]:g}: {matched_detail(large)[0]}",
+        )
+        out.append(condition(scope, quant, either([up_down, down_up], t.delta), *detail))
+    return out
 
 
 CROSSING = ClaimEntry(
     "gorsline2021_crossing",
     "Quantization raises or lowers robustness depending on attack strength: float and quantized curves cross.",
     "Gorsline et al. 2021",
-    "per float / quantized pair: the quantized curve (straight-through) above the float one (white-box) at one "
-    "epsilon and below it at another supports; one side at every epsilon contradicts",
+    CROSSING_HYPOTHESIS,
     _crossing,
 )

@@ -27,7 +27,6 @@ from typing import Any
 
 from qrobust.attacks.threats import ThreatModel
 from qrobust.evaluation.results import Result, wilson_interval
-from qrobust.findings.evidence import Rate, above
 
 WHITE = (ThreatModel.WHITE_FLOAT.value, ThreatModel.WHITE_QNN_EXACT.value, ThreatModel.WHITE_QNN_STE.value)
 CHECKS = (
@@ -52,6 +51,25 @@ class Flag:
 
     def record(self) -> dict[str, str]:
         return {"model": self.model, "threat_model": self.threat_model, "check": self.check, "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class Rate:
+    """A robust accuracy (or a proportion) with its 95% Wilson interval, as a flag quotes it."""
+
+    label: str
+    value: float
+    low: float
+    high: float
+    n: int
+
+    def __str__(self) -> str:
+        return f"{self.label} {100 * self.value:.1f}% [{100 * self.low:.1f}, {100 * self.high:.1f}] n={self.n}"
+
+
+def above(a: Rate, b: Rate) -> bool:
+    """``a`` is above ``b`` with non-overlapping 95% intervals: a flag is raised only then."""
+    return a.low > b.high
 
 
 def _rate(r: Result) -> Rate:

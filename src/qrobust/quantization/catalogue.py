@@ -27,6 +27,9 @@ class WeightOnlyAlgorithm(Enum):
     GPTQ = "gptq"
 
 
+PLACEBO_BITS = 16
+
+
 @dataclass(frozen=True)
 class QuantizerEntry:
     name: str
@@ -34,6 +37,11 @@ class QuantizerEntry:
     weight_bits: int  # nominal; the artefact's metrics measure what was stored
     activation_bits: int  # 32: weight-only, activations stay float
     parse: Callable[[Mapping[str, Any], str], dict[str, Any]]  # options -> checked keyword arguments
+
+    @property
+    def placebo(self) -> bool:
+        """16 bits or more for weights and activations: a negative control, not a quantized model."""
+        return min(self.weight_bits, self.activation_bits) >= PLACEBO_BITS
 
 
 def _ort(options: Mapping[str, Any], key: str) -> dict[str, Any]:
@@ -72,6 +80,9 @@ QUANTIZERS: Registry[QuantizerEntry] = Registry("quantizer")
 for _entry in (
     QuantizerEntry("ort_int8", "onnxruntime", 8, 8, _ort),
     QuantizerEntry("ort_w4a8", "onnxruntime", 4, 8, _ort),
+    # The negative control: the same ONNX Runtime QDQ path at 16 bits, numerically the float model (its
+    # rounding step is 1/65535 of each tensor's range). No claim about an effect of quantization may hold on it.
+    QuantizerEntry("ort_w16a16", "onnxruntime", 16, 16, _ort),
     QuantizerEntry("inc_int8", "inc_pt2e", 8, 8, _none),
     QuantizerEntry("inc_w4", "inc_woq", 4, 32, _weight_only),
 ):

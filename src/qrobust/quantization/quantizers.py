@@ -99,7 +99,8 @@ class OrtStaticQDQ:
             CalibrationMethod.ENTROPY: OrtMethod.Entropy,
             CalibrationMethod.PERCENTILE: OrtMethod.Percentile,
         }[self.calibrate_method]
-        weight_type = {8: QuantType.QInt8, 4: QuantType.QInt4}[self.weight_bits]
+        weight_type = {16: QuantType.QInt16, 8: QuantType.QInt8, 4: QuantType.QInt4}[self.weight_bits]
+        activation_type = {16: QuantType.QUInt16, 8: QuantType.QUInt8}[self.activation_bits]
         with tempfile.TemporaryDirectory() as scratch:
             # Shape inference and BatchNorm folding first, as ONNX Runtime's quantization guide asks.
             prepared = Path(scratch) / "preprocessed.onnx"
@@ -111,7 +112,7 @@ class OrtStaticQDQ:
                 quant_format=QuantFormat.QDQ,
                 per_channel=self.per_channel,
                 reduce_range=self.reduce_range and self.weight_bits == 8,
-                activation_type=QuantType.QUInt8,
+                activation_type=activation_type,
                 weight_type=weight_type,
                 calibrate_method=method,
                 calibration_providers=["CPUExecutionProvider"],
@@ -179,6 +180,7 @@ class IncWeightOnly:
 _MAKERS: dict[str, tuple[type, dict[str, Any]]] = {
     "ort_int8": (OrtStaticQDQ, {"weight_bits": 8}),
     "ort_w4a8": (OrtStaticQDQ, {"weight_bits": 4}),
+    "ort_w16a16": (OrtStaticQDQ, {"weight_bits": 16, "activation_bits": 16}),
     "inc_int8": (IncStaticInt8, {}),
     "inc_w4": (IncWeightOnly, {}),
 }

@@ -138,10 +138,12 @@ def attack_tables(rows: Sequence[Result], attacks: Mapping[str, Sequence[float]]
                         *("" if c is None else f"{pct(c.robust_accuracy)} (n={c.n})" for c in cells),
                     )
                 )
+        # Columns by precision only (the title names the architecture): six models fit the page.
+        precisions = [ModelId.parse(m).precision for m in models]
         tables.append(
             Table(
-                f"Every attack on {arch}: robust accuracy at the middle of its epsilon grid",
-                ("attack", "threat model", "epsilon (norm)", "queries / sample (whole grid)", *models),
+                f"Every attack on {arch} ({', '.join(models)}): robust accuracy at the middle of its epsilon grid",
+                ("attack", "threat model", "epsilon (norm)", "queries / sample", *precisions),
                 tuple(lines),
                 "White-box attacks on quantized models go through the twin (exact: rounding as deployed; ste: "
                 "straight-through); black-box attacks query the deployed runtime. Every number is the deployed "

@@ -18,6 +18,7 @@ from qrobust.attacks.threats import ThreatModel
 from qrobust.evaluation.results import Result
 from qrobust.pipeline.io import write_bytes, write_text
 from qrobust.report.figures import robustness_figure, transfer_figure
+from qrobust.report.findings_tables import findings_conditions_table, findings_table
 from qrobust.report.format import Figure, Metrics, Report, Table
 from qrobust.report.model_tables import (
     analysis_table,
@@ -31,8 +32,6 @@ from qrobust.report.model_tables import (
 )
 from qrobust.report.study_tables import (
     defense_table,
-    findings_evidence_table,
-    findings_table,
     provenance_table,
     signoff_table,
 )
@@ -159,7 +158,7 @@ def build_report(
         *([convergence_table(convergence)] if convergence else []),
     ]
     if findings:
-        sections.append(findings_evidence_table(findings))
+        sections.append(findings_conditions_table(findings))
     if masking is not None:
         sections.append(masking_table(*masking))
     if analysis:

@@ -1,4 +1,4 @@
-"""Tables about the study's verdicts: the defense study, the sign-off, the findings and their evidence, provenance."""
+"""Tables about the study's verdicts: the defense study, the sign-off, provenance (the findings have their own module)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from typing import Any
 
 from qrobust.attacks.threats import ThreatModel
 from qrobust.evaluation.results import Result
-from qrobust.findings.evidence import AGGREGATE_RULE
 from qrobust.pipeline.model_id import ModelId
 from qrobust.report.format import Metrics, Table, _index, pct, points
 from qrobust.report.model_tables import _precision_order
@@ -152,44 +151,6 @@ def signoff_table(
         "Every choice reads the validation split (data.val_size images of the training set, disjoint from the "
         "images trained on and from the calibration split): this sign-off and the detector's threshold. The test "
         "split is only reported (the clean accuracy table).",
-    )
-
-
-def findings_table(findings: Mapping[str, Mapping[str, Any]]) -> Table:
-    """The findings stage's verdicts, one line per claim, beside the check counts and the rule of its checks."""
-    lines = tuple(
-        (
-            str(record["claim"]),
-            str(record["source"]),
-            str(record["verdict"]),
-            f"{record['supporting']} / {record['contradicting']} / {record['checks']}",
-            str(record["check_rule"]),
-        )
-        for record in findings.values()
-    )
-    return Table(
-        "Findings: the literature's claims on this run",
-        ("claim", "source", "verdict", "checks supporting / contradicting / all", "check (one per row of the data)"),
-        lines,
-        f"Each verdict is computed from this run's result rows and the analysis stage's counts: a claim {AGGREGATE_RULE}. "
-        "A check separates when the two 95% intervals do not overlap (Wilson for rates, bootstrap for differences of "
-        "medians); the checks that separated are listed in 'Findings: the separating checks', every check in "
-        "reports/findings_evidence.json.",
-    )
-
-
-def findings_evidence_table(findings: Mapping[str, Mapping[str, Any]]) -> Table:
-    """Per claim, the first checks that separated, with their numbers."""
-    lines = []
-    for record in findings.values():
-        decisive = [e for e in record["evidence"] if not e.endswith("-> undecided")]
-        shown = "; ".join(decisive[:3]) + (f"; ... {len(decisive) - 3} more" if len(decisive) > 3 else "")
-        lines.append((str(record["claim"]), str(record["verdict"]), shown or "no check separates"))
-    return Table(
-        "Findings: the separating checks",
-        ("claim", "verdict", "checks that separated (first three)"),
-        tuple(lines),
-        "Each check gives its two rates or its difference with the 95% interval and n, then what it supports.",
     )
 
 

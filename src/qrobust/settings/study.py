@@ -19,11 +19,12 @@ from qrobust.pipeline.model_id import ModelId, with_quantized
 from qrobust.settings.analysis import AnalysisSettings
 from qrobust.settings.attack import AttackSettings
 from qrobust.settings.defend import DefendSettings
+from qrobust.settings.findings import FindingsSettings
 from qrobust.settings.prepare import PrepareSettings
 from qrobust.settings.report import ReportSettings
 from qrobust.settings.train import QuantizeSettings, TrainSettings
 
-TOP_LEVEL_KEYS = {"seed", "data", "train", "quantize", "attack", "defend", "analysis", "report"}
+TOP_LEVEL_KEYS = {"seed", "data", "train", "quantize", "attack", "defend", "analysis", "report", "findings"}
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class Study:
     defend: DefendSettings
     analysis: AnalysisSettings
     report: ReportSettings
+    findings: FindingsSettings
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> Study:
@@ -56,6 +58,7 @@ class Study:
             defend=DefendSettings.from_params(params, prepare, train, quantize, attack),
             analysis=AnalysisSettings.from_params(params, prepare, attack),
             report=ReportSettings.from_params(params, attack),
+            findings=FindingsSettings.from_params(params),
         )
 
     def models(self) -> tuple[ModelId, ...]:

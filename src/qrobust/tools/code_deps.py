@@ -31,7 +31,7 @@ PACKAGE = "qrobust"
 CODE_FILE = "dvc.code.yaml"
 FILLER = "src/qrobust/attacks/factory.py"
 # How many slots dvc.yaml gives each group's deps (``${attack_code.<key>.code1}`` ... or ``${defend_code.code1}``).
-SLOTS = {"attack_code": 3, "defend_code": 4, "defend_recipe_code": 4, "analyse_code": 3}
+SLOTS = {"attack_code": 4, "defend_code": 5, "defend_recipe_code": 5, "analyse_code": 3}
 SCRIPTS = {
     "attack_code": "stages/attack.py",
     "defend_code": "stages/defend.py",
