@@ -2,7 +2,8 @@
 model the per-sample worst case over every set that reached it and the nearest verified boundary
 distance (rows of results.csv; reports/worst_case.json says which sets broke how many samples and found
 the nearest examples, and gives the censored median distance); and reports/pairs.json, each quantized
-model against its float parent under the same attacks on the same samples (qrobust.evaluation.pairs).
+model against its float parent under the same attacks on the same samples (qrobust.evaluation.pairs);
+and reports/outcomes.npz, every row's per-sample outcome, which a paired comparison of two revisions reads.
 
 Targets are the float ONNX models (ONNX Runtime sessions) and every quantized artefact's deployed runtime
 (an ONNX Runtime session or the INC-converted torch module), each opened from its files, with no
@@ -34,7 +35,7 @@ from qrobust.evaluation.scoring import (
 )
 from qrobust.pipeline.device import resolve_device
 from qrobust.pipeline.errors import ConfigError
-from qrobust.pipeline.io import load_json, save_json
+from qrobust.pipeline.io import load_json, save_json, save_npz
 from qrobust.pipeline.layout import PREPARED, REPORTS, adversarial_set, model_dir
 from qrobust.pipeline.model_id import ModelId
 from qrobust.pipeline.process import run_stage
@@ -76,10 +77,12 @@ def main() -> None:
     _, y, sets, _ = _inputs()
     check_sources(models, sets)
     labels = run_jobs(answers, [str(m) for m in models], workers=worker_count(resolve_device(study.attack.device)))
-    rows, worst = score_labels(dict(zip(models, labels, strict=True)), sets, y)
+    outcomes: dict[str, np.ndarray] = {}
+    rows, worst = score_labels(dict(zip(models, labels, strict=True)), sets, y, outcomes)
     write_results(REPORTS / "results.csv", rows)
     save_json(REPORTS / "worst_case.json", {"robust": worst.attribution(), "boundary": worst.boundary()})
     save_json(REPORTS / "pairs.json", pairs(worst, list(models)))
+    save_npz(REPORTS / "outcomes.npz", outcomes)
     save_json(REPORTS / "metrics.json", {**test_accuracy, **flat_metrics(rows)})
     print(f"{len(rows)} result rows: {len(sets)} adversarial sets x {len(models)} targets")
 

@@ -104,6 +104,15 @@ def test_report_metrics_and_plots(smoke: Path) -> None:
     findings = load_json(smoke / "reports" / "findings.json")["findings"]
     assert set(findings) == {c.key for c in CLAIMS}
     assert {f["verdict"] for f in findings.values()} <= {v.value for v in Verdict}
+    # The placebo (16-bit, numerically the float model) goes through every rule, judged apart; no claim of
+    # an effect of quantization holds on it.
+    evidence = load_json(smoke / "reports" / "findings_evidence.json")["findings"]
+    assert all(c["condition"].startswith("lenet-standard.ort_w16a16") for f in evidence.values() for c in f["placebo"])
+    assert any(f["placebo"] for f in evidence.values())
+    for key, record in evidence.items():
+        if record["asserts_effect"]:
+            assert "holds" not in {c["verdict"] for c in record["placebo"]}, (key, record["placebo"])
+    assert "[placebo]" in markdown
     metrics = json.loads(dvc(smoke, "metrics", "show", "--json"))
     (files,) = [rev["data"] for rev in metrics.values()]
     assert list(files) == ["reports/headline.json"]

@@ -22,8 +22,11 @@ from qrobust.findings.claims import judge
 from qrobust.findings.evidence import Scope
 from qrobust.findings.masking import CHECKS
 from qrobust.pipeline.model_id import ModelId
+from qrobust.pipeline.params import load_params
 from qrobust.report.figures import plot_rows
 from qrobust.report.page import DefenseResults, build_report, render_html, render_markdown
+from qrobust.settings.study import Study
+from tests.conftest import ROOT
 
 
 def test_wilson_interval_matches_known_values() -> None:
@@ -248,7 +251,19 @@ def test_a_set_from_an_unknown_source_is_refused_with_the_targets() -> None:
         cross_evaluate(targets[:1], sets, x, y)
 
 
-FINDINGS_SCOPE = Scope("push", (ModelId("toy", "m"),), ("q",), (0.5,), (), (), None)
+FINDINGS_SCOPE = Scope(
+    floats=(ModelId("toy", "m"),),
+    quantizers=("q",),
+    placebos=(),
+    bits={"q": "w8a8"},
+    headline=0.5,
+    defense_epsilons=(0.5,),
+    preprocessors=(),
+    ensembles={},
+    recipes=(),
+    dq_recipe=None,
+    analysis={"toy-m": {"float": {}, "toy-m.q": {"transfer_retention/eps=0.5": {"rate": 0.75, "k": 6, "n": 8}}}},
+)
 
 
 def test_report_renders_tables_figures_and_plot_data() -> None:
@@ -329,7 +344,10 @@ def test_report_renders_tables_figures_and_plot_data() -> None:
         min_float_accuracy=0.95,
         max_drop_points=1.5,
         headline=("linf", 0.5),
-        findings={f.key: f.record() for f in judge(rows, FINDINGS_SCOPE)},
+        findings={
+            f.entry.key: f.record()
+            for f in judge(FINDINGS_SCOPE, Study.from_params(load_params(ROOT / "params.yaml")).findings)
+        },
         masking=(
             [{"model": "toy-m.q", "threat_model": "white_qnn_exact", "check": "zero_gradients", "detail": "all zero"}],
             CHECKS,
@@ -355,12 +373,20 @@ def test_report_renders_tables_figures_and_plot_data() -> None:
     # The report opens with the findings, each verdict beside its rule and the checks that separated.
     assert "| toy-m.q | white_qnn_exact |  |  |  |  | all zero |" in markdown
     assert report.sections[0].title.startswith("Findings") and page.index("Findings") < page.index("Clean accuracy")
-    # toy-m.q is never right, so no sample can transfer: no check, and the verdict says so.
+    # Six of eight float successes transfer: too few samples to tell 75% (the boundary of "poorly") from
+    # 60%, and the table says so with the n that would; claims without records are not tested.
     assert (
-        "| Attacks transfer poorly from float to quantized models. | Bernhard et al. 2019 | inconclusive | 0 / 0 / 0 | "
-        "per pair and epsilon:" in markdown
+        "| Attacks transfer poorly from float to quantized models. | Bernhard et al. 2019 | inconclusive: underpowered "
+        "| 1 inconclusive: underpowered | n/a |" in markdown
     )
-    assert "| Attacks transfer poorly from float to quantized models. | inconclusive | no check separates |" in markdown
+    assert (
+        "| Attacks transfer poorly from float to quantized models. | toy-m.q (w8a8) | 75.0 | -0.0 [-17.9, +34.1] | 15 | 8 "
+        "| 0.6329 | 0.3154 | 0.28 | inconclusive: underpowered (n >= 57 needed) | 6 of 8 float successes also fool toy-m.q |"
+    ) in markdown
+    assert (
+        "| Quantization is no defense: the apparent robustness of low-bit models is gradient masking. | toy-m.q"
+        not in markdown
+    )
     # Then float vs quantized per architecture: clean, and the per-sample worst case at the headline budget.
     assert (
         report.sections[1].title.startswith("Float vs quantized")

@@ -17,6 +17,7 @@ import numpy as np
 from qrobust.attacks.sets import AdversarialSet
 from qrobust.attacks.threats import NORMS, ThreatModel
 from qrobust.evaluation.results import Result, paired
+from qrobust.evaluation.worstcase import ATTACK as WORST_CASE
 from qrobust.evaluation.worstcase import WorstCase
 from qrobust.pipeline.model_id import ModelId
 
@@ -171,14 +172,31 @@ def cross_evaluate(
     return score_labels({t.model: target_labels(t.runtime, x, stack) for t in targets}, sets, y)
 
 
+def outcome_key(attack: str, threat: str, epsilon: float, source: object, target: object) -> str:
+    """How ``reports/outcomes.npz`` names a row's per-sample outcome (and, with ``index|``, its samples)."""
+    return f"{attack}|{threat}|{epsilon:g}|{source}|{target}"
+
+
+def set_index_key(attack: str, threat: str, source: object) -> str:
+    """The samples of a set, shared by its rows in ``reports/outcomes.npz``."""
+    return f"index|{attack}|{threat}|{source}"
+
+
 def score_labels(
-    labels: Mapping[ModelId, Labels], sets: Sequence[AdversarialSet], y: np.ndarray
+    labels: Mapping[ModelId, Labels],
+    sets: Sequence[AdversarialSet],
+    y: np.ndarray,
+    outcomes: dict[str, np.ndarray] | None = None,
 ) -> tuple[list[Result], WorstCase]:
     """Clean rows (one per target), one row per (set, epsilon, target), every set on every target, then
     per target the per-sample worst case at each (norm, epsilon); and who broke each sample. ``labels``:
     each target's answers, in the order of the rows."""
     check_sources(list(labels), sets)
     clean_correct = {model: given.clean == y for model, given in labels.items()}
+    if outcomes is not None:
+        for model, right in clean_correct.items():
+            key = outcome_key("none", ThreatModel.CLEAN.value, 0.0, model, model)
+            outcomes[key], outcomes[f"index|{key}"] = right, np.arange(len(y), dtype=np.int32)
     rows = []
     for model in labels:
         row = clean_row(clean_correct[model], target=model)
@@ -203,9 +221,20 @@ def score_labels(
                 scored = [paired(row, parent, reference[e], correct[e] & clean) for e, row in enumerate(scored)]
             rows += scored
             threat = adv.threat_model if model == adv.source else ThreatModel.TRANSFER
+            if outcomes is not None:
+                # Per sample, robust (right clean and under the attack): what a paired comparison of two
+                # revisions reads (qrobust.tools.compare), with the samples' indices once per set.
+                outcomes[set_index_key(adv.attack, adv.threat_model.value, adv.source)] = adv.index.astype(np.int32)
+                for e, eps in enumerate(adv.epsilons):
+                    outcomes[outcome_key(adv.attack, threat.value, eps, adv.source, model)] = correct[e] & clean
             for e, eps in enumerate(adv.epsilons):
                 sizes = {norm: adv.sizes[norm][e] for norm in NORMS}
                 worst.add(model, f"{adv.attack}/{threat.value}", adv.norm, eps, adv.index, correct[e], sizes)
+    if outcomes is not None:
+        for (model, norm, eps), budget in worst.budgets.items():
+            key = f"{outcome_key(WORST_CASE, ThreatModel.WORST_CASE.value, eps, model, model)}|{norm}"
+            covered = np.flatnonzero(budget.covered)
+            outcomes[key], outcomes[f"index|{key}"] = worst.robust(model, norm, eps)[covered], covered.astype(np.int32)
     return rows + worst.rows(), worst
 
 

@@ -96,7 +96,9 @@ def judge_family(conditions: Sequence[Condition], alpha: float) -> list[Judged]:
     out = []
     for c, ph, pf in zip(conditions, holds, fails, strict=True):
         power = c.test.power(alpha / m)
-        if ph <= alpha:
+        if c.test.n == 0:
+            verdict = Verdict.UNTESTED
+        elif ph <= alpha:
             verdict = Verdict.HOLDS
         elif pf <= alpha:
             verdict = Verdict.FAILS
@@ -111,7 +113,7 @@ def judge_family(conditions: Sequence[Condition], alpha: float) -> list[Judged]:
 
 def overall(judged: Sequence[Judged]) -> Verdict:
     """The claim's verdict over its (non-placebo) conditions."""
-    verdicts = {j.verdict for j in judged}
+    verdicts = {j.verdict for j in judged} - {Verdict.UNTESTED}
     if not verdicts:
         return Verdict.UNTESTED
     if verdicts == {Verdict.HOLDS}:
@@ -213,7 +215,9 @@ class Finding:
         }
 
 
-_PER_CONDITION = {v.value for v in (Verdict.HOLDS, Verdict.FAILS, Verdict.INCONCLUSIVE, Verdict.UNDERPOWERED)}
+_PER_CONDITION = {
+    v.value for v in (Verdict.HOLDS, Verdict.FAILS, Verdict.INCONCLUSIVE, Verdict.UNDERPOWERED, Verdict.UNTESTED)
+}
 
 
 def judge_claim(entry: ClaimEntry, scope: Scope, threshold: Threshold, alpha: float) -> Finding:

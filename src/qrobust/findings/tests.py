@@ -172,7 +172,7 @@ def _tango_restricted(b: int, c: int, n: int, margin: float) -> float:
     m = n - b - c
     coef_b = b * (1 - 3 * margin) + c * (1 - margin) - 2 * m * margin
     coef_c = b * margin * (1 - margin)
-    return max((coef_b + math.sqrt(coef_b * coef_b + 8 * n * coef_c)) / (4 * n), 0.0)
+    return max((coef_b + math.sqrt(max(coef_b * coef_b + 8 * n * coef_c, 0.0))) / (4 * n), 0.0)
 
 
 def _tango_z(b: int, c: int, n: int, margin: float, correction: float = 0.0) -> float:

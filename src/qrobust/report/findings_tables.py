@@ -70,13 +70,15 @@ def findings_conditions_table(findings: Mapping[str, Mapping[str, Any]]) -> Tabl
             *({**p, "condition": f"{p['condition']} [placebo]"} for p in record["placebo"]),
         ]:
             verdict = c["verdict"]
+            if verdict == "not tested":
+                continue
             if verdict.endswith("underpowered") and c["n_needed"]:
                 verdict += f" (n >= {c['n_needed']} needed)"
             lines.append(
                 (
                     str(record["claim"]),
                     str(c["condition"]),
-                    _signed(c["value"]),
+                    "n/a" if c["value"] is None else f"{100 * c['value']:.1f}",
                     f"{_signed(c['effect'])} [{_signed(c['low'])}, {_signed(c['high'])}]",
                     f"{100 * record['delta']:g}",
                     str(c["n"]),
@@ -94,7 +96,8 @@ def findings_conditions_table(findings: Mapping[str, Mapping[str, Any]]) -> Tabl
             "n", "adj. p (holds)", "adj. p (does not hold)", "power", "verdict", "counts",
         ),
         tuple(lines),
-        "Quantities and effects in percentage points (a share of 0.62 reads 62.0; a difference of 0.05 reads +5.0). "
+        "Quantities and effects in percentage points (a share of 0.62 reads 62.0; a difference of 0.05 reads 5.0, "
+        "its effect +5.0). Conditions without data are counted in the claim's line as 'not tested' and left out here. "
         "The effect is the quantity's distance beyond the claim's boundary in the claimed direction; 'adj. p' are "
         "Holm-adjusted over the claim's conditions. Each claim's test is in reports/findings_evidence.json.",
     )  # fmt: skip

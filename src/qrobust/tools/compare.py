@@ -5,27 +5,37 @@
 Each revision's ``reports/results.csv``, ``reports/findings.json`` and ``params.yaml`` are read through DVC
 (``dvc.api.read``: git for the small files, the DVC cache or remote for the outputs), never by re-running
 anything; ``workspace`` reads the files on disk. The page gives, per model, both revisions' clean and
-headline robust accuracy, the difference and whether it is larger than its sampling noise (a two-sided
-two-proportion z-test at the 5% level); the verdicts that changed; every other result row whose difference
-exceeds its noise; and both revisions' robust-accuracy curves overlaid.
+headline robust accuracy, the difference and whether it is larger than its sampling noise; the verdicts
+that changed; every other result row whose difference exceeds its noise; and both revisions' robust-accuracy
+curves overlaid.
+
+Two revisions of one study score the same seeded samples, so a row is compared by McNemar's exact test on
+its per-sample outcomes (``reports/outcomes.npz``) where both revisions have them on the same samples, and
+by a two-proportion z-test otherwise. Over the thousands of rows, "exceeds its noise" keeps the false
+discovery rate at 5% (Benjamini-Hochberg), instead of testing each row at p < 0.05.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import math
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from qrobust.attacks.threats import ThreatModel
-from qrobust.evaluation.results import Result, read_results
+from qrobust.evaluation.results import Result, paired_difference, read_results
+from qrobust.evaluation.scoring import outcome_key, set_index_key
+from qrobust.evaluation.worstcase import ATTACK as WORST_CASE
 from qrobust.findings.headline import HEADLINE_RULE, Headline, headline_budget, headlines
+from qrobust.findings.tests import benjamini_hochberg
 from qrobust.pipeline.errors import ConfigError
 from qrobust.pipeline.model_id import ModelId
 from qrobust.report.figures import Curves, curve_rows, curves_png
@@ -34,7 +44,7 @@ from qrobust.report.model_tables import _precision_order
 from qrobust.report.page import write_pages
 
 WORKSPACE = "workspace"
-ALPHA = 0.05  # a difference "exceeds its noise" when the two-proportion test rejects equality at this level
+ALPHA = 0.05  # a difference "exceeds its noise" when its Benjamini-Hochberg q-value is below this (FDR 5%)
 MAX_ROWS = 40  # changed result rows listed on the page (all are counted)
 
 
@@ -44,23 +54,39 @@ class Revision:
     rows: list[Result]
     verdicts: dict[str, str]
     curves: dict[ThreatModel, str]  # report.curves of this revision's params
+    outcomes: dict[str, np.ndarray]  # reports/outcomes.npz: per row its per-sample outcome ({} if absent)
+
+    def outcome(self, r: Result) -> tuple[np.ndarray, np.ndarray] | None:
+        """A row's per-sample outcome and the samples it covers, when this revision recorded them."""
+        if r.attack == WORST_CASE:
+            key = f"{outcome_key(r.attack, r.threat_model, r.epsilon, r.source, r.target)}|{r.norm}"
+            index_key = f"index|{key}"
+        elif r.threat_model == ThreatModel.CLEAN.value:
+            key = outcome_key(r.attack, r.threat_model, r.epsilon, r.source, r.target)
+            index_key = f"index|{key}"
+        else:
+            key = outcome_key(r.attack, r.threat_model, r.epsilon, r.source, r.target)
+            index_key = set_index_key(r.attack, r.source_threat_model, r.source)
+        if key not in self.outcomes or index_key not in self.outcomes:
+            return None
+        return self.outcomes[key], self.outcomes[index_key]
 
 
 def read_revision(repo: Path, rev: str) -> Revision:
     """A revision's rows, verdicts and figure settings, read through DVC (or from disk for ``workspace``)."""
     if rev == WORKSPACE:
 
-        def read(path: str) -> str:
-            return (repo / path).read_text(encoding="utf-8")
+        def read(path: str, mode: str = "r") -> str | bytes:
+            return (repo / path).read_bytes() if mode == "rb" else (repo / path).read_text(encoding="utf-8")
 
     else:
         import dvc.api
         from dvc.exceptions import DvcException
         from dvc.scm import RevError
 
-        def read(path: str) -> str:
+        def read(path: str, mode: str = "r") -> str | bytes:
             try:
-                return dvc.api.read(path, repo=str(repo), rev=rev)
+                return dvc.api.read(path, repo=str(repo), rev=rev, mode=mode)
             except (DvcException, RevError) as exc:
                 raise ConfigError(
                     f"revision {rev!r} has no readable {path} ({exc}): name a branch, commit or experiment "
@@ -73,7 +99,12 @@ def read_revision(repo: Path, rev: str) -> Revision:
     findings = json.loads(read("reports/findings.json"))["findings"]
     verdicts = {claim: record["verdict"] for claim, record in findings.items()}
     curves = yaml.safe_load(read("params.yaml"))["report"]["curves"]
-    return Revision(rev, rows, dict(verdicts), {ThreatModel(t): a for t, a in curves.items()})
+    try:
+        with np.load(io.BytesIO(read("reports/outcomes.npz", "rb")), allow_pickle=False) as data:
+            outcomes = {name: data[name] for name in data.files}
+    except (ConfigError, FileNotFoundError):
+        outcomes = {}  # an older revision: its rows are compared unpaired
+    return Revision(rev, rows, dict(verdicts), {ThreatModel(t): a for t, a in curves.items()}, outcomes)
 
 
 def two_proportion_p(k_a: int, n_a: int, k_b: int, n_b: int) -> float:
@@ -96,16 +127,13 @@ class Difference:
     label: str
     a: Result | None
     b: Result | None
-
-    @property
-    def p(self) -> float:
-        if self.a is None or self.b is None:
-            return math.nan
-        return two_proportion_p(self.a.n_correct, self.a.n, self.b.n_correct, self.b.n)
+    p: float = math.nan  # two-sided: McNemar's exact test when paired, else the two-proportion z-test
+    paired: bool = False
+    q: float = math.nan  # Benjamini-Hochberg over the rows compared together
 
     @property
     def exceeds(self) -> bool:
-        return self.p < ALPHA
+        return self.q < ALPHA
 
     @property
     def points(self) -> float:
@@ -117,13 +145,32 @@ class Difference:
         def value(r: Result | None) -> str:
             return "absent" if r is None else f"{pct(r.robust_accuracy)} (n={r.n})"
 
-        significant = "n/a" if math.isnan(self.p) else ("yes" if self.exceeds else "no")
-        shown_p = "" if math.isnan(self.p) else f"{self.p:.3g}"
+        significant = "n/a" if math.isnan(self.q) else ("yes" if self.exceeds else "no")
+        shown_p = "" if math.isnan(self.p) else f"{self.p:.3g} ({'McNemar' if self.paired else 'z-test'})"
+        shown_q = "" if math.isnan(self.q) else f"{self.q:.3g}"
         diff = "" if math.isnan(self.points) else f"{self.points:+.1f}"
-        return (self.label, value(self.a), value(self.b), diff, shown_p, significant)
+        return (self.label, value(self.a), value(self.b), diff, shown_p, shown_q, significant)
 
 
-HEADERS = ("A", "B", "B - A (points)", "p (two-proportion z-test)", f"exceeds noise (p < {ALPHA:g})")
+def tested(label: str, a: Revision, b: Revision, ra: Result | None, rb: Result | None) -> Difference:
+    """The two rows' difference with its p-value: paired on the per-sample outcomes when both revisions
+    recorded them on the same samples, else unpaired."""
+    if ra is None or rb is None:
+        return Difference(label, ra, rb)
+    oa, ob = a.outcome(ra), b.outcome(rb)
+    if oa is not None and ob is not None and np.array_equal(oa[1], ob[1]):
+        return Difference(label, ra, rb, paired_difference(oa[0], ob[0])["mcnemar_p"], paired=True)
+    return Difference(label, ra, rb, two_proportion_p(ra.n_correct, ra.n, rb.n_correct, rb.n))
+
+
+def with_q(differences: Sequence[Difference]) -> list[Difference]:
+    """Benjamini-Hochberg q-values over every difference that has a p-value."""
+    tested_ = [i for i, d in enumerate(differences) if not math.isnan(d.p)]
+    q = dict(zip(tested_, benjamini_hochberg([differences[i].p for i in tested_]), strict=True))
+    return [replace(d, q=q[i]) if i in q else d for i, d in enumerate(differences)]
+
+
+HEADERS = ("A", "B", "B - A (points)", "p (two-sided)", "q (Benjamini-Hochberg)", f"exceeds noise (q < {ALPHA:g})")
 
 
 def _key(r: Result) -> tuple[Any, ...]:
@@ -135,16 +182,18 @@ def _label(r: Result) -> str:
     return f"{r.target}: {r.attack} {r.threat_model}{made} eps {r.epsilon:g}"
 
 
-def row_differences(a: Sequence[Result], b: Sequence[Result]) -> list[Difference]:
+def row_differences(a: Revision, b: Revision) -> list[Difference]:
     """Every result row of either revision, matched on what it measures (attack, threat model, epsilon,
-    source, target, defense, adaptive), in A's order then B's new rows."""
-    index_a, index_b = {_key(r): r for r in a}, {_key(r): r for r in b}
+    source, target, defense, adaptive), in A's order then B's new rows; q-values over all of them."""
+    index_a, index_b = {_key(r): r for r in a.rows}, {_key(r): r for r in b.rows}
     keys = list(index_a) + [k for k in index_b if k not in index_a]
-    return [
-        Difference(_label(index_a.get(k) or index_b[k]), index_a.get(k), index_b.get(k))
-        for k in keys
-        if not math.isinf(k[2])  # unbounded outputs: their rates say how often, not how far; see their distances
-    ]
+    return with_q(
+        [
+            tested(_label(index_a.get(k) or index_b[k]), a, b, index_a.get(k), index_b.get(k))
+            for k in keys
+            if not math.isinf(k[2])  # unbounded outputs: their rates say how often, not how far; see their distances
+        ]
+    )
 
 
 def headline_differences(a: Revision, b: Revision, norm: str, epsilon: float) -> list[Difference]:
@@ -156,9 +205,9 @@ def headline_differences(a: Revision, b: Revision, norm: str, epsilon: float) ->
     out = []
     for model in models:
         x, y = ha.get(model), hb.get(model)
-        out.append(Difference(f"{model}: clean", x and x.clean, y and y.clean))
-        out.append(Difference(f"{model}: robust", x and x.strongest, y and y.strongest))
-    return out
+        out.append(tested(f"{model}: clean", a, b, x and x.clean, y and y.clean))
+        out.append(tested(f"{model}: robust", a, b, x and x.strongest, y and y.strongest))
+    return with_q(out)
 
 
 def budget(rev: Revision) -> tuple[str, float]:
@@ -186,7 +235,7 @@ def overlay_figure(a: Revision, b: Revision, threat: ThreatModel, attack: str) -
 def compare(a: Revision, b: Revision) -> Report:
     norm, epsilon = budget(a)
     head = headline_differences(a, b, norm, epsilon)
-    matched = row_differences(a.rows, b.rows)
+    matched = row_differences(a, b)
     rows = sorted((d for d in matched if d.exceeds), key=lambda d: -abs(d.points))
     claims = sorted(set(a.verdicts) | set(b.verdicts))
     changed = [(c, a.verdicts.get(c, "absent"), b.verdicts.get(c, "absent")) for c in claims]
@@ -196,8 +245,9 @@ def compare(a: Revision, b: Revision) -> Report:
             f"Headline: clean and worst-case robust accuracy at {norm} epsilon {epsilon:g}",
             ("model", *HEADERS),
             tuple(d.cells() for d in head),
-            f"Robust accuracy is {HEADLINE_RULE}. A difference exceeds its noise when a two-sided two-proportion "
-            f"z-test rejects equal rates at the {ALPHA:g} level.",
+            f"Robust accuracy is {HEADLINE_RULE}. Both revisions score the same samples: McNemar's exact test on "
+            "the per-sample outcomes (a z-test where a revision lacks them); a difference exceeds its noise when its "
+            f"Benjamini-Hochberg q-value over these rows is below {ALPHA:g}.",
         ),
         Table(
             "Verdicts that changed",
@@ -208,8 +258,9 @@ def compare(a: Revision, b: Revision) -> Report:
         Table(
             "Every result row whose difference exceeds its noise",
             ("row", *HEADERS),
-            tuple(d.cells() for d in rows[:MAX_ROWS]) or (("(none)", "", "", "", "", ""),),
-            f"{len(rows)} of {len(matched)} matched rows differ beyond their noise"
+            tuple(d.cells() for d in rows[:MAX_ROWS]) or (("(none)", "", "", "", "", "", ""),),
+            f"{len(rows)} of {len(matched)} matched rows differ beyond their noise (false discovery rate {ALPHA:g}, "
+            f"{sum(d.paired for d in matched)} rows paired)"
             + (f"; the {MAX_ROWS} largest are listed." if len(rows) > MAX_ROWS else "."),
         ),
         *(overlay_figure(a, b, threat, attack) for threat, attack in a.curves.items()),
