@@ -376,11 +376,12 @@ def test_report_renders_tables_figures_and_plot_data() -> None:
     # Six of eight float successes transfer: too few samples to tell 75% (the boundary of "poorly") from
     # 60%, and the table says so with the n that would; claims without records are not tested.
     assert (
-        "| Attacks transfer poorly from float to quantized models. | Bernhard et al. 2019 | inconclusive: underpowered "
+        "| Attacks transfer poorly from float to quantized models. (bernhard2019_transfer) | Bernhard et al. 2019 | "
+        "inconclusive: underpowered "
         "| 1 inconclusive: underpowered | n/a |" in markdown
     )
     assert (
-        "| Attacks transfer poorly from float to quantized models. | toy-m.q (w8a8) | 75.0 | -0.0 [-17.9, +34.1] | 15 | 8 "
+        "| bernhard2019_transfer | toy-m.q (w8a8) | 75.0 | -0.0 [-17.9, +34.1] | 15 | 8 "
         "| 0.6329 | 0.3154 | 0.28 | inconclusive: underpowered (n >= 57 needed) | 6 of 8 float successes also fool toy-m.q |"
     ) in markdown
     assert (

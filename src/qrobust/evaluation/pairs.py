@@ -7,8 +7,9 @@ the findings' paired tests read (``reports/pairs.json``).
   runtimes. Transfer sets and attacks run on one side only stay out, so neither side faces more attacks.
   The counts (n, each side's robust samples, the discordant pairs) give McNemar's test and Tango's interval.
 - *Boundary distance*, per white-box minimisation attack run on both: per sample the verified distance on
-  each runtime, over the samples both get right clean; how many are farther on the quantized runtime, how
-  many nearer, how many tie (a sample neither output fooled ties at infinity). The sign test reads them.
+  each runtime, over the samples both get right clean and both outputs fool (``sign_counts``); how many are
+  farther on the quantized runtime by more than 10%, how many nearer, and how many outputs made through the
+  twin did not fool its runtime (``unverified``: their distance is unknown). The sign test reads them.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from qrobust.attacks.threats import ThreatModel
+from qrobust.evaluation.results import sign_counts
 from qrobust.evaluation.worstcase import WorstCase
 from qrobust.pipeline.model_id import ModelId
 
@@ -41,7 +43,8 @@ def _matched_names(float_names: set[str], quant_names: set[str]) -> tuple[set[st
     return keep_float, keep_quant, sorted(attacks)
 
 
-def _discordant(reference: np.ndarray, other: np.ndarray) -> dict[str, int]:
+def discordant(reference: np.ndarray, other: np.ndarray) -> dict[str, int]:
+    """Two per-sample outcomes on the same samples: n, each side's count, and the discordant pairs."""
     return {
         "n": int(reference.size),
         "reference": int(reference.sum()),
@@ -68,7 +71,7 @@ def matched_worst_case(worst: WorstCase, parent: ModelId, quant: ModelId) -> dic
         robust_quant = worst.clean[quant][rows] & np.array(
             [not keep_quant.intersection(other.broken_by[i]) for i in rows], dtype=bool
         )
-        out[f"{norm}/eps={epsilon:g}"] = {**_discordant(robust_float, robust_quant), "attacks": attacks}
+        out[f"{norm}/eps={epsilon:g}"] = {**discordant(robust_float, robust_quant), "attacks": attacks}
     return out
 
 
@@ -87,9 +90,8 @@ def boundary_signs(worst: WorstCase, parent: ModelId, quant: ModelId) -> dict[st
         both = ~np.isnan(near_float) & ~np.isnan(near_quant) & worst.clean[parent] & worst.clean[quant]
         f, q = near_float[both], near_quant[both]
         out[f"{norm}/{attack}"] = {
-            "n": int(both.sum()),
-            "farther": int((q > f).sum()),
-            "nearer": int((q < f).sum()),
+            **sign_counts(f, q),
+            "unverified": int((~np.isfinite(f) | ~np.isfinite(q)).sum()),
             "median_float": _median(f),
             "median_quantized": _median(q),
         }

@@ -11,7 +11,8 @@ from qrobust.settings.findings import Threshold
 
 AMPLIFICATION_HYPOTHESIS = Hypothesis(
     "share of samples whose logits change relatively more (||f(x') - f(x)|| / ||f(x)||) on the quantized model "
-    "than on the float model under the float model's adversarial perturbation at the headline epsilon",
+    "than on the float model under the float model's adversarial perturbation at the headline epsilon, among "
+    "the samples whose two changes differ by more than 10%",
     direction=1,
     test="exact binomial",
     asserts_effect=True,

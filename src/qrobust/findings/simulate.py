@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from qrobust.evaluation.pairs import discordant
 from qrobust.findings.evidence import Scope
 from qrobust.pipeline.model_id import ModelId
 from qrobust.settings.findings import Threshold
@@ -50,16 +51,6 @@ def _paired(rng: np.random.Generator, reference: np.ndarray, theta: float) -> np
     return np.where(reference, u >= loss, u < gain)
 
 
-def _counts(reference: np.ndarray, other: np.ndarray) -> dict[str, int]:
-    return {
-        "n": int(reference.size),
-        "reference": int(reference.sum()),
-        "other": int(other.sum()),
-        "only_reference": int((reference & ~other).sum()),
-        "only_other": int((~reference & other).sum()),
-    }
-
-
 def _share(rng: np.random.Generator, n: int, p: float) -> dict[str, int]:
     return {"k": int((rng.random(n) < min(max(p, 0.0), 1.0)).sum()), "n": n}
 
@@ -85,7 +76,7 @@ def _worst_case(tags: Mapping[float, Callable[[float], float]]) -> Plant:
                 reference = rng.random(N_HEADLINE) < ROBUST[eps]
                 for q in scope.quantizers:
                     other = _paired(rng, reference, theta(effect))
-                    record = {**_counts(reference, other), "attacks": ["simulated"]}
+                    record = {**discordant(reference, other), "attacks": ["simulated"]}
                     entry = pairs.setdefault(str(f.quantized(q)), {"worst_case": {}, "boundary": {}})
                     entry["worst_case"][f"linf/eps={eps:g}"] = record
         return replace(scope, pairs=pairs)
@@ -193,7 +184,7 @@ def _ensemble_plant(scope: Scope, rng: np.random.Generator, effect: float, t: Th
             for q in scope.quantizers:
                 other = _paired(rng, reference, 0.0)
                 entry = pairs.setdefault(str(f.quantized(q)), {"worst_case": {}, "boundary": {}})
-                entry["worst_case"][f"linf/eps={eps:g}"] = {**_counts(reference, other), "attacks": ["simulated"]}
+                entry["worst_case"][f"linf/eps={eps:g}"] = {**discordant(reference, other), "attacks": ["simulated"]}
             best = reference.mean()
             for name in scope.ensembles:
                 ensemble = rng.random(N_HEADLINE) < min(best + effect, 1.0)
@@ -227,7 +218,7 @@ def _defense_plant(kind: str, *, recipe: bool) -> Plant:
                             continue
                         reference = rng.random(N_HEADLINE) < ROBUST.get(eps, 0.3)
                         other = _paired(rng, reference, theta)
-                        c = _counts(reference, other)
+                        c = discordant(reference, other)
                         d = (c["only_other"] - c["only_reference"]) / c["n"]
                         metrics[f"{target}/{kind}/eps={eps:g}"] = {
                             "difference": d, "low": d - 0.05, "high": d + 0.05, "mcnemar_p": None,

@@ -29,7 +29,7 @@ def findings_table(findings: Mapping[str, Mapping[str, Any]]) -> Table:
     """Per claim: its verdict over its conditions, how many gave each verdict, the placebo's verdicts, the
     threshold and the paper's words it stands for."""
     lines = []
-    for record in findings.values():
+    for key, record in findings.items():
         counts = record["counts"]
         tally = ", ".join(f"{n} {v}" for v, n in counts.items() if n) or "no condition"
         placebo = ", ".join(sorted({c["verdict"] for c in record["placebo"]})) or "n/a"
@@ -37,7 +37,7 @@ def findings_table(findings: Mapping[str, Mapping[str, Any]]) -> Table:
             placebo += " (must not hold)"
         lines.append(
             (
-                str(record["claim"]),
+                f"{record['claim']} ({key})",
                 str(record["source"]),
                 str(record["verdict"]),
                 tally,
@@ -64,7 +64,7 @@ def findings_conditions_table(findings: Mapping[str, Mapping[str, Any]]) -> Tabl
     """Per claim and condition: the quantity, the effect with its 95% interval (points), n, the adjusted
     p-values of both directions, the power at the smallest effect, and the verdict."""
     lines = []
-    for record in findings.values():
+    for key, record in findings.items():
         for c in [
             *record["conditions"],
             *({**p, "condition": f"{p['condition']} [placebo]"} for p in record["placebo"]),
@@ -76,7 +76,7 @@ def findings_conditions_table(findings: Mapping[str, Mapping[str, Any]]) -> Tabl
                 verdict += f" (n >= {c['n_needed']} needed)"
             lines.append(
                 (
-                    str(record["claim"]),
+                    key,
                     str(c["condition"]),
                     "n/a" if c["value"] is None else f"{100 * c['value']:.1f}",
                     f"{_signed(c['effect'])} [{_signed(c['low'])}, {_signed(c['high'])}]",
