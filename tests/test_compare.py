@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from qrobust.attacks.threats import ThreatModel
+from qrobust.evaluation.scoring import outcome_key, set_index_key
 from qrobust.report.format import Figure
 from qrobust.report.page import write_pages
-import numpy as np
-
-from qrobust.evaluation.scoring import outcome_key, set_index_key
 from qrobust.tools.compare import Revision, compare, row_differences, two_proportion_p
 from tests.browser import assert_reads_in_the_window
 from tests.test_findings import FLOAT_MODEL, QUANT, N, row

@@ -381,8 +381,8 @@ def test_report_renders_tables_figures_and_plot_data() -> None:
         "| 1 inconclusive: underpowered | n/a |" in markdown
     )
     assert (
-        "| bernhard2019_transfer | toy-m.q (w8a8) | 75.0 | -0.0 [-17.9, +34.1] | 15 | 8 "
-        "| 0.6329 | 0.3154 | 0.28 | inconclusive: underpowered (n >= 57 needed) | 6 of 8 float successes also fool toy-m.q |"
+        "| toy-m.q (w8a8) | 8 | 75.0 | -0.0 [-17.9, +34.1] | 0.6329 / 0.3154 | 0.28 "
+        "| inconclusive: underpowered (n >= 57 needed) | 6 of 8 float successes also fool toy-m.q |"
     ) in markdown
     assert (
         "| Quantization is no defense: the apparent robustness of low-bit models is gradient masking. | toy-m.q"

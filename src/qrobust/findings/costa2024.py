@@ -134,7 +134,8 @@ def _preprocessing(scope: Scope, t: Threshold) -> list[Condition]:
         targets = sorted({k.split("/")[0] for k in metrics if "/vs_undefended/" in k})
         for target in targets:
             rows = [scope.defended.get((name, target, e)) for e in (small, large)]
-            n = rows[0].n if rows[0] is not None else 0
+            # A randomised defense's row counts every draw; its test is over the samples.
+            n = rows[0].n // max(getattr(rows[0], "draws", 1), 1) if rows[0] is not None else 0
             works = paired_record(metrics.get(f"{target}/vs_undefended/{tag(small)}"), n, 1, t.delta)
             # Fails at large: the gain stays below delta (the effect of "failing" is delta minus the gain).
             fails = paired_record(metrics.get(f"{target}/vs_undefended/{tag(large)}"), n, -1, t.delta, t.delta)

@@ -238,11 +238,28 @@ def convergence_table(checks: Sequence[Mapping[str, Any]]) -> Table:
     )
 
 
-def boundary_table(rows: Sequence[Result], convergence: Sequence[Mapping[str, Any]] = ()) -> Table:
+WHITE_BOX = (ThreatModel.WHITE_FLOAT.value, ThreatModel.WHITE_QNN_EXACT.value, ThreatModel.WHITE_QNN_STE.value)
+
+
+def boundary_table(
+    rows: Sequence[Result],
+    convergence: Sequence[Mapping[str, Any]] = (),
+    norm: str | None = None,
+    white: bool | None = None,
+) -> Table:
     """Median minimal perturbation of the minimisation attacks: the distance to the decision boundary,
-    flagged where the attack's convergence check failed."""
+    flagged where the attack's convergence check failed; one ``norm``'s attacks (every norm: None), the
+    white-box ones or the others (black-box and the worst case; both: None)."""
     checked = {(c["attack"], c["threat_model"], c["source"]): c for c in convergence}
-    unbounded = [r for r in rows if _own(r) and r.defense == "none" and math.isinf(r.epsilon)]
+    unbounded = [
+        r
+        for r in rows
+        if _own(r)
+        and r.defense == "none"
+        and math.isinf(r.epsilon)
+        and norm in (None, r.norm)
+        and white in (None, r.threat_model in WHITE_BOX)
+    ]
     attacks = sorted({(r.attack, r.threat_model, r.norm) for r in unbounded})
     models = sorted({r.target for r in unbounded}, key=_precision_order)
     # One column per (attack, threat model, norm): the worst case has a row in every norm.
@@ -260,8 +277,14 @@ def boundary_table(rows: Sequence[Result], convergence: Sequence[Mapping[str, An
             cells.append(cell if check is None or check["converged"] else f"{cell} {_unconverged(check)}")
         lines.append((m, *cells))
     return Table(
-        "Distance to the decision boundary: median minimal perturbation over every sample, a sample without an "
-        "adversarial counting as farther than any distance tried (share of samples one was found for)",
+        "Distance to the decision boundary"
+        + (
+            f" ({norm}{'' if white is None else ', white-box' if white else ', black-box and worst case'})"
+            if norm
+            else ""
+        )
+        + ": median minimal perturbation over every sample, a sample without an adversarial counting as farther "
+        "than any distance tried (share of samples one was found for)",
         ("model", *(f"{a} ({norm}, {t})" for a, t, norm in attacks)),
         tuple(lines),
         "Unclipped outputs of the minimisation attacks, scored on the deployed runtime, over the samples the model gets "

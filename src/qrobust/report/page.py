@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,9 +19,10 @@ from qrobust.attacks.threats import ThreatModel
 from qrobust.evaluation.results import Result
 from qrobust.pipeline.io import write_bytes, write_text
 from qrobust.report.figures import robustness_figure, transfer_figure
-from qrobust.report.findings_tables import findings_conditions_table, findings_table
+from qrobust.report.findings_tables import findings_conditions_tables, findings_table, hypotheses_table
 from qrobust.report.format import Figure, Metrics, Report, Table
 from qrobust.report.model_tables import (
+    WHITE_BOX,
     analysis_table,
     attack_tables,
     boundary_table,
@@ -154,11 +156,17 @@ def build_report(
         clean_table(rows, float_metrics, quant_metrics),
         quantization_table(float_metrics, quant_metrics),
         *attack_tables(rows, attacks),
-        boundary_table(rows, convergence),
+        # One table per norm and kind of attack, so each fits the page.
+        *(
+            boundary_table(rows, convergence, norm, white)
+            for norm in sorted({r.norm for r in rows if math.isinf(r.epsilon)})
+            for white in (True, False)
+            if any(math.isinf(r.epsilon) and r.norm == norm and (r.threat_model in WHITE_BOX) == white for r in rows)
+        ),
         *([convergence_table(convergence)] if convergence else []),
     ]
     if findings:
-        sections.append(findings_conditions_table(findings))
+        sections += [hypotheses_table(findings), *findings_conditions_tables(findings)]
     if masking is not None:
         sections.append(masking_table(*masking))
     if analysis:
