@@ -20,10 +20,11 @@ export PATH := $(BIN):$(PATH)
 
 setup: $(STAMP) $(DATASET_DIR) $(CHROMIUM)
 
-$(STAMP): requirements.txt constraints.txt pyproject.toml
+$(STAMP): requirements.txt requirements-nodeps.txt constraints.txt pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip==26.3
 	$(VENV)/bin/python -m pip install --quiet -r requirements.txt -c constraints.txt
+	$(VENV)/bin/python -m pip install --quiet --no-deps -r requirements-nodeps.txt
 	$(VENV)/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 

@@ -74,7 +74,7 @@ def main() -> None:
                     study_robust &= victim.predict(crafted.x_adv[0]) == y
             attack = torchattacks.AutoAttack(module, norm="Linf", eps=eps, version="standard", n_classes=10, seed=0)
             adv = attack(torch.from_numpy(x), torch.from_numpy(y))
-            reference = clean & (victim.predict(adv.numpy()) == y)
+            reference = clean & (victim.predict(adv.detach().numpy()) == y)
             gap = 100 * (study_robust.mean() - reference.mean())
             print(
                 f"| {model} | {eps:g} | {100 * clean.mean():.1f}% | {100 * study_robust.mean():.1f}% | "
