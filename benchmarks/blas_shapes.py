@@ -70,7 +70,11 @@ def main(modes: list[str]) -> None:
         result = probe(mode)
         counts = []
         for name, differ in result["differ"].items():
-            spans = " ".join(f"{axis} {min(s)}-{max(s)}" for axis, s in zip("MNK", zip(*differ))) if differ else ""
+            spans = (
+                " ".join(f"{axis} {min(s)}-{max(s)}" for axis, s in zip("MNK", zip(*differ, strict=True), strict=False))
+                if differ
+                else ""
+            )
             counts.append(f"{name} {len(differ)}" + (f" ({spans})" if differ else ""))
         print(
             f"MKL_CBWR={mode or '(unset)'}: of {shapes} shapes, differ: {', '.join(counts)}; "

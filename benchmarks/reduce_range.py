@@ -13,13 +13,12 @@ from pathlib import Path
 import torch
 
 from qrobust.data.datasets import DATASETS
-from qrobust.data.splits import load_split
+from qrobust.data.splits import calibration_subset, load_split
 from qrobust.deploy.backends import load_runtime
 from qrobust.deploy.runtime import OrtRuntime
 from qrobust.models import create_model, input_spec
 from qrobust.pipeline.layout import PREPARED, model_dir
 from qrobust.pipeline.model_id import ModelId
-from qrobust.data.splits import calibration_subset
 from qrobust.quantization.quantizers import FloatModel, create_quantizer
 from qrobust.settings.defend import DefendSettings
 from qrobust.settings.study import load_study

@@ -211,10 +211,11 @@ def test_analyse_on_real_twins(trained_lenet, lenet_onnx, deployed, tiny_data) -
     w = measured["inc_w4"]
     assert w["quantized_activations"] == 0 and "bin_shift/adversarial_above_noise/eps=0.1" not in w
     assert w["grad_cosine/ste"]["median"] > 0.95  # weight-only rounding barely turns the gradient
-    for q in (m, w):  # counted on the 35 moved samples, and on the float model's successes
-        assert q["output_change/quantized_above_float/eps=0.1"]["n"] == 35
+    for q in (m, w):  # counted on the moved samples whose two changes differ by 10%, and on the float successes
+        assert q["output_change/quantized_above_float/eps=0.1"]["n"] <= 35
         assert q["output_change/adversarial/eps=0.1"]["quantized"]["median"] > 0
         assert q["transfer_retention/eps=0.1"]["n"] <= 35
+    assert m["output_change/quantized_above_float/eps=0.1"]["n"] > 0  # int8 activations move some by over 10%
 
 
 def test_a_twin_identical_to_its_float_model_changes_its_output_no_more_and_keeps_every_transfer(

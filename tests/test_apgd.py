@@ -118,7 +118,8 @@ def test_worst_case_is_the_per_sample_minimum() -> None:
     sizes6 = {k: np.full(5, 0.2, dtype=np.float32) for k in sizes}
     worst.add(FLOAT, "b/black_runtime", "linf", 0.1, np.array([0, 1, 2, 3, 4]), np.array([1, 0, 1, 0, 0], bool), sizes6)
     # An unbounded output is a boundary distance, not a set at this budget.
-    worst.add(FLOAT, "b/black_runtime", "linf", math.inf, np.array([0]), np.array([0], bool), sizes)
+    one = {k: v[:1] for k, v in sizes.items()}  # a set's sizes: one per sample it covers
+    worst.add(FLOAT, "b/black_runtime", "linf", math.inf, np.array([0]), np.array([0], bool), one)
     (row,) = [r for r in worst.rows() if r.target == str(FLOAT) and r.epsilon == 0.1]
     # Covered: 0..4; sample 4 was wrong clean, so it is not robust even though a set left it "correct".
     assert (row.n, row.n_correct, row.n_attackable, row.n_success) == (5, 2, 4, 2)

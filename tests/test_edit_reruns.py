@@ -16,7 +16,7 @@ from tests.conftest import dvc
 
 pytestmark = pytest.mark.slow
 
-QUANTIZERS = ("ort_int8", "ort_w4a8", "inc_int8", "inc_w4")
+QUANTIZERS = ("ort_int8", "ort_w4a8", "inc_int8", "inc_w4", "ort_w16a16")  # quantize.quantizers, the placebo last
 DEFENDED_QUANTIZERS = ("ort_int8", "ort_w4a8")  # defend.quantizers
 DEFENSES = ("bit_depth", "median", "gaussian_noise", "squeeze_detector", "ensemble")
 RUN_AUTOATTACK = {f"defend@{d}" for d in DEFENSES} | {"defend_recipe@distillation"}  # defend.composite
