@@ -104,6 +104,19 @@ ENSEMBLE_HYPOTHESIS = Hypothesis(
 )
 
 
+def _member_robust(scope: Scope, model: ModelId, eps: float) -> tuple[int, int] | None:
+    """(robust, n) of one member in its matched worst case: a quantized member's own, a float member's as
+    the reference of any of its pairs (the same samples and attacks on the float side)."""
+    if model.quantizer is not None:
+        record = matched(scope, model, eps)
+        return None if record is None else (record["other"], record["n"])
+    for float_model, quant in scope.quantized():
+        record = matched(scope, quant, eps) if float_model == model else None
+        if record:
+            return record["reference"], record["n"]
+    return None
+
+
 def _ensemble(scope: Scope, t: Threshold) -> list[Condition]:
     out = []
     for name, members in scope.ensembles.items():
@@ -111,20 +124,7 @@ def _ensemble(scope: Scope, t: Threshold) -> list[Condition]:
             if defense != name:
                 continue
             base = ModelId.parse(target).parent
-            rates = []
-            for member in members:
-                model = base.at(member)
-                if model.quantizer is None:
-                    record = next(
-                        (matched(scope, q, eps) for f, q in scope.quantized() if f == model and matched(scope, q, eps)),
-                        None,
-                    )
-                    robust = None if record is None else (record["reference"], record["n"], str(model))
-                else:
-                    record = matched(scope, model, eps)
-                    robust = None if record is None else (record["other"], record["n"], str(model))
-                if robust is not None:
-                    rates.append(robust)
+            rates = [(*robust, str(base.at(m))) for m in members if (robust := _member_robust(scope, base.at(m), eps))]
             if not rates:
                 continue
             k, n, best = max(rates, key=lambda r: r[0] / r[1])

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from qrobust.findings.bernhard2019 import RETENTION, retention_conditions
 from qrobust.findings.evidence import ClaimEntry, Condition, Hypothesis, Scope
-from qrobust.findings.sources import condition, count, measured, paired_record, tag
-from qrobust.findings.tests import binomial, combined, missing, paired, two_sample
+from qrobust.findings.sources import condition, count, measured, paired_record, sign_detail, sign_test, tag
+from qrobust.findings.tests import binomial, combined, missing, two_sample
 from qrobust.pipeline.model_id import ModelId
 from qrobust.settings.findings import Threshold
 
@@ -28,13 +28,11 @@ def _boundary(scope: Scope, t: Threshold) -> list[Condition]:
         record = scope.pairs.get(str(quant), {}).get("boundary", {}).get(DISTANCE)
         if not record:
             continue
-        test = paired(record["nearer"], record["farther"], record["n"], 1, t.delta, t.boundary)
         detail = (
-            f"farther on {record['farther']}, nearer on {record['nearer']} of {record['n']} (twin's output not "
-            f"verified on the runtime: {record.get('unverified', 0)}); median float {record['median_float']}, "
-            f"quantized {record['median_quantized']}",
+            f"{sign_detail(record)} (twin's output not verified on the runtime: {record.get('unverified', 0)}); "
+            f"median float {record['median_float']}, quantized {record['median_quantized']}"
         )
-        out.append(condition(scope, quant, test, *detail))
+        out.append(condition(scope, quant, sign_test(record, t), detail))
     return out
 
 
@@ -176,9 +174,8 @@ def _train_defenses_boundary(scope: Scope, t: Threshold) -> list[Condition]:
         metrics = scope.defenses.get(name, {})
         for key in sorted(k for k in metrics if k.endswith("/boundary_signs_l2")):
             target, record = ModelId.parse(key.split("/")[0]), metrics[key]
-            test = paired(record["nearer"], record["farther"], record["n"], 1, t.delta, t.boundary)
-            detail = (f"farther on {record['farther']}, nearer on {record['nearer']} of {record['n']}",)
-            out.append(Condition(f"{target} vs standard", f"{name}, {scope.group(target)}", test, detail))
+            label, group = f"{target} vs standard", f"{name}, {scope.group(target)}"
+            out.append(Condition(label, group, sign_test(record, t), (sign_detail(record),)))
     return out
 
 

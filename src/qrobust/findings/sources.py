@@ -9,6 +9,7 @@ from typing import Any
 from qrobust.findings.evidence import Condition, Scope
 from qrobust.findings.tests import Test, missing, normal, paired
 from qrobust.pipeline.model_id import ModelId
+from qrobust.settings.findings import Threshold
 
 
 def tag(epsilon: float) -> str:
@@ -77,3 +78,12 @@ def paired_record(
     if low is None or high is None:
         return missing(delta)
     return normal(record["difference"] - boundary, low - boundary, high - boundary, n, direction, delta)
+
+
+def sign_test(record: Mapping[str, Any], t: Threshold) -> Test:
+    """Per-sample distances, farther minus nearer (``sign_counts``' record), against the claim's threshold."""
+    return paired(record["nearer"], record["farther"], record["n"], 1, t.delta, t.boundary)
+
+
+def sign_detail(record: Mapping[str, Any]) -> str:
+    return f"farther on {record['farther']}, nearer on {record['nearer']} of {record['n']}"
