@@ -6,6 +6,7 @@ import csv
 import io
 from pathlib import Path
 
+from qrobust.attacks.catalogue import departures
 from qrobust.evaluation.results import read_results
 from qrobust.findings.headline import study_budget
 from qrobust.findings.masking import CHECKS
@@ -51,6 +52,10 @@ def main() -> None:
     n_eval = max(r.n for r in rows)
     names = [*defend.defenses, *defend.recipes]
     defense_metrics = {name: load_json(REPORTS / "defenses" / f"{name}.json")["defense"][name] for name in names}
+    composite = {
+        randomised: departures(defend.composite, defend.composite_attack(study.attack, randomised).options)
+        for randomised in (False, True)
+    }
     defense = DefenseResults(
         rows=[r for name in names for r in read_results(REPORTS / "defenses" / f"{name}.csv")],
         attack=defend.attack,
@@ -59,6 +64,11 @@ def main() -> None:
         baselines=[str(ModelId(a, DefendSettings.BASELINE)) for a in defend.archs],
         defenses=names,
         note=defense_note(defense_metrics, defend.epsilons[-1]),
+        settings=(
+            f"{defend.composite} as run here, against its defaults (AutoAttack's standard version): "
+            f"{composite[False] or 'as they are'} on deterministic systems; {composite[True] or 'as they are'} "
+            "through a randomised defense and on the bare model it is compared with."
+        ),
     )
     evidence = load_json(REPORTS / "findings_evidence.json")
     record = provenance(
@@ -74,6 +84,7 @@ def main() -> None:
         float_metrics,
         quant_metrics,
         attacks=attacks,
+        departures={a.name: departures(a.name, a.options) for a in study.attack.attacks},
         curves=settings.curves,
         heat_maps=heat_maps,
         defense=defense,

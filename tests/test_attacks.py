@@ -170,6 +170,19 @@ def test_unknown_attack_and_option_are_refused(trained_lenet, tiny_data) -> None
         craft(victim, "square", {"queries": 0}, (0.1,), x, y, batch_size=4, seed=0)
 
 
+def test_departures_name_every_setting_off_the_defaults_that_the_attack_uses() -> None:
+    """What a report prints beside a cut-down attack: AutoAttack's defaults are its standard version, and
+    Square's budget is not named when Square does not run."""
+    from qrobust.attacks.catalogue import departures
+
+    assert departures("autoattack", {}) == ""
+    assert departures("autoattack", {"steps": 20, "fab": False, "queries": 500}) == (
+        "steps 20 (default 100), queries 500 (default 5000), no fab"
+    )
+    assert departures("autoattack", {"square": False, "queries": 500, "p_init": 0.05}) == "no square"
+    assert departures("square", {"queries": 300}) == "queries 300 (default 1000)"
+
+
 @pytest.mark.parametrize("name", ATTACKS.names())
 def test_threat_models_must_fit_the_attack(name: str) -> None:
     kind = ATTACKS.get(name).kind

@@ -237,6 +237,11 @@ def params() -> dict:
             r"defend.composite_options.steps: expected a positive integer, got 0",
         ),
         (lambda p: p["defend"]["composite_options"].update(restarts=2), r"defend.composite_options.*restarts"),
+        (
+            lambda p: p["defend"]["randomised_composite_options"].update(p_init=1.5),
+            r"defend.randomised_composite_options.p_init",
+        ),
+        (lambda p: p["defend"].pop("randomised_composite_options"), r"defend.randomised_composite_options"),
         (lambda p: p["defend"].update(quantizers=["tflite"]), r"defend.quantizers: unknown name 'tflite'; valid names"),
         (lambda p: p["defend"].update(eot_samples=0), r"defend.eot_samples: expected a positive integer, got 0"),
         (lambda p: p["defend"]["defenses"].update(blur={}), r"valid defense names: bit_depth"),
@@ -292,7 +297,7 @@ def _study(params: dict, tiny_data, shifts: tuple[float, ...] = (0.0,)):
         "deepfool_l2", {"threat_models": ["white_float", "white_qnn_ste"], "epsilons": [1.0], "samples": 40}, 28 * 28
     )
     study = DefenseStudy(
-        settings=DefendSettings.from_params(params), attack=attack, composite=attack, boundary=boundary, spec=SPEC,
+        settings=DefendSettings.from_params(params), attack=attack, composite=attack, randomised_composite=attack, boundary=boundary, spec=SPEC,
         device=torch.device("cpu"), batch_size=40, x_eval=x_eval, y_eval=y_eval,
     )  # fmt: skip
     epsilons = study.settings.epsilons
@@ -490,7 +495,7 @@ def test_the_boundary_attack_must_have_made_the_standard_models_reference_sets(p
     )
     with pytest.raises(ConfigError, match=r"defend.boundary_attack: 'deepfool_l2' must run under white_float and "):
         DefenseStudy(
-            settings=DefendSettings.from_params(params), attack=attack, composite=attack, boundary=boundary,
+            settings=DefendSettings.from_params(params), attack=attack, composite=attack, randomised_composite=attack, boundary=boundary,
             spec=SPEC, device=torch.device("cpu"), batch_size=40, x_eval=x_eval, y_eval=y_eval,
         )  # fmt: skip
 

@@ -200,7 +200,13 @@ def test_defense_study_scores_every_defense_both_ways(smoke: Path) -> None:
     metrics = load_json(smoke / "reports" / "defenses" / "ensemble.json")["defense"]["ensemble"]
     (agreement,) = [v for k, v in metrics.items() if k.endswith("/view_agreement")]
     assert agreement["clean"] >= 0.99 and agreement["all"] >= 0.99, agreement
-    assert "## Defenses against linf_pgd, then autoattack" in (smoke / "reports" / "report.md").read_text()
+    markdown = (smoke / "reports" / "report.md").read_text()
+    assert "## Defenses against linf_pgd, then autoattack" in markdown
+    # The composite's cut-down settings are named beside the table: deterministic, then randomised systems.
+    assert (
+        "autoattack as run here, against its defaults (AutoAttack's standard version): steps 10 (default 100)"
+        in markdown
+    )
 
 
 def test_second_repro_runs_nothing(smoke: Path) -> None:

@@ -43,6 +43,8 @@ class AttackEntry:
     fixed: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))  # set by the entry, not params
     targeted: bool = False  # needs target classes (GenAttack); the runner-up class of the clean input is used
     needs_start: bool = False  # a decision attack that walks along the boundary from an adversarial start
+    # option -> the boolean option without which it does nothing (AutoAttack's Square settings need square)
+    needs: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     def check(self, options: Mapping[str, Any], key: str) -> dict[str, Any]:
         """``options`` over the defaults; an unknown name, a wrong type or range fails here, naming the key."""
@@ -140,6 +142,7 @@ _register(
         "fab": True,
         "square": True,
     },
+    needs=MappingProxyType({"queries": "square", "p_init": "square"}),
 )
 _register(
     "mi_fgsm",
@@ -257,3 +260,19 @@ def steps_bounded(name: str, options: Mapping[str, Any]) -> bool:
     """A gradient minimisation attack whose run ``steps`` bounds: doubling them checks its convergence."""
     entry = ATTACKS.get(name)
     return entry.kind is Kind.GRADIENT and entry.minimises and "steps" in options
+
+
+def departures(name: str, options: Mapping[str, Any]) -> str:
+    """How ``options`` depart from ``name``'s catalogue defaults, for a report to name beside the figures
+    (for AutoAttack, the defaults are its standard version): "steps 20 (default 100), no fab"; "" when none."""
+    entry = ATTACKS.get(name)
+    parts = []
+    for key, default in entry.defaults.items():
+        value = options.get(key, default)
+        if value == default or (key in entry.needs and not options.get(entry.needs[key], True)):
+            continue
+        if isinstance(default, bool):
+            parts.append(f"{'with' if value else 'no'} {key}")
+        else:
+            parts.append(f"{key} {value:g} (default {default:g})")
+    return ", ".join(parts)

@@ -70,6 +70,7 @@ class DefenseStudy:
     settings: DefendSettings
     attack: AttackConfig
     composite: AttackConfig  # defend.composite: run after the adaptive attack on the samples it left
+    randomised_composite: AttackConfig  # the same with defend.randomised_composite_options, through EOT views
     boundary: AttackConfig  # defend.boundary_attack: the minimisation attack behind the recipes' boundary distances
     spec: InputSpec
     device: torch.device
@@ -102,6 +103,7 @@ class DefenseStudy:
             settings=study.defend,
             attack=attacks.get(study.defend.attack),
             composite=study.defend.composite_attack(attacks),
+            randomised_composite=study.defend.composite_attack(attacks, randomised=True),
             boundary=attacks.get(study.defend.boundary_attack),
             spec=input_spec(DATASETS.get(study.prepare.dataset)),
             device=resolve_device(attacks.device),
@@ -156,11 +158,16 @@ class DefenseStudy:
             queries_per_sample=crafted.queries_per_sample,
         )
 
-    def composite_set(self, view: Any, after: AdversarialSet, predict: Predict, draws: int) -> AdversarialSet:
+    def composite_set(
+        self, view: Any, after: AdversarialSet, predict: Predict, draws: int, *, randomised: bool = False
+    ) -> AdversarialSet:
         """defend.composite through ``view``, run as AutoAttack runs its members: per epsilon only on the
         samples the deployed system gets right clean and under ``after`` (the plain adaptive set) in every
         draw; elsewhere ``after``'s example stands. Its row is thus the sequence adaptive attack, then the
-        composite, and never above the adaptive attack alone in a deterministic system."""
+        composite, and never above the adaptive attack alone in a deterministic system. ``randomised``
+        takes defend.randomised_composite_options (for a randomised defense, and for the bare model it is
+        compared with, so both sides face the same attack)."""
+        composite = self.randomised_composite if randomised else self.composite
         clean = np.all([predict(self.x) == self.y for _ in range(draws)], axis=0)
         left = self.right(self.labels(predict, after, draws)).all(axis=0) & clean  # (epsilons, N)
         victim = module_victim(view, self.device)
@@ -169,25 +176,32 @@ class DefenseStudy:
             rows = np.flatnonzero(left[e])
             if rows.size:
                 crafted = craft(
-                    victim, self.composite.name, self.composite.options, [eps], self.x[rows], self.y[rows],
+                    victim, composite.name, composite.options, [eps], self.x[rows], self.y[rows],
                     batch_size=self.batch_size, seed=self.settings.seed, key="attack.attacks",
                 )  # fmt: skip
                 x_adv[e, rows] = crafted.x_adv[0]
                 queries += crafted.queries_per_sample * int(crafted.attacked.sum())
         return replace(
             after,
-            attack=self.composite.name,
+            attack=composite.name,
             x_adv=x_adv,
             sizes=perturbation_norms(x_adv, self.x),
             queries_per_sample=after.queries_per_sample + queries / len(self.x),
         )
 
     def adaptive_sets(
-        self, view: Any, predict: Predict, target: ModelId, threat: ThreatModel, draws: int = 1
+        self,
+        view: Any,
+        predict: Predict,
+        target: ModelId,
+        threat: ThreatModel,
+        draws: int = 1,
+        *,
+        randomised: bool = False,
     ) -> list[AdversarialSet]:
         """The plain adaptive set, then the composite after it."""
         plain = self.adaptive_set(view, target, threat)
-        return [plain, self.composite_set(view, plain, predict, draws)]
+        return [plain, self.composite_set(view, plain, predict, draws, randomised=randomised)]
 
     def detector_aware_set(
         self, score: DetectionScore, threshold: float, target: ModelId, threat: ThreatModel

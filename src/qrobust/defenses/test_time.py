@@ -57,14 +57,18 @@ def run_defense(study: DefenseStudy, defense: Defense, calib: np.ndarray | None)
             module = open_module(threat_of(precision), target, study.spec)
             view = attacker_view(defense, [module], s.seed + 1, s.eot_samples)
             non_adaptive = [study.suite_set(target)]
-            adaptive = study.adaptive_sets(view, system.predict, target, threat_of(precision), draws)
+            randomised = defense.randomised
+            adaptive = study.adaptive_sets(
+                view, system.predict, target, threat_of(precision), draws, randomised=randomised
+            )
             detector = defense.kind is DefenseKind.DETECTOR
             if detector:
                 # The detector-aware attack, on the detection score as well as the classifier.
                 score = detection_view(defense, module, s.seed + 1)
                 adaptive.append(study.detector_aware_set(score, system.threshold, target, threat_of(precision)))
-            # The bare model faces the same attacks: its own set, then the composite through it.
-            bare_sets = [study.composite_set(module, non_adaptive[0], runtime.predict, 1)]
+            # The bare model faces the same attacks: its own set, then the composite through it, with the
+            # options the defended system faced.
+            bare_sets = [study.composite_set(module, non_adaptive[0], runtime.predict, 1, randomised=randomised)]
             study.score(
                 defense.name, system.predict, target, non_adaptive, adaptive,
                 draws=draws, bare=runtime.predict, bare_sets=bare_sets, detector=detector,

@@ -29,7 +29,8 @@ def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float,
 def paired_difference(reference: np.ndarray, other: np.ndarray, z: float = 1.959964) -> dict[str, float]:
     """mean(other) - mean(reference) for two boolean outcomes on the same samples: the difference, its
     95% interval by Newcombe's hybrid score method for paired proportions (Newcombe 1998, method 10; it
-    combines the two Wilson intervals with the pairs' correlation, and stays inside [-1, 1]), and the
+    combines the two Wilson intervals with the pairs' continuity-corrected correlation, and stays inside
+    [-1, 1]; checked against Fagerland, Lydersen and Laake's table in tests/test_results.py), and the
     exact two-sided McNemar p-value (a binomial test on the discordant pairs). Written out because the
     pinned libraries offer neither for paired proportions (statsmodels is not a dependency).
 
@@ -52,7 +53,11 @@ def paired_difference(reference: np.ndarray, other: np.ndarray, z: float = 1.959
         wilson_interval(both + only_other, n, z),
     )
     product = (both + only_ref) * (only_other + neither) * (both + only_other) * (only_ref + neither)
-    phi = (both * neither - only_ref * only_other) / math.sqrt(product) if product else 0.0
+    # Newcombe's continuity-corrected correlation of the two outcomes: a positive cross-product difference
+    # loses n/2 (to no less than 0), a negative one stays.
+    cross = both * neither - only_ref * only_other
+    corrected = cross - n / 2 if cross > n / 2 else min(cross, 0)
+    phi = corrected / math.sqrt(product) if product else 0.0
     d = p_other - p_ref
     below = math.sqrt(
         max((p_other - l_other) ** 2 - 2 * phi * (p_other - l_other) * (u_ref - p_ref) + (u_ref - p_ref) ** 2, 0.0)
@@ -116,23 +121,32 @@ def _clustered_difference(reference: np.ndarray, other: np.ndarray, z: float) ->
 
 def cluster_interval(k: np.ndarray, m: np.ndarray, z: float = 1.959964) -> tuple[float, float]:
     """95% interval for sum(k) / sum(m) when each sample i contributes k[i] successes out of m[i] trials
-    that are not independent (the draws of a randomised defense on one input): the ratio estimator's
-    delta-method variance over samples (Cochran 1977, 6.3), so the draws' own spread and the samples'
-    both widen it. Written out because the pinned libraries offer no clustered proportion interval.
-    When every sample has the same share the estimate has no spread; the interval is then Wilson's on the
-    samples, as if each had one trial."""
+    that are not independent (the draws of a randomised defense on one input). Korn and Graubard's (1998)
+    interval: Clopper-Pearson on the effective sample size, p(1 - p) over the ratio estimator's
+    delta-method variance across samples (Cochran 1977, 6.3), shrunk by (z / t_{n-1})^2 and at most the
+    trials. The Wald interval on that variance covered 86-93% near 0 and 1 in simulation; this one keeps
+    93% or more there (tests/test_results.py). Written out because the pinned libraries offer no clustered
+    proportion interval. When every sample has the same share the estimate has no spread; the interval is
+    then Wilson's on the samples, as if each had one trial."""
+    from scipy import stats
+
     k, m = np.asarray(k, dtype=np.float64), np.asarray(m, dtype=np.float64)
     keep = m > 0
     k, m = k[keep], m[keep]
     n = k.size
     if n == 0:
         return math.nan, math.nan
-    ratio = k.sum() / m.sum()
+    ratio = float(k.sum() / m.sum())
     if n == 1 or np.allclose(k / m, ratio):
         return wilson_interval(round(ratio * n), n, z)
     variance = float(np.sum((k - ratio * m) ** 2)) / (n * (n - 1) * m.mean() ** 2)
-    half = z * math.sqrt(variance)
-    return max(0.0, ratio - half), min(1.0, ratio + half)
+    level = 2 * float(stats.norm.sf(z))
+    shrink = (z / float(stats.t.isf(level / 2, n - 1))) ** 2
+    size = min(ratio * (1 - ratio) / variance * shrink, float(m.sum()))
+    hits = ratio * size
+    low = float(stats.beta.ppf(level / 2, hits, size - hits + 1)) if hits > 0 else 0.0
+    high = float(stats.beta.isf(level / 2, hits + 1, size - hits)) if hits < size else 1.0
+    return low, high
 
 
 def _rate(k: int, n: int) -> float:

@@ -112,9 +112,14 @@ def _precision_order(name: str) -> tuple[str, bool, str]:
     return (str(model.parent), model.quantizer is not None, name)
 
 
-def attack_tables(rows: Sequence[Result], attacks: Mapping[str, Sequence[float]]) -> list[Table]:
+def attack_tables(
+    rows: Sequence[Result], attacks: Mapping[str, Sequence[float]], departures: Mapping[str, str] | None = None
+) -> list[Table]:
     """Every attack on every model it was made on, at the middle of its epsilon grid: one table per
-    architecture (its float model and quantized models as columns), so none is wider than the page."""
+    architecture (its float model and quantized models as columns), so none is wider than the page.
+    ``departures`` names, per attack, the settings the study runs that depart from its defaults (for
+    AutoAttack, its standard version); the note lists them."""
+    cut = "; ".join(f"{name}: {text}" for name, text in (departures or {}).items() if text and name in attacks)
     own = [r for r in rows if _own(r) and r.defense == "none"]
     index = {(r.attack, r.threat_model, r.epsilon, r.target): r for r in own}
     tables = []
@@ -148,7 +153,12 @@ def attack_tables(rows: Sequence[Result], attacks: Mapping[str, Sequence[float]]
                 "White-box attacks on quantized models go through the twin (exact: rounding as deployed; ste: "
                 "straight-through); black-box attacks query the deployed runtime. Every number is the deployed "
                 "runtime's accuracy on the adversarial examples; an empty cell means the attack is not made on that "
-                "model under that threat model.",
+                "model under that threat model."
+                + (
+                    f" Settings that depart from the attack's defaults (AutoAttack's: its standard version): {cut}."
+                    if cut
+                    else ""
+                ),
             )
         )
     return tables

@@ -124,6 +124,7 @@ class DefenseResults:
     baselines: Sequence[str]  # the undefended standard models the defenses are compared with
     defenses: Sequence[str]  # test-time defenses, then train-based recipes, in params order
     note: str = ""
+    settings: str = ""  # how the composite's settings depart from its defaults (AutoAttack's standard version)
 
 
 def build_report(
@@ -132,6 +133,7 @@ def build_report(
     quant_metrics: Sequence[Metrics],
     *,
     attacks: Mapping[str, Sequence[float]],
+    departures: Mapping[str, str] | None = None,
     curves: Mapping[ThreatModel, str],
     heat_maps: Sequence[tuple[str, float]],
     defense: DefenseResults | None,
@@ -155,7 +157,7 @@ def build_report(
         ),
         clean_table(rows, float_metrics, quant_metrics),
         quantization_table(float_metrics, quant_metrics),
-        *attack_tables(rows, attacks),
+        *attack_tables(rows, attacks, departures),
         # One table per norm and kind of attack, so each fits the page.
         *(
             boundary_table(rows, convergence, norm, white)
@@ -185,6 +187,7 @@ def build_report(
                 baselines=defense.baselines,
                 defenses=defense.defenses,
                 note=defense.note,
+                settings=defense.settings,
             )
         )
     if provenance is not None:

@@ -23,6 +23,7 @@ def defense_table(
     baselines: Sequence[str],
     defenses: Sequence[str],
     note: str = "",
+    settings: str = "",
 ) -> Table:
     """Each defense on each precision: clean accuracy and robust accuracy at each epsilon, against the
     attack made without knowing the defense (non-adaptive), through it (adaptive), and per sample the
@@ -82,6 +83,7 @@ def defense_table(
         "detector-aware attack. Worst case: per sample, robust only if no set fooled the deployed system. The gap is how much the non-adaptive figure flatters the defense (non-adaptive minus worst case, "
         "with its paired interval: Newcombe's, or over the draws' per-sample means for a randomised defense). A "
         "randomised defense is queried afresh on every input; its figures are the mean over the draws."
+        + (f" {settings}" if settings else "")
         + (f" {note}" if note else ""),
     )
 

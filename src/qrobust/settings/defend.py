@@ -34,7 +34,8 @@ class DefendSettings:
     quantizers: tuple[str, ...]
     attack: str
     composite: str  # a stronger fixed-epsilon gradient attack of attack.attacks (AutoAttack) run after the adaptive one
-    composite_options: Mapping[str, Any]  # over attack.attacks.<composite>'s options, in the defense study only
+    composite_options: Mapping[str, Any]  # over attack.attacks.<composite>'s options, on deterministic systems
+    randomised_composite_options: Mapping[str, Any]  # the same, through a randomised defense's EOT view
     epsilons: tuple[float, ...]
     eot_samples: int
     eval_draws: int  # independent draws of a randomised defense each adversarial and clean input is scored under
@@ -60,7 +61,8 @@ class DefendSettings:
         quantize = quantize or QuantizeSettings.from_params(params)
         attack = attack or AttackSettings.from_params(params, prepare)
         keys = {
-            "archs", "recipes", "quantizers", "attack", "composite", "composite_options", "epsilons", "eot_samples",
+            "archs", "recipes", "quantizers", "attack", "composite", "composite_options",
+            "randomised_composite_options", "epsilons", "eot_samples",
             "eval_draws", "threshold_samples", "defenses", "boundary_attack",
         }  # fmt: skip
         s = c.section(params, "defend", keys)
@@ -106,12 +108,13 @@ class DefendSettings:
                 f"defend.composite: {composite!r} is not a fixed-epsilon gradient attack of attack.attacks in "
                 f"{name}'s norm; such attacks: {fixed}"
             )
-        composite_options = c.require(s, "composite_options", "defend")
-        if not isinstance(composite_options, Mapping):
-            raise ConfigError(
-                f"defend.composite_options: expected a mapping of {composite}'s options, got {composite_options!r}"
-            )
-        ATTACKS.get(composite).check({**by_name[composite].options, **composite_options}, "defend.composite_options")
+        overrides: dict[str, Mapping[str, Any]] = {}
+        for key in ("composite_options", "randomised_composite_options"):
+            options = c.require(s, key, "defend")
+            if not isinstance(options, Mapping):
+                raise ConfigError(f"defend.{key}: expected a mapping of {composite}'s options, got {options!r}")
+            ATTACKS.get(composite).check({**by_name[composite].options, **options}, f"defend.{key}")
+            overrides[key] = MappingProxyType(dict(options))
         boundary = c.require(s, "boundary_attack", "defend")
         minimisers = [n for n in by_name if ATTACKS.get(n).kind is Kind.GRADIENT and ATTACKS.get(n).minimises]
         if boundary not in minimisers:
@@ -145,7 +148,8 @@ class DefendSettings:
             quantizers=quantizers,
             attack=name,
             composite=composite,
-            composite_options=MappingProxyType(dict(composite_options)),
+            composite_options=overrides["composite_options"],
+            randomised_composite_options=overrides["randomised_composite_options"],
             epsilons=epsilons,
             eot_samples=c.positive_int(c.require(s, "eot_samples", "defend"), "defend.eot_samples"),
             eval_draws=c.positive_int(c.require(s, "eval_draws", "defend"), "defend.eval_draws"),
@@ -155,10 +159,12 @@ class DefendSettings:
             seed=c.study_seed(params),
         )
 
-    def composite_attack(self, attacks: AttackSettings) -> AttackConfig:
-        """attack.attacks.<composite> with defend.composite_options over its options."""
+    def composite_attack(self, attacks: AttackSettings, randomised: bool = False) -> AttackConfig:
+        """attack.attacks.<composite> with defend.composite_options (or, through a randomised defense,
+        defend.randomised_composite_options) over its options."""
         attack = attacks.get(self.composite)
-        return replace(attack, options=MappingProxyType({**attack.options, **self.composite_options}))
+        overrides = self.randomised_composite_options if randomised else self.composite_options
+        return replace(attack, options=MappingProxyType({**attack.options, **overrides}))
 
     def model_ids(self) -> tuple[ModelId, ...]:
         """The recipe models the defense study trains and quantizes (beside the study's own models)."""
