@@ -65,9 +65,9 @@ def main() -> None:
         defenses=names,
         note=defense_note(defense_metrics, defend.epsilons[-1]),
         settings=(
-            f"{defend.composite} as run here, against its defaults (AutoAttack's standard version): "
-            f"{composite[False] or 'as they are'} on deterministic systems; {composite[True] or 'as they are'} "
-            "through a randomised defense and on the bare model it is compared with."
+            f"{defend.composite} as run here, against its defaults (AutoAttack's standard version): on "
+            f"deterministic systems, {composite[False] or 'the defaults'}; through a randomised defense and on "
+            f"the bare model it is compared with, {composite[True] or 'the defaults'}."
         ),
     )
     evidence = load_json(REPORTS / "findings_evidence.json")
