@@ -204,8 +204,8 @@ def test_defense_study_scores_every_defense_both_ways(smoke: Path) -> None:
     assert "## Defenses against linf_pgd, then autoattack" in markdown
     # The composite's cut-down settings are named beside the table: deterministic, then randomised systems.
     assert (
-        "autoattack as run here, against its defaults (AutoAttack's standard version): steps 10 (default 100)"
-        in markdown
+        "autoattack as run here, against its defaults (AutoAttack's standard version): on deterministic systems, "
+        "steps 10 (default 100)" in markdown
     )
 
 
