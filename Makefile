@@ -16,7 +16,7 @@ PYTEST_WORKERS ?= auto
 # Stage commands call `python`; DVC must find the venv's.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup repro smoke deps test test-formats test-fast compare check lint benchmark clean
+.PHONY: setup repro smoke deps test test-formats test-fast compare audit check lint benchmark clean
 
 setup: $(STAMP) $(DATASET_DIR) $(CHROMIUM)
 
@@ -50,7 +50,7 @@ repro: check
 	$(BIN)/dvc repro
 
 smoke: setup
-	$(BIN)/python -m qrobust.study smoke build/smoke
+	$(BIN)/python -m qrobust.tools.study smoke build/smoke
 	cd build/smoke && $(BIN)/dvc repro
 
 test: setup
@@ -67,7 +67,15 @@ test-fast: setup
 #   make compare A=main B=my-experiment   ->  build/compare/index.html
 compare: setup
 	@test -n "$(A)" -a -n "$(B)" || { echo "usage: make compare A=<revision> B=<revision>"; exit 2; }
-	$(BIN)/python -m qrobust.compare "$(A)" "$(B)" --out build/compare
+	$(BIN)/python -m qrobust.tools.compare "$(A)" "$(B)" --out build/compare
+
+# Audit a run against the committed one: every number identical, within noise (samples and seeds) or
+# beyond it; exit status 1 when anything is beyond noise (qrobust.tools.audit).
+#   make audit                           ->  this workspace's outputs against HEAD's  ->  build/audit/index.html
+#   make audit RUN=../their-clone        ->  another run's project folder (or a revision, an experiment)
+#   dvc repro --force && make audit      ->  re-run the whole study on this machine, then audit it
+audit: setup
+	$(BIN)/python -m qrobust.tools.audit "$(or $(RUN),workspace)" --against "$(or $(AGAINST),HEAD)"
 
 lint: setup
 	$(BIN)/ruff check src stages tests benchmarks

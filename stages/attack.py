@@ -64,12 +64,10 @@ def main(name: str) -> None:
     settings = study.attack
     config, entry = settings.get(name), ATTACKS.get(name)
     device = resolve_device(settings.device)
-    models, quantizers = study.train.model_ids(), study.quantize.quantizers
+    deployed = study.models()
     n = len(eval_split()[1])
     subset = {t: attack_subset(n, config.samples_for(t), settings.seed).size for t in config.threat_models}
-    sets = [
-        (t, s) for t in config.threat_models for s in sources(t, models, quantizers, noise=entry.kind is Kind.NOISE)
-    ]
+    sets = [(t, s) for t in config.threat_models for s in sources(t, deployed, noise=entry.kind is Kind.NOISE)]
     # Weight-only: no activation rounding, so the ste twin is the exact twin; the same samples give the same set.
     exact, ste = ThreatModel.WHITE_QNN_EXACT, ThreatModel.WHITE_QNN_STE
     copies = [

@@ -9,6 +9,10 @@ Targets are the float ONNX models (ONNX Runtime sessions) and every quantized ar
 (an ONNX Runtime session or the INC-converted torch module), each opened from its files, with no
 defense in front (the defense study, stages/defend.py, scores the defended systems). Each target's
 runtime is a job (qrobust.pipeline.workers): it answers on every set, and the rows are scored from the answers.
+
+Replicates (models trained at another seed, train.seeds) form families of their own: a replicate's sets are
+scored on the models of its seed only, and no replicate's set reaches a model of the study's seed, so each
+model's worst case, transfer included, is the same whatever replicates the study adds.
 """
 
 from __future__ import annotations
@@ -43,17 +47,26 @@ from qrobust.pipeline.workers import run_jobs, worker_count
 from qrobust.settings.study import load_study
 
 
+def families(models: tuple[ModelId, ...]) -> dict[int | None, tuple[ModelId, ...]]:
+    """The deployed models by training seed (None: the study's), in the study's order."""
+    out: dict[int | None, list[ModelId]] = {}
+    for m in models:
+        out.setdefault(m.seed, []).append(m)
+    return {seed: tuple(found) for seed, found in out.items()}
+
+
 @functools.cache
-def _inputs() -> tuple[np.ndarray, np.ndarray, tuple[AdversarialSet, ...], Distinct]:
-    """The evaluation split, every adversarial set of the study, and the distinct inputs of all the sets
-    (once per process)."""
+def _inputs(seed: int | None) -> tuple[np.ndarray, np.ndarray, tuple[AdversarialSet, ...], Distinct]:
+    """The evaluation split, every adversarial set made on the models of ``seed``'s family, and the distinct
+    inputs of all those sets (once per process)."""
     study = load_study()
     x, y = eval_split()
+    deployed = families(study.models())[seed]
     sets = []
     for attack in study.attack.attacks:
         noise = ATTACKS.get(attack.name).kind is Kind.NOISE
         for threat in attack.threat_models:
-            for source in sources(threat, study.train.model_ids(), study.quantize.quantizers, noise=noise):
+            for source in sources(threat, deployed, noise=noise):
                 path = adversarial_set(attack.name, threat.value, source)
                 adv = AdversarialSet.load(path)
                 if adv.index.max() >= len(y) or not np.array_equal(adv.labels, y[adv.index]):
@@ -65,26 +78,36 @@ def _inputs() -> tuple[np.ndarray, np.ndarray, tuple[AdversarialSet, ...], Disti
 
 
 def answers(model: str) -> Labels:
-    """One target's deployed runtime on the clean samples and on every set; runs in a worker process too."""
-    x, _, _, stack = _inputs()
-    return target_labels(open_runtime(ModelId.parse(model)), x, stack)
+    """One target's deployed runtime on the clean samples and on every set of its family; runs in a worker
+    process too."""
+    target = ModelId.parse(model)
+    x, _, _, stack = _inputs(target.seed)
+    return target_labels(open_runtime(target), x, stack)
 
 
 def main() -> None:
     study = load_study()
     models = study.models()
     test_accuracy = {f"test_accuracy/{m}": load_json(model_dir(m) / "metrics.json")["test_accuracy"] for m in models}
-    _, y, sets, _ = _inputs()
-    check_sources(models, sets)
     labels = run_jobs(answers, [str(m) for m in models], workers=worker_count(resolve_device(study.attack.device)))
+    given = dict(zip(models, labels, strict=True))
     outcomes: dict[str, np.ndarray] = {}
-    rows, worst = score_labels(dict(zip(models, labels, strict=True)), sets, y, outcomes)
+    rows, robust, boundary, paired_records, n_sets = [], {}, {}, {}, 0
+    for seed, family in families(models).items():
+        _, y, sets, _ = _inputs(seed)
+        check_sources(family, sets)
+        found, worst = score_labels({m: given[m] for m in family}, sets, y, outcomes)
+        rows += found
+        robust.update(worst.attribution())
+        boundary.update(worst.boundary())
+        paired_records.update(pairs(worst, list(family)))
+        n_sets += len(sets)
     write_results(REPORTS / "results.csv", rows)
-    save_json(REPORTS / "worst_case.json", {"robust": worst.attribution(), "boundary": worst.boundary()})
-    save_json(REPORTS / "pairs.json", pairs(worst, list(models)))
+    save_json(REPORTS / "worst_case.json", {"robust": robust, "boundary": boundary})
+    save_json(REPORTS / "pairs.json", paired_records)
     save_npz(REPORTS / "outcomes.npz", outcomes)
     save_json(REPORTS / "metrics.json", {**test_accuracy, **flat_metrics(rows)})
-    print(f"{len(rows)} result rows: {len(sets)} adversarial sets x {len(models)} targets")
+    print(f"{len(rows)} result rows: {n_sets} adversarial sets on {len(models)} targets, each within its seed")
 
 
 if __name__ == "__main__":

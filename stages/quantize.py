@@ -33,8 +33,13 @@ def main(model_name: str, quantizer_name: str) -> None:
     settings = study.quantize
     if quantizer_name not in settings.quantizers:
         raise ConfigError(f"quantize: {quantizer_name!r} is not in quantize.quantizers {list(settings.quantizers)}")
-    quantizer = create_quantizer(quantizer_name, settings.options.get(quantizer_name, {}))
     parent = ModelId.parse(model_name)
+    if quantizer_name not in settings.of(parent):
+        raise ConfigError(
+            f"quantize: a replicate is quantized by quantize.replicate_quantizers {list(settings.of(parent))}, "
+            f"not {quantizer_name!r}"
+        )
+    quantizer = create_quantizer(quantizer_name, settings.options.get(quantizer_name, {}))
     model_id = parent.quantized(quantizer_name)
     defended = parent in study.defend.model_ids()
     dataset = DATASETS.get(study.prepare.dataset)

@@ -35,7 +35,10 @@ def main() -> None:
     settings, data, defend = study.report, study.prepare, study.defend
     attacks = {a.name: a.epsilons for a in study.attack.attacks}
     heat_maps = [(h.attack, h.epsilon) for h in settings.heat_maps]
-    rows = read_results(REPORTS / "results.csv")
+    every = read_results(REPORTS / "results.csv")
+    # The tables read the models of the study's seed; the replicates (train.seeds) give the headline its spread.
+    rows = [r for r in every if ModelId.parse(r.target).seed is None]
+    replicates = [r for r in every if ModelId.parse(r.target).seed is not None]
     metrics = {
         m: {
             **load_json(model_dir(m) / "metrics.json"),
@@ -45,7 +48,7 @@ def main() -> None:
                 if k != "machine"
             },
         }
-        for m in study.models()
+        for m in study.primary_models()
     }
     float_metrics = [v for m, v in metrics.items() if m.quantizer is None]
     quant_metrics = [v for m, v in metrics.items() if m.quantizer is not None]
@@ -78,7 +81,7 @@ def main() -> None:
         {f"{p.parent.name}@{p.stem}": load_json(p).get("machine") for p in sorted(TIMING.rglob("*.json"))},
     )
     save_json(REPORTS / "provenance.json", record)
-    analysed = {m: load_json(REPORTS / "analysis" / f"{m}.json") for m in study.train.model_ids()}
+    analysed = {m: load_json(REPORTS / "analysis" / f"{m}.json") for m in study.train.primary_ids()}
     report = build_report(
         rows,
         float_metrics,
@@ -92,8 +95,8 @@ def main() -> None:
         max_drop_points=settings.max_quant_drop_points,
         findings=evidence["findings"],
         masking=(evidence["masking_flags"], CHECKS),
-        analysis={str(m): analysed[m]["analysis"][str(m)] for m in study.train.model_ids()},
-        convergence=[check for m in study.train.model_ids() for check in analysed[m]["convergence"]],
+        analysis={str(m): analysed[m]["analysis"][str(m)] for m in study.train.primary_ids()},
+        convergence=[check for m in study.train.primary_ids() for check in analysed[m]["convergence"]],
         provenance=record,
         headline=study_budget(study),
         summary=[
@@ -101,7 +104,20 @@ def main() -> None:
             f"{len(attacks)} attacks; every adversarial set scored on every model's deployed runtime (ONNX Runtime session or "
             f"INC module); evaluation subset n={n_eval}, each attack on a seeded part of it (its n is in each cell).",
             "Rates carry 95% Wilson intervals in brackets.",
+            *(
+                [
+                    f"Replicates: {', '.join(study.train.seeds)} trained again at seeds "
+                    f"{', '.join(map(str, sorted({s for v in study.train.seeds.values() for s in v})))} "
+                    f"({len({r.target for r in replicates})} deployed models, quantized by "
+                    f"{', '.join(study.quantize.replicate_quantizers)}), attacked and analysed like the rest: the "
+                    "headline gives the spread across seeds, and each verdict's interval carries the between-seed "
+                    "variance. The tables below show the models of the study's seed."
+                ]
+                if replicates
+                else []
+            ),
         ],
+        replicates=replicates,
     )
     write_pages(report, REPORTS, "report.md")
     for name, records in plot_rows(rows, settings.curves, heat_maps).items():

@@ -7,6 +7,7 @@ checked against torch on the evaluation subset before anything is written.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 
 import torch
@@ -27,18 +28,20 @@ from qrobust.training.loop import fit
 from qrobust.training.recipes import create_recipe
 
 
-def main(arch: str, recipe: str) -> None:
+def main(arch: str, recipe: str, seed: int | None) -> None:
     study = load_study()
     settings = study.train
-    model_id = ModelId(arch, recipe)
+    model_id = ModelId(arch, recipe, None, seed)
     defended = model_id in study.defend.model_ids()
     if model_id not in settings.model_ids() and not defended:
         raise ConfigError(
-            f"train: {model_id} is not in train.archs x train.recipes nor in defend.archs x defend.recipes"
+            f"train: {model_id} is not in train.archs x train.recipes (with train.seeds) nor in "
+            "defend.archs x defend.recipes"
         )
+    fit_config = dataclasses.replace(settings.fit, seed=settings.seed_of(model_id))
     dataset = DATASETS.get(settings.dataset)
     spec = input_spec(dataset)
-    seed_everything(settings.fit.seed)
+    seed_everything(fit_config.seed)
     model = create_model(arch, spec)
     trainer = create_recipe(recipe, settings.recipe_options.get(recipe, {}))
     x_train, y_train = load_split(PREPARED / "train.npz")
@@ -47,7 +50,7 @@ def main(arch: str, recipe: str) -> None:
     x_eval, _ = load_split(PREPARED / "eval.npz")
 
     start = time.perf_counter()
-    losses = fit(model, trainer, x_train, y_train, settings.fit)
+    losses = fit(model, trainer, x_train, y_train, fit_config)
     train_seconds = time.perf_counter() - start
     model = model.cpu().eval()
 
@@ -61,6 +64,7 @@ def main(arch: str, recipe: str) -> None:
             "model": str(model_id),
             "arch": arch,
             "recipe": recipe,
+            "seed": fit_config.seed,
             "val_accuracy": float((runtime.predict(x_val) == y_val).mean()),  # what the sign-off reads
             "val_samples": int(len(y_val)),
             "test_accuracy": test_accuracy,  # reported only
@@ -82,5 +86,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--arch", required=True)
     parser.add_argument("--recipe", required=True)
+    parser.add_argument("--seed", type=int, default=None, help="a replicate's seed (train.seeds); default: the study's")
     args = parser.parse_args()
-    run_stage("train", main, args.arch, args.recipe)
+    run_stage("train", main, args.arch, args.recipe, args.seed)

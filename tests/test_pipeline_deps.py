@@ -35,6 +35,7 @@ def resolved_stages(root: Path = ROOT) -> dict[str, tuple[str, tuple[str, ...]]]
 def built_by(name: str, params: Mapping) -> list[str]:
     """The attacks a stage builds by name: what its code imports beyond its script's imports."""
     group, _, key = name.partition("@")
+    group = group.removesuffix("_replicate")  # a replicate's stage runs its group's script
     if group == "attack":
         return [key]
     return built_attacks(params).get(f"{group}_code", [])

@@ -52,9 +52,9 @@ def measure(model: ModelId) -> dict[str, dict]:
         batch_size=study.attack.batch_size, seed=settings.seed, key="attack.attacks",
     )  # fmt: skip
     # Each deployed runtime opened once: the analysis and the boundary distances score on it.
-    predicts = {m: open_runtime(m).predict for m in (model, *(model.quantized(q) for q in study.quantize.quantizers))}
+    predicts = {m: open_runtime(m).predict for m in (model, *(model.quantized(q) for q in study.quantize.of(model)))}
     quantized = []
-    for name in study.quantize.quantizers:
+    for name in study.quantize.of(model):
         q = model.quantized(name)
         twins = {mode: load_twin(model_dir(q), mode) for mode in GradMode}
         quantized.append(Deployed(str(q), predicts[q], twins[GradMode.EXACT], twins[GradMode.STE]))
@@ -83,15 +83,18 @@ def measure(model: ModelId) -> dict[str, dict]:
 
 def convergence_checks(study: Study, model: ModelId) -> list[tuple[str, ThreatModel, ModelId]]:
     """Every white-box minimisation set made on ``model`` or its quantized models that the check can double:
-    (attack, threat model, source)."""
+    (attack, threat model, source). None on a replicate (train.seeds): convergence is a property of the
+    attack's settings on the architecture, checked on the model of the study's seed."""
     checks = []
+    if model.seed is not None:
+        return checks
     for config in study.attack.attacks:
         if steps_bounded(config.name, config.options):
             for threat in config.threat_models:
                 sources = (
                     [model]
                     if threat is ThreatModel.WHITE_FLOAT
-                    else [model.quantized(q) for q in study.quantize.quantizers]
+                    else [model.quantized(q) for q in study.quantize.of(model)]
                 )
                 checks += [(config.name, threat, source) for source in sources]
     return checks

@@ -20,7 +20,7 @@ from qrobust.attacks.threats import ThreatModel
 from qrobust.deploy.runtime import Runtime, batched
 from qrobust.models import InputSpec, create_model
 from qrobust.pipeline.layout import model_dir
-from qrobust.pipeline.model_id import ModelId, with_quantized
+from qrobust.pipeline.model_id import ModelId
 from qrobust.quantization.twins import GradMode
 
 BOUNDS = (0.0, 1.0)
@@ -165,15 +165,16 @@ def runtime_victim(runtime: Runtime, *, labels_only: bool) -> Victim:
     return victim
 
 
-def sources(threat: ThreatModel, models: Sequence[ModelId], quantizers: Sequence[str], *, noise: bool) -> list[ModelId]:
-    """The deployed models an attack is made on under ``threat``: float models for white_float, every
-    quantized model (through its twin) for white_qnn_*, every deployed runtime for black_runtime, and
-    only the float runtimes for noise, which never queries the model and so is the same draw for all."""
+def sources(threat: ThreatModel, deployed: Sequence[ModelId], *, noise: bool) -> list[ModelId]:
+    """Of the ``deployed`` models (``Study.models()``), those an attack is made on under ``threat``: float
+    models for white_float, every quantized model (through its twin) for white_qnn_*, every deployed runtime
+    for black_runtime, and only the float runtimes for noise, which never queries the model and so is the
+    same draw for all."""
     if threat is ThreatModel.WHITE_FLOAT or (threat is ThreatModel.BLACK_RUNTIME and noise):
-        return list(models)
+        return [m for m in deployed if m.quantizer is None]
     if threat is ThreatModel.BLACK_RUNTIME:
-        return list(with_quantized(models, quantizers))
-    return [m.quantized(q) for m in models for q in quantizers]
+        return list(deployed)
+    return [m for m in deployed if m.quantizer is not None]
 
 
 def open_module(threat: ThreatModel, source: ModelId, spec: InputSpec, *, defended: bool = False) -> nn.Module:

@@ -54,6 +54,7 @@ def study_scope(study: Study, **records: Any) -> Scope:
         floats=study.train.model_ids(),
         quantizers=quantizers,
         placebos=tuple(q for q in quantizers if QUANTIZERS.get(q).placebo),
+        replicate_quantizers=study.quantize.replicate_quantizers,
         bits={q: widths(q) for q in quantizers},
         headline=study_budget(study)[1],
         defense_epsilons=defend.epsilons,

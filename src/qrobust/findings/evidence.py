@@ -49,6 +49,8 @@ class Condition:
     test: Test
     detail: tuple[str, ...] = ()
     placebo: bool = False
+    seed: int | None = None  # a replicate's training seed (None: the study's); replicates share the label
+    seeds: int = 1  # after pooling: how many seeds the test reads (qrobust.findings.replicates)
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,7 @@ class Judged:
             "low": _num(t.low),
             "high": _num(t.high),
             "n": t.n,
+            "seeds": self.condition.seeds,
             "p_holds": _num(t.p_holds),
             "p_fails": _num(t.p_fails),
             "adjusted_p_holds": _num(self.p_holds),
@@ -147,8 +150,16 @@ class Scope:
     analysis: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # float model -> analyse's record
     defenses: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # defense -> its metrics
 
+    replicate_quantizers: tuple[str, ...] = ()  # a replicate's quantizers (train.seeds)
+
     def quantized(self) -> list[tuple[ModelId, ModelId]]:
-        return [(f, f.quantized(q)) for f in self.floats for q in self.quantizers]
+        """(float model, quantized model) of every deployed pair, replicates included."""
+        return [
+            (f, f.quantized(q))
+            for f in self.floats
+            for q in self.quantizers
+            if f.seed is None or q in self.replicate_quantizers
+        ]
 
     def group(self, model: ModelId) -> str:
         return self.bits.get(model.quantizer or "", "float")
@@ -221,7 +232,10 @@ _PER_CONDITION = {
 
 
 def judge_claim(entry: ClaimEntry, scope: Scope, threshold: Threshold, alpha: float) -> Finding:
+    """Each family's conditions with their replicates pooled across seeds, then judged under Holm."""
+    from qrobust.findings.replicates import pool_seeds
+
     conditions = entry.conditions(scope, threshold)
-    real = [c for c in conditions if not c.placebo]
-    control = [c for c in conditions if c.placebo]
+    real = pool_seeds([c for c in conditions if not c.placebo], threshold.delta)
+    control = pool_seeds([c for c in conditions if c.placebo], threshold.delta)
     return Finding(entry, threshold, alpha, tuple(judge_family(real, alpha)), tuple(judge_family(control, alpha)))

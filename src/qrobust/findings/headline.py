@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 from qrobust.attacks.threats import ThreatModel
 from qrobust.evaluation.results import Result
+from qrobust.findings.replicates import Spread, spread
+from qrobust.findings.tests import Z95
 from qrobust.pipeline.model_id import ModelId
 
 if TYPE_CHECKING:
@@ -105,11 +107,28 @@ def headlines(rows: Iterable[Result], norm: str, epsilon: float, reference: str 
     ]
 
 
+def seed_spread(found: Sequence[Headline]) -> dict[str, Spread]:
+    """Per model of the study's seed with replicates: its worst-case robust accuracy across seeds (each
+    seed's figure, their sd, and the interval with training randomness; ``qrobust.findings.replicates``)."""
+    worst = {h.model: h.strongest for h in found if h.strongest is not None}
+    family: dict[str, list[Result]] = {}
+    for model, row in worst.items():
+        family.setdefault(str(ModelId.parse(model).unseeded), []).append(row)
+    out = {}
+    for model, rows in family.items():
+        if len(rows) > 1 and model in worst:
+            errors = [(r.robust_accuracy_high - r.robust_accuracy_low) / (2 * Z95) for r in rows]
+            out[model] = spread([r.robust_accuracy for r in rows], errors, min(r.n for r in rows))
+    return out
+
+
 def headline_metrics(
     found: Sequence[Headline], norm: str, epsilon: float, verdicts: Mapping[str, str]
 ) -> dict[str, dict[str, float | str]]:
     """The DVC metrics file: ``clean.<model>``, ``robust_<norm>_<eps>.<model>`` (nan, written as null,
-    where no attack reached the model) and ``verdict.<claim>``."""
+    where no attack reached the model) and ``verdict.<claim>``; the models of the study's seed (the report
+    gives the replicates' spread)."""
+    found = [h for h in found if ModelId.parse(h.model).seed is None]
     return {
         "clean": {h.model: round(h.clean.robust_accuracy, 4) for h in found},
         f"robust_{norm}_{epsilon:g}": {

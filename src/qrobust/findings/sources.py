@@ -17,12 +17,15 @@ def tag(epsilon: float) -> str:
 
 
 def label(scope: Scope, model: ModelId, *extra: str) -> str:
-    return " ".join([f"{model} ({scope.group(model)})", *extra])
+    """A condition's label: the model at the study's seed (its replicates share it), with its widths."""
+    return " ".join([f"{model.unseeded} ({scope.group(model)})", *extra])
 
 
 def condition(scope: Scope, model: ModelId, test: Test, *detail: str, extra: tuple[str, ...] = ()) -> Condition:
-    """One quantized model's condition: labelled with its widths, the placebo marked."""
-    return Condition(label(scope, model, *extra), scope.group(model), test, tuple(detail), scope.is_placebo(model))
+    """One quantized model's condition: labelled with its widths, the placebo marked, the seed kept."""
+    return Condition(
+        label(scope, model, *extra), scope.group(model), test, tuple(detail), scope.is_placebo(model), model.seed
+    )
 
 
 def matched(scope: Scope, quant: ModelId, epsilon: float, norm: str = "linf") -> Mapping[str, Any] | None:

@@ -2,7 +2,8 @@
 
 Written ``<arch>-<recipe>`` for a float model and ``<arch>-<recipe>.<quantizer>`` for one of its
 quantized models (``lenet-standard.ort_int8``); a defended system appends the defense in the quantizer's
-place (``lenet-standard.ensemble``). The string form is parsed here and only here.
+place (``lenet-standard.ensemble``). A replicate trained at another seed than the study's (``train.seeds``)
+carries it after the recipe: ``lenet-standard-s1.ort_int8``. The string form is parsed here and only here.
 """
 
 from __future__ import annotations
@@ -20,28 +21,39 @@ class ModelId:
     arch: str
     recipe: str
     quantizer: str | None = None
+    seed: int | None = None  # None: trained at the study's seed; else a replicate (train.seeds)
 
     def __post_init__(self) -> None:
         for part in (self.arch, self.recipe, self.quantizer):
             if part is not None and (not part or "-" in part or "." in part):
                 raise ConfigError(f"model id part {part!r}: expected a non-empty name without '-' or '.'")
+        if self.seed is not None and (not isinstance(self.seed, int) or self.seed < 0):
+            raise ConfigError(f"model id seed {self.seed!r}: expected a non-negative integer")
 
     @classmethod
     def parse(cls, text: str) -> ModelId:
         base, dot, quantizer = str(text).partition(".")
-        arch, dash, recipe = base.partition("-")
-        if not dash or (dot and not quantizer):
-            raise ConfigError(f"model id {text!r}: expected <arch>-<recipe> or <arch>-<recipe>.<quantizer>")
-        return cls(arch, recipe, quantizer or None)
+        arch, dash, rest = base.partition("-")
+        recipe, dash_seed, seed = rest.partition("-")
+        if not dash or (dot and not quantizer) or (dash_seed and not (seed.startswith("s") and seed[1:].isdigit())):
+            raise ConfigError(
+                f"model id {text!r}: expected <arch>-<recipe>[-s<seed>] or <arch>-<recipe>[-s<seed>].<quantizer>"
+            )
+        return cls(arch, recipe, quantizer or None, int(seed[1:]) if dash_seed else None)
 
     def __str__(self) -> str:
-        base = f"{self.arch}-{self.recipe}"
+        base = f"{self.arch}-{self.recipe}" + ("" if self.seed is None else f"-s{self.seed}")
         return base if self.quantizer is None else f"{base}.{self.quantizer}"
 
     @property
     def parent(self) -> ModelId:
         """The float model this one was quantized from (itself when it is float)."""
-        return ModelId(self.arch, self.recipe)
+        return ModelId(self.arch, self.recipe, None, self.seed)
+
+    @property
+    def unseeded(self) -> ModelId:
+        """The same model at the study's seed: what the replicates of one model have in common."""
+        return ModelId(self.arch, self.recipe, self.quantizer)
 
     @property
     def precision(self) -> str:
@@ -49,7 +61,7 @@ class ModelId:
         return FLOAT if self.quantizer is None else self.quantizer
 
     def quantized(self, quantizer: str) -> ModelId:
-        return ModelId(self.arch, self.recipe, quantizer)
+        return ModelId(self.arch, self.recipe, quantizer, self.seed)
 
     def at(self, precision: str) -> ModelId:
         """This model's float parent (``float``) or its model quantized by ``precision``."""

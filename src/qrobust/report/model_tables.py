@@ -8,7 +8,7 @@ from typing import Any
 
 from qrobust.attacks.threats import ThreatModel
 from qrobust.evaluation.results import Result
-from qrobust.findings.headline import HEADLINE_RULE, Headline, headlines
+from qrobust.findings.headline import HEADLINE_RULE, Headline, headlines, seed_spread
 from qrobust.pipeline.model_id import ModelId
 from qrobust.report.format import Metrics, Table, _distance, num, pct, points, with_ci
 
@@ -167,7 +167,9 @@ def attack_tables(
 def headline_table(rows: Sequence[Result], norm: str, epsilon: float, reference: str | None = None) -> Table:
     """Float vs each quantized model, per architecture: clean accuracy and the per-sample worst-case robust
     accuracy at the headline budget (``qrobust.findings.headline``), beside the ``reference`` attack's own figure."""
-    found = {h.model: h for h in headlines(rows, norm, epsilon, reference)}
+    every = headlines(rows, norm, epsilon, reference)
+    seeds = seed_spread(every)
+    found = {h.model: h for h in every if ModelId.parse(h.model).seed is None}
     models = sorted(found, key=_precision_order)
     precisions = sorted({ModelId.parse(m).precision for m in models}, key=lambda p: (p != "float", p))
     by_cell = {(ModelId.parse(m).arch, ModelId.parse(m).precision): found[m] for m in models}
@@ -190,7 +192,15 @@ def headline_table(rows: Sequence[Result], norm: str, epsilon: float, reference:
         else:
             text = f"clean {pct(h.clean.robust_accuracy)}; {with_ci(s)} n={s.n}, by {s.attack} ({s.threat_model})"
         r = h.reference
-        return text + ("" if r is None else f"; {r.attack} alone {pct(r.robust_accuracy)} n={r.n}")
+        text += "" if r is None else f"; {r.attack} alone {pct(r.robust_accuracy)} n={r.n}"
+        spread = seeds.get(h.model)
+        if spread is not None:
+            each = " / ".join(pct(v) for v in spread.values)
+            text += (
+                f"; across {len(spread.values)} seeds {each}: mean {pct(spread.mean)} "
+                f"[{pct(spread.low)}, {pct(spread.high)}], sd {100 * spread.sd:.1f} points"
+            )
+        return text
 
     archs = sorted({ModelId.parse(m).arch for m in models})
     return Table(
@@ -205,7 +215,10 @@ def headline_table(rows: Sequence[Result], norm: str, epsilon: float, reference:
         "the same attack). Where the attacks made on a model itself covered fewer samples than its worst case, the "
         "rest met only sets made on other models: the figure is an upper bound, and comparing it with a model "
         "attacked directly on every sample favours it. reports/worst_case.json says which attacks broke how many samples. These are the "
-        "numbers reports/headline.json gives DVC (dvc exp show, dvc metrics diff).",
+        "numbers reports/headline.json gives DVC (dvc exp show, dvc metrics diff). 'across seeds': the same model "
+        "trained again at train.seeds (first the study's seed), each seed's worst case, their mean with a 95% "
+        "interval that holds training randomness as well as the samples drawn (docs/statistics.md), and the "
+        "between-seed sd.",
     )
 
 

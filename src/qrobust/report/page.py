@@ -146,10 +146,13 @@ def build_report(
     provenance: Mapping[str, Any] | None = None,
     headline: tuple[str, float] | None = None,
     summary: Sequence[str] = (),
+    replicates: Sequence[Result] = (),
 ) -> Report:
+    """The report's sections from the rows of the models of the study's seed; ``replicates`` (the rows of
+    the models trained at train.seeds) give the headline its spread across seeds."""
     sections: list[Table | Figure] = [*([findings_table(findings)] if findings else [])]
     if headline is not None:
-        sections.append(headline_table(rows, *headline, curves.get(ThreatModel.WHITE_FLOAT)))
+        sections.append(headline_table([*rows, *replicates], *headline, curves.get(ThreatModel.WHITE_FLOAT)))
     sections += [
         *(robustness_figure(rows, threat, attack) for threat, attack in curves.items()),
         signoff_table(

@@ -63,7 +63,11 @@ class Study:
 
     def models(self) -> tuple[ModelId, ...]:
         """The main study's deployed models: each float model followed by its quantized ones."""
-        return with_quantized(self.train.model_ids(), self.quantize.quantizers)
+        return tuple(m for f in self.train.model_ids() for m in with_quantized([f], self.quantize.of(f)))
+
+    def primary_models(self) -> tuple[ModelId, ...]:
+        """The deployed models trained at the study's seed (``models()`` without the replicates)."""
+        return tuple(m for m in self.models() if m.seed is None)
 
 
 def validate(params: Mapping[str, Any]) -> Study:

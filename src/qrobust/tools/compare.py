@@ -22,7 +22,7 @@ import io
 import json
 import math
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -72,27 +72,40 @@ class Revision:
         return self.outcomes[key], self.outcomes[index_key]
 
 
+Reader = Callable[..., "str | bytes"]
+
+
+def reader(repo: Path, rev: str) -> Reader:
+    """``read(path, mode="r")`` of one revision's files: through DVC (git for the small files, the DVC cache
+    or remote for the outputs), or from disk for ``workspace`` and for a folder holding another run's project."""
+    folder = repo if rev == WORKSPACE else Path(rev) if Path(rev).is_dir() else None
+    if folder is not None:
+
+        def read(path: str, mode: str = "r") -> str | bytes:
+            if not (folder / path).is_file():
+                raise FileNotFoundError(f"{folder / path}: missing; is {folder} a run of the study?")
+            return (folder / path).read_bytes() if mode == "rb" else (folder / path).read_text(encoding="utf-8")
+
+        return read
+    import dvc.api
+    from dvc.exceptions import DvcException
+    from dvc.scm import RevError
+
+    def read_dvc(path: str, mode: str = "r") -> str | bytes:
+        try:
+            return dvc.api.read(path, repo=str(repo), rev=rev, mode=mode)
+        except (DvcException, RevError) as exc:
+            raise ConfigError(
+                f"revision {rev!r} has no readable {path} ({exc}): name a branch, commit or experiment "
+                "(dvc exp show) whose study ran, with its outputs in the DVC cache or remote (dvc pull)"
+            ) from exc
+
+    return read_dvc
+
+
 def read_revision(repo: Path, rev: str) -> Revision:
-    """A revision's rows, verdicts and figure settings, read through DVC (or from disk for ``workspace``)."""
-    if rev == WORKSPACE:
-
-        def read(path: str, mode: str = "r") -> str | bytes:
-            return (repo / path).read_bytes() if mode == "rb" else (repo / path).read_text(encoding="utf-8")
-
-    else:
-        import dvc.api
-        from dvc.exceptions import DvcException
-        from dvc.scm import RevError
-
-        def read(path: str, mode: str = "r") -> str | bytes:
-            try:
-                return dvc.api.read(path, repo=str(repo), rev=rev, mode=mode)
-            except (DvcException, RevError) as exc:
-                raise ConfigError(
-                    f"revision {rev!r} has no readable {path} ({exc}): name a branch, commit or experiment "
-                    "(dvc exp show) whose study ran, with its outputs in the DVC cache or remote (dvc pull)"
-                ) from exc
-
+    """A revision's rows, verdicts and figure settings (``reader``)."""
+    read = reader(repo, rev)
     with tempfile.TemporaryDirectory() as tmp:  # read_results parses a file
         (Path(tmp) / "results.csv").write_text(read("reports/results.csv"), encoding="utf-8")
         rows = read_results(Path(tmp) / "results.csv")

@@ -1,0 +1,162 @@
+"""Training randomness: the same model trained at several seeds (``train.seeds``) as the unit of replication.
+
+A figure measured on the study's test samples has two sources of noise: which samples were drawn (what a
+binomial or paired interval covers) and which training run produced the model (the seed: initial weights,
+batch order, the adversarial recipes' random starts). Re-running the study on another CPU changes the second
+as surely as another seed does, since training's last bits differ by instruction set. So a replicated
+quantity is read across seeds:
+
+- the estimate is the mean of the per-seed estimates;
+- its variance is the within-seed variance (the mean of the per-seed squared standard errors, not divided
+  by the number of seeds: every seed is scored on the same samples, so their sampling noise is shared)
+  plus the between-seed variance over the number of seeds;
+- the between-seed variance is the sample variance of the per-seed estimates, pooled over a claim's
+  replicated conditions (each gives seeds - 1 degrees of freedom). On shared samples it also holds the
+  sample-by-seed interaction, counted twice: conservative;
+- a condition measured at one seed only (an architecture without replicates) borrows the pooled
+  between-seed variance of its claim, at one seed; a claim with no replicated condition keeps its exact
+  per-seed test and says that training randomness was not measured;
+- tests and intervals use Student's t with Welch-Satterthwaite degrees of freedom.
+
+A claim holds only if it holds with this variance; tests/test_findings_calibration.py checks that the
+false "holds" under a null with large between-seed variance stays at the level, where a one-seed test
+does not.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from scipy.stats import t as student
+
+from qrobust.findings.tests import Z95, Test, combined, either, missing
+
+if TYPE_CHECKING:
+    from qrobust.findings.evidence import Condition
+
+
+@dataclass(frozen=True)
+class Between:
+    """A pooled between-seed variance and its degrees of freedom (0: nothing replicated)."""
+
+    variance: float
+    df: int
+
+    @property
+    def measured(self) -> bool:
+        return self.df > 0
+
+
+def standard_error(test: Test) -> float:
+    """The standard error a test's 95% interval implies (half its width over 1.96)."""
+    return (test.high - test.low) / (2 * Z95)
+
+
+def _leaves(test: Test) -> list[Test]:
+    return [leaf for part in test.parts for leaf in _leaves(part)] if test.parts else [test]
+
+
+def between_seeds(groups: Sequence[Sequence[Test]]) -> Between:
+    """Pooled sample variance of the per-seed effects over every group (a condition's seeds) with at least
+    two seeds, leaf by leaf for tests made of parts."""
+    total, df = 0.0, 0
+    for tests in groups:
+        present = [t for t in tests if t.n]
+        if len(present) < 2:
+            continue
+        for leaves in zip(*(_leaves(t) for t in present), strict=True):
+            effects = [leaf.effect for leaf in leaves if math.isfinite(leaf.effect)]
+            if len(effects) < 2:
+                continue
+            mean = sum(effects) / len(effects)
+            total += sum((e - mean) ** 2 for e in effects)
+            df += len(effects) - 1
+    return Between(total / df if df else 0.0, df)
+
+
+def across_seeds(tests: Sequence[Test], between: Between, delta: float) -> Test:
+    """One condition's per-seed tests read as one: the mean effect, with within- and between-seed
+    variance, tested against 0 ("holds") and ``delta`` ("does not hold") with Student's t."""
+    present = [t for t in tests if t.n]
+    if not present:
+        return missing(delta)
+    first = present[0]
+    if first.parts:
+        parts = [across_seeds(list(p), between, delta) for p in zip(*(t.parts for t in present), strict=True)]
+        return combined(parts, delta) if first.every_part else either(parts, delta)
+    seeds = len(present)
+    within = sum(standard_error(t) ** 2 for t in present) / seeds
+    spread = between.variance / seeds
+    variance = max(within + spread, 1e-12)
+    n = min(t.n for t in present)
+    # Welch-Satterthwaite: the within part has about n - 1 degrees of freedom, the between part the pooled df.
+    denominator = within**2 / max(n - 1, 1) + (spread**2 / between.df if between.df else 0.0)
+    df = variance**2 / denominator if denominator > 0 else math.inf
+    se = math.sqrt(variance)
+    effect = sum(t.effect for t in present) / seeds
+    value = sum(t.value for t in present) / seeds
+    quantile = float(student.ppf(0.975, df))
+    return Test(
+        value, effect, effect - quantile * se, effect + quantile * se, n,
+        float(student.sf(effect / se, df)), float(student.cdf((effect - delta) / se, df)),
+        delta, se * math.sqrt(n),
+    )  # fmt: skip
+
+
+def pool_seeds(conditions: Sequence[Condition], delta: float) -> list[Condition]:
+    """A family's conditions with each condition's replicates (the same label at other seeds) read as
+    one: ``across_seeds`` with the family's pooled between-seed variance. Conditions measured at one seed
+    borrow that variance; when nothing in the family is replicated they are returned unchanged."""
+    groups: dict[str, list[Condition]] = {}
+    for c in conditions:
+        groups.setdefault(c.label, []).append(c)
+    between = between_seeds([[c.test for c in found] for found in groups.values()])
+    if not between.measured:
+        return list(conditions)
+    out = []
+    for found in groups.values():
+        found.sort(key=lambda c: -1 if c.seed is None else c.seed)
+        test = across_seeds([c.test for c in found], between, delta)
+        seeds = ", ".join(
+            f"{'study seed' if c.seed is None else f'seed {c.seed}'} {_signed(c.test.effect)}" for c in found
+        )
+        note = (
+            f"training randomness: effect per seed {seeds}; between-seed sd {100 * math.sqrt(between.variance):.1f} "
+            f"points (pooled, {between.df} df)"
+            if len(found) > 1
+            else f"one seed: borrows the claim's between-seed sd {100 * math.sqrt(between.variance):.1f} points"
+        )
+        out.append(replace(found[0], test=test, detail=(*found[0].detail, note), seeds=len(found)))
+    return out
+
+
+def _signed(effect: float) -> str:
+    return f"{100 * effect:+.1f}" if math.isfinite(effect) else "n/a"
+
+
+@dataclass(frozen=True)
+class Spread:
+    """A figure measured at several seeds: each seed's value, their mean, sd, and the 95% interval of the
+    mean with within- and between-seed variance."""
+
+    values: tuple[float, ...]
+    mean: float
+    sd: float
+    low: float
+    high: float
+
+
+def spread(values: Sequence[float], errors: Sequence[float], n: int) -> Spread:
+    """``values`` (one per seed) with their standard errors, each on the same ``n`` samples."""
+    k = len(values)
+    mean = sum(values) / k
+    between = sum((v - mean) ** 2 for v in values) / (k - 1) if k > 1 else 0.0
+    within = sum(e * e for e in errors) / k
+    variance = within + between / k
+    denominator = within**2 / max(n - 1, 1) + ((between / k) ** 2 / (k - 1) if k > 1 else 0.0)
+    df = variance**2 / denominator if denominator > 0 else math.inf
+    half = float(student.ppf(0.975, df)) * math.sqrt(variance)
+    return Spread(tuple(values), mean, math.sqrt(between), max(mean - half, 0.0), min(mean + half, 1.0))
