@@ -80,6 +80,9 @@ def hypotheses_table(findings: Mapping[str, Mapping[str, Any]]) -> Table:
     )
 
 
+SEED_NOTES = ("training randomness", "one seed")  # the notes qrobust.findings.replicates adds
+
+
 def findings_conditions_tables(findings: Mapping[str, Mapping[str, Any]]) -> list[Table]:
     """Per claim, one line per condition: n, the quantity, the effect with its 95% interval (points), the
     Holm-adjusted p-values of both directions, the power at the smallest effect, and the verdict."""
@@ -98,13 +101,13 @@ def findings_conditions_tables(findings: Mapping[str, Mapping[str, Any]]) -> lis
             lines.append(
                 (
                     str(c["condition"]),
-                    str(c["n"]),
+                    str(c["n"]) + (f" x {c['seeds']} seeds" if c.get("seeds", 1) > 1 else ""),
                     "n/a" if c["value"] is None else f"{100 * c['value']:.1f}",
                     f"{_signed(c['effect'])} [{_signed(c['low'])}, {_signed(c['high'])}]",
                     f"{_p(c['adjusted_p_holds'])} / {_p(c['adjusted_p_fails'])}",
                     "n/a" if c["power"] is None else f"{c['power']:.2f}",
                     verdict,
-                    c["detail"][0] if c["detail"] else "",
+                    "; ".join(c["detail"][:1] + [d for d in c["detail"][1:] if d.startswith(SEED_NOTES)]),
                 )
             )
         if not lines:
@@ -126,7 +129,9 @@ def findings_conditions_tables(findings: Mapping[str, Mapping[str, Any]]) -> lis
                 f"{record['claim']} Quantity: {record['quantity']}; {_threshold(record)} (points: a share of 0.62 reads "
                 "62.0, an effect of 0.05 reads +5.0). 'adj. p': Holm over the claim's conditions; power at the "
                 "smallest effect; conditions without data are left out; reports/findings_evidence.json has every "
-                "condition's detail.",
+                "condition's detail. 'x k seeds': the condition measured on k training runs (train.seeds), its "
+                "effect their mean and its interval and tests with the between-seed variance "
+                "(docs/reproducibility.md); a condition at one seed borrows that variance.",
             )
         )
     return tables

@@ -217,7 +217,7 @@ def headline_table(rows: Sequence[Result], norm: str, epsilon: float, reference:
         "attacked directly on every sample favours it. reports/worst_case.json says which attacks broke how many samples. These are the "
         "numbers reports/headline.json gives DVC (dvc exp show, dvc metrics diff). 'across seeds': the same model "
         "trained again at train.seeds (first the study's seed), each seed's worst case, their mean with a 95% "
-        "interval that holds training randomness as well as the samples drawn (docs/statistics.md), and the "
+        "interval that holds training randomness as well as the samples drawn (docs/reproducibility.md), and the "
         "between-seed sd.",
     )
 
