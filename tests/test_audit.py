@@ -10,9 +10,9 @@ from pathlib import Path
 import yaml
 
 from qrobust.attacks.threats import ThreatModel
-from qrobust.evaluation.results import Result, write_results
+from qrobust.evaluation.results import Result, read_results, write_results
 from qrobust.pipeline.model_id import ModelId
-from qrobust.tools.audit import BEYOND, IDENTICAL, WITHIN, audit, main, read_run
+from qrobust.tools.audit import BEYOND, IDENTICAL, ONE_RUN, WITHIN, audit, main, read_run
 from tests.browser import assert_reads_in_the_window
 from tests.test_findings import row
 
@@ -55,6 +55,11 @@ def test_a_change_beyond_noise_fails_the_audit_and_one_within_it_does_not(tmp_pa
     rerun = write_run(
         tmp_path / "rerun", rates(lenet=0.30, resnet=0.49), verdict="inconclusive", condition="does not hold"
     )
+    # And a model the committed run lacks: listed apart, and failing the audit as well.
+    extra = ModelId("dscnn", "standard")
+    results = rerun / "reports" / "results.csv"
+    added = [row(0.9, ThreatModel.CLEAN, 0.0, extra), row(0.4, ThreatModel.WHITE_FLOAT, 0.05, extra)]
+    write_results(results, [*read_results(results), *added])
     result = audit(read_run(tmp_path, str(committed)), read_run(tmp_path, str(rerun)))
     found = statuses(result)
     assert found[f"{LENET[0]}: pgd white_qnn_ste eps 0.05"] == BEYOND
@@ -62,12 +67,16 @@ def test_a_change_beyond_noise_fails_the_audit_and_one_within_it_does_not(tmp_pa
     assert found[f"{LENET[1]}: pgd white_qnn_ste eps 0.05"] == IDENTICAL
     assert found[f"{LENET[0]}: pgd clean eps 0"] == IDENTICAL
     assert found[f"{LENET[0]}: pgd white_float eps 0.05"] == IDENTICAL  # the defense study's row
+    assert found[f"{extra}: pgd white_float eps 0.05"] == ONE_RUN
     verdicts = {v[0]: v[3] for v in result.verdicts}
     assert verdicts["masking: overall"] == WITHIN  # holds -> inconclusive: one run decides, the other cannot
     assert verdicts["masking: lenet-standard.q8 (w8a8)"] == BEYOND  # holds -> does not hold
     out = tmp_path / "page"
     assert main([str(rerun), "--against", str(committed), "--repo", str(tmp_path), "--out", str(out)]) == 1
-    assert "BEYOND NOISE" in (out / "audit.md").read_text()
+    assert (
+        "FAILS: of 11 numbers, 7 identical, 1 within noise, 1 beyond, 2 in one run only"
+        in (out / "audit.md").read_text()
+    )
     assert_reads_in_the_window(out / "index.html", tmp_path, images=0)
 
 

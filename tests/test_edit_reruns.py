@@ -2,7 +2,8 @@
 family makes `dvc status` report exactly the stages whose code imports that module, and nothing else.
 
 The expected sets are written out by hand from the smoke study (studies/smoke.yaml: one arch, the standard
-recipe, four quantizers, distillation as the defense study's recipe, five test-time defenses), not derived
+recipe, five quantizers, one replicate at seed 1 quantized by two of them, distillation as the defense
+study's recipe, five test-time defenses), not derived
 from the import walk that writes dvc.yaml, so a wrong walk or a wrong dvc.yaml fails here."""
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ pytestmark = pytest.mark.slow
 
 QUANTIZERS = ("ort_int8", "ort_w4a8", "inc_int8", "inc_w4", "ort_w16a16")  # quantize.quantizers, the placebo last
 DEFENDED_QUANTIZERS = ("ort_int8", "ort_w4a8")  # defend.quantizers
+REPLICATE_QUANTIZERS = ("ort_int8", "ort_w16a16")  # quantize.replicate_quantizers of the replicate at seed 1
 DEFENSES = ("bit_depth", "median", "gaussian_noise", "squeeze_detector", "ensemble")
 RUN_AUTOATTACK = {f"defend@{d}" for d in DEFENSES} | {"defend_recipe@distillation"}  # defend.composite
 
@@ -25,17 +27,24 @@ EDITS = {
     # An attack written here: its own stage, and every stage that runs it inside AutoAttack.
     "src/qrobust/attacks/square.py": {"attack@square", "attack@autoattack", *RUN_AUTOATTACK},
     # Another: DeepFool is also the recipes' boundary attack and a minimisation attack the analysis re-runs.
-    "src/qrobust/attacks/deepfool.py": {"attack@deepfool_l2", "analyse@lenet-standard", "defend_recipe@distillation"},
+    "src/qrobust/attacks/deepfool.py": {
+        "attack@deepfool_l2",
+        "analyse@lenet-standard",
+        "analyse_replicate@lenet-standard-1",
+        "defend_recipe@distillation",
+    },
     # A preprocessing defense: the test-time defense stages alone.
     "src/qrobust/defenses/preprocessors.py": {f"defend@{d}" for d in DEFENSES},
     # A quantizer: the quantize stages alone (attacks open the artefacts through deploy/, not the quantizer).
     "src/qrobust/quantization/quantizers.py": {
         *(f"quantize@lenet-standard-{q}" for q in QUANTIZERS),
+        *(f"quantize_replicate@lenet-standard-1-{q}" for q in REPLICATE_QUANTIZERS),
         *(f"quantize_defense@lenet-distillation-{q}" for q in DEFENDED_QUANTIZERS),
     },
     # A training recipe: the models it trains, and the defense study that builds the recipe's attacker view.
     "src/qrobust/training/recipes.py": {
         "train@lenet-standard",
+        "train_replicate@lenet-standard-1",
         "train_defense@lenet-distillation",
         "defend_recipe@distillation",
     },

@@ -19,6 +19,7 @@ from qrobust.evaluation.results import read_results
 from qrobust.findings.claims import CLAIMS
 from qrobust.findings.evidence import Verdict
 from qrobust.pipeline.io import PARTIAL, load_json
+from qrobust.pipeline.model_id import ModelId
 from qrobust.tools.study import materialize
 from tests.browser import assert_reads_in_the_window
 from tests.conftest import DVC, ROOT, dvc, locked_outs, venv_env
@@ -37,8 +38,14 @@ def check_results(smoke: Path) -> None:
     rows = read_results(smoke / "reports" / "results.csv")
     models = [f"{a}-{r}" for a in params["train"]["archs"] for r in params["train"]["recipes"]]
     targets = {*models, *(f"{m}.{q}" for m in models for q in params["quantize"]["quantizers"])}
+    for key in replicate_stage_keys(params):
+        arch, recipe, seed = key.split("-")
+        replicate = f"{arch}-{recipe}-s{seed}"
+        targets |= {replicate, *(f"{replicate}.{q}" for q in params["quantize"]["replicate_quantizers"])}
     assert {r.target for r in rows} == targets
     assert {r.source for r in rows} == targets  # black-box attacks are made on every deployed runtime
+    # Each seed is a family of its own: no set made at one seed is scored on a model of another.
+    assert all(ModelId.parse(r.source).seed == ModelId.parse(r.target).seed for r in rows)
     assert {r.threat_model for r in rows} == {t.value for t in ThreatModel}
     assert {r.attack for r in rows} - {"none", "worst_case"} == set(params["attack"]["attacks"])
     for r in rows:
@@ -118,7 +125,9 @@ def test_report_metrics_and_plots(smoke: Path) -> None:
     assert list(files) == ["reports/headline.json"]
     headline = files["reports/headline.json"]["data"]
     models = read_results(smoke / "reports" / "results.csv")
-    assert set(headline["clean"]) == {r.target for r in models} and set(headline["verdict"]) == set(findings)
+    primary = {r.target for r in models if ModelId.parse(r.target).seed is None}  # replicates: in the report
+    assert set(headline["clean"]) == primary and set(headline["verdict"]) == set(findings)
+    assert "across 2 seeds" in markdown and " x 2 seeds" in markdown
     (robust,) = (key for key in headline if key.startswith("robust_"))
     assert set(headline[robust]) == set(headline["clean"])
     # Any other file is shown on request.
@@ -293,7 +302,14 @@ def test_attack_change_reruns_no_training_or_quantization(smoke: Path) -> None:
     # The analysis attacks each float model with the analysis attack (linf_pgd here) and its options; the
     # findings take the headline budget from the grid of the attack the white-box figure draws.
     analyse = {f"analyse@{a}-{r}" for a in params["train"]["archs"] for r in params["train"]["recipes"]}
+    analyse |= {f"analyse_replicate@{m}" for m in replicate_stage_keys(params)}
     assert changed == {"attack@linf_pgd", "evaluate", "findings", "report", *defend, *analyse}, changed
+
+
+def replicate_stage_keys(params: dict) -> list[str]:
+    """The replicate stages' matrix keys: <arch>-<recipe>-<seed>."""
+    train = params["train"]
+    return [f"{a}-{r}-{s}" for a in train["seed_archs"] for r in train["recipes"] for s in train["seeds"]]
 
 
 def test_analysis_covers_every_pair_and_its_settings_rerun_only_the_analysis(smoke: Path) -> None:
@@ -304,6 +320,15 @@ def test_analysis_covers_every_pair_and_its_settings_rerun_only_the_analysis(smo
     for model in models:
         record = load_json(smoke / "reports" / "analysis" / f"{model}.json")["analysis"][model]
         assert set(record) == {"samples", "float", *(f"{model}.{q}" for q in params["quantize"]["quantizers"])}
+    for key in replicate_stage_keys(params):  # a replicate: its own quantizers only
+        arch, recipe, seed = key.split("-")
+        model = f"{arch}-{recipe}-s{seed}"
+        record = load_json(smoke / "reports" / "analysis" / f"{model}.json")["analysis"][model]
+        assert set(record) == {
+            "samples",
+            "float",
+            *(f"{model}.{q}" for q in params["quantize"]["replicate_quantizers"]),
+        }
     before = set(json.loads(dvc(smoke, "status", "--json")))  # report may be stale from a forced re-run's timings
     params["analysis"]["samples"] -= 1
     try:
@@ -312,7 +337,8 @@ def test_analysis_covers_every_pair_and_its_settings_rerun_only_the_analysis(smo
     finally:
         params_file.write_text(original)
     # findings and report read the analysis outputs, so they follow once those change.
-    assert changed == {f"analyse@{m}" for m in models}, changed
+    replicates = {f"analyse_replicate@{m}" for m in replicate_stage_keys(params)}
+    assert changed == {f"analyse@{m}" for m in models} | replicates, changed
 
 
 def test_unknown_architecture_fails_before_any_compute(smoke: Path, tmp_path: Path) -> None:

@@ -20,7 +20,8 @@ all of them for a kind no replicate measured; a committed run without replicates
 only, and the page says so. Every result row (results.csv, the defense study's csv files) is a number;
 each verdict, per claim and per condition, is identical, within noise (one run decides where the other
 is inconclusive) or beyond noise (one run says "holds" where the other says "does not hold": each
-rejects what the other accepts at its error rate).
+rejects what the other accepts at its error rate). A number or verdict only one run reports is listed
+apart ("in one run only") and fails the audit too: a re-run of the same study reports them all.
 
 The page goes to build/audit (index.html, audit.md); the exit status is 1 when anything is beyond noise.
 Rows are matched as ``qrobust.tools.compare`` matches them, and read through its ``reader``.
@@ -49,7 +50,7 @@ from qrobust.report.format import Report, Table, pct
 from qrobust.report.page import write_pages
 from qrobust.tools.compare import ALPHA, Revision, _key, _label, read_revision, reader
 
-IDENTICAL, WITHIN, BEYOND = "identical", "within noise", "beyond noise"
+IDENTICAL, WITHIN, BEYOND, ONE_RUN = "identical", "within noise", "beyond noise", "in one run only"
 OPPOSITE = {"holds", "does not hold"}
 MAX_ROWS = 40
 
@@ -165,7 +166,7 @@ def classify_rows(a: Run, b: Run) -> tuple[list[Number], int]:
         ra, rb = index_a.get(key), index_b.get(key)
         label = _label(ra or rb)
         if ra is None or rb is None:
-            out.append(Number(label, ra, rb, BEYOND))  # a number one run reports and the other does not
+            out.append(Number(label, ra, rb, ONE_RUN))  # a number one run reports and the other does not
             continue
         if math.isinf(ra.epsilon):
             continue  # unbounded outputs: their rates say how often, not how far
@@ -191,7 +192,9 @@ def classify_verdicts(a: Mapping[str, str], b: Mapping[str, str]) -> list[tuple[
         va, vb = a.get(key, "absent"), b.get(key, "absent")
         if va == vb:
             status = IDENTICAL
-        elif {va, vb} == OPPOSITE or "absent" in (va, vb):
+        elif "absent" in (va, vb):
+            status = ONE_RUN
+        elif {va, vb} == OPPOSITE:
             status = BEYOND
         else:
             status = WITHIN
@@ -210,7 +213,8 @@ class Audit:
 
     @property
     def beyond(self) -> bool:
-        return self.count(BEYOND) > 0
+        """Anything beyond noise, or a number only one run reports (a re-run of one study has them all)."""
+        return self.count(BEYOND) + self.count(ONE_RUN) > 0
 
 
 def audit(a: Run, b: Run) -> Audit:
@@ -230,11 +234,13 @@ def page(result: Audit, a: str, b: str) -> Report:
         if result.seed_df
         else "sampling noise only: the committed run has no replicates (train.seeds), so training randomness is not counted"
     )
-    counts = {s: sum(n.status == s for n in result.numbers) for s in (IDENTICAL, WITHIN, BEYOND)}
+    counts = {s: sum(n.status == s for n in result.numbers) for s in (IDENTICAL, WITHIN, BEYOND, ONE_RUN)}
+    one_run = [n for n in result.numbers if n.status == ONE_RUN]
     verdict_counts = {s: sum(v[3] == s for v in result.verdicts) for s in (IDENTICAL, WITHIN, BEYOND)}
     summary = [
-        f"{'BEYOND NOISE' if result.beyond else 'Within noise'}: of {len(result.numbers)} numbers, "
-        f"{counts[IDENTICAL]} identical, {counts[WITHIN]} within noise, {counts[BEYOND]} beyond; of "
+        f"{'FAILS' if result.beyond else 'Passes'}: of {len(result.numbers)} numbers, "
+        f"{counts[IDENTICAL]} identical, {counts[WITHIN]} within noise, {counts[BEYOND]} beyond, "
+        f"{counts[ONE_RUN]} in one run only; of "
         f"{len(result.verdicts)} verdicts, {verdict_counts[IDENTICAL]} identical, {verdict_counts[WITHIN]} within "
         f"noise, {verdict_counts[BEYOND]} beyond.",
         f"Committed run: {a}; this run: {b}. Noise: {noise}; beyond noise at a false discovery rate of {ALPHA:g} "
@@ -252,7 +258,15 @@ def page(result: Audit, a: str, b: str) -> Report:
             ("claim: condition", "committed", "this run", "status"),
             tuple(verdicts) or (("(none)", "", "", ""),),
             "Beyond noise: one run says 'holds' where the other says 'does not hold', each at its controlled error "
-            "rate (or a verdict one run lacks). Within noise: one run decides where the other is inconclusive.",
+            "rate. Within noise: one run decides where the other is inconclusive.",
+        ),
+        Table(
+            "Numbers only one run reports",
+            ("number", "committed", "this run"),
+            tuple(n.cells()[:3] for n in one_run[:MAX_ROWS]) or (("(none)", "", ""),),
+            f"{len(one_run)} numbers: a model, attack or defense one run has and the other lacks (a re-run of the "
+            "same study has none; two revisions of different params do)"
+            + (f"; the first {MAX_ROWS} are listed." if len(one_run) > MAX_ROWS else "."),
         ),
         Table(
             "Numbers that differ within noise (largest first)",
