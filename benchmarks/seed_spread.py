@@ -88,4 +88,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from qrobust.pipeline.process import run_stage
+
+    run_stage("seed_spread", main)  # the stages' process settings: seed 0 trains the study's own model

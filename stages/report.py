@@ -16,7 +16,7 @@ from qrobust.pipeline.model_id import ModelId
 from qrobust.pipeline.process import run_stage
 from qrobust.pipeline.provenance import provenance
 from qrobust.report.figures import plot_rows
-from qrobust.report.page import DefenseResults, build_report, write_pages
+from qrobust.report.page import DefenseResults, build_report, replicates_summary, write_pages
 from qrobust.report.study_tables import defense_note
 from qrobust.settings.defend import DefendSettings
 from qrobust.settings.study import load_study
@@ -35,20 +35,14 @@ def main() -> None:
     settings, data, defend = study.report, study.prepare, study.defend
     attacks = {a.name: a.epsilons for a in study.attack.attacks}
     heat_maps = [(h.attack, h.epsilon) for h in settings.heat_maps]
-    every = read_results(REPORTS / "results.csv")
     # The tables read the models of the study's seed; the replicates (train.seeds) give the headline its spread.
-    rows = [r for r in every if ModelId.parse(r.target).seed is None]
-    replicates = [r for r in every if ModelId.parse(r.target).seed is not None]
+    rows, replicates = [], []
+    for r in read_results(REPORTS / "results.csv"):
+        (rows if ModelId.parse(r.target).seed is None else replicates).append(r)
+    timing = {m: load_json(timing_path("quantize" if m.quantizer else "train", str(m))) for m in study.primary_models()}
     metrics = {
-        m: {
-            **load_json(model_dir(m) / "metrics.json"),
-            **{
-                k: v
-                for k, v in load_json(timing_path("quantize" if m.quantizer else "train", str(m))).items()
-                if k != "machine"
-            },
-        }
-        for m in study.primary_models()
+        m: {**load_json(model_dir(m) / "metrics.json"), **{k: v for k, v in t.items() if k != "machine"}}
+        for m, t in timing.items()
     }
     float_metrics = [v for m, v in metrics.items() if m.quantizer is None]
     quant_metrics = [v for m, v in metrics.items() if m.quantizer is not None]
@@ -95,8 +89,8 @@ def main() -> None:
         max_drop_points=settings.max_quant_drop_points,
         findings=evidence["findings"],
         masking=(evidence["masking_flags"], CHECKS),
-        analysis={str(m): analysed[m]["analysis"][str(m)] for m in study.train.primary_ids()},
-        convergence=[check for m in study.train.primary_ids() for check in analysed[m]["convergence"]],
+        analysis={str(m): a["analysis"][str(m)] for m, a in analysed.items()},
+        convergence=[check for a in analysed.values() for check in a["convergence"]],
         provenance=record,
         headline=study_budget(study),
         summary=[
@@ -104,18 +98,7 @@ def main() -> None:
             f"{len(attacks)} attacks; every adversarial set scored on every model's deployed runtime (ONNX Runtime session or "
             f"INC module); evaluation subset n={n_eval}, each attack on a seeded part of it (its n is in each cell).",
             "Rates carry 95% Wilson intervals in brackets.",
-            *(
-                [
-                    f"Replicates: {', '.join(study.train.seeds)} trained again at seeds "
-                    f"{', '.join(map(str, sorted({s for v in study.train.seeds.values() for s in v})))} "
-                    f"({len({r.target for r in replicates})} deployed models, quantized by "
-                    f"{', '.join(study.quantize.replicate_quantizers)}), attacked and analysed like the rest: the "
-                    "headline gives the spread across seeds, and each verdict's interval carries the between-seed "
-                    "variance. The tables below show the models of the study's seed."
-                ]
-                if replicates
-                else []
-            ),
+            *replicates_summary(study.train.seeds, {r.target for r in replicates}, study.quantize.replicate_quantizers),
         ],
         replicates=replicates,
     )

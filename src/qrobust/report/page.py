@@ -10,7 +10,7 @@ import base64
 import html
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -125,6 +125,21 @@ class DefenseResults:
     defenses: Sequence[str]  # test-time defenses, then train-based recipes, in params order
     note: str = ""
     settings: str = ""  # how the composite's settings depart from its defaults (AutoAttack's standard version)
+
+
+def replicates_summary(
+    seeds: Mapping[str, Sequence[int]], models: Collection[str], quantizers: Sequence[str]
+) -> list[str]:
+    """The summary's line on the replicates (none without): which archs at which seeds, how many models."""
+    if not models:
+        return []
+    at = ", ".join(map(str, sorted({s for v in seeds.values() for s in v})))
+    return [
+        f"Replicates: {', '.join(seeds)} trained again at seeds {at} ({len(models)} deployed models, quantized by "
+        f"{', '.join(quantizers)}), attacked and analysed like the rest: the headline gives the spread across seeds, "
+        "and each verdict's interval carries the between-seed variance. The tables below show the models of the "
+        "study's seed."
+    ]
 
 
 def build_report(
