@@ -41,7 +41,7 @@ def test_false_verdicts_at_most_five_percent_and_the_smallest_effect_found_or_ca
     rng = np.random.default_rng(CLAIM_KEYS.index(key))
     false_holds = false_fails = 0
     found: Counter[str] = Counter()
-    power: dict[str, float] = {}
+    power: dict[str, list[float]] = {}
     for _ in range(STUDIES):
         null = judge_claim(entry, plant(skeleton, rng, 0.0, threshold), threshold, settings.alpha)
         assert null.judged, f"{key}: the simulated study gives the claim no condition"
@@ -50,17 +50,18 @@ def test_false_verdicts_at_most_five_percent_and_the_smallest_effect_found_or_ca
         false_fails += any(j.verdict is Verdict.FAILS for j in planted.judged)
         for j in planted.judged:
             found[j.condition.label] += j.verdict is Verdict.HOLDS
-            power[j.condition.label] = j.power
+            power.setdefault(j.condition.label, []).append(j.power)
     assert false_holds / STUDIES <= MAX_ERROR, f"{key}: false 'holds' in {false_holds} of {STUDIES} null studies"
     assert false_fails / STUDIES <= MAX_ERROR, f"{key}: false 'does not hold' in {false_fails} of {STUDIES} studies"
     for label, hits in found.items():
         rate = hits / STUDIES
+        # The power a verdict states: its median over the studies (a test whose variance is estimated, as
+        # across seeds, states a power that varies with that estimate).
+        stated = float(np.median(power[label]))
         # Found at least 80% of the time, or the verdict says it is underpowered (its computed power, at
         # Holm's first level, below 80%); and that power never claims more than the simulation finds.
-        assert rate >= MIN_POWER or power[label] < MIN_POWER, (
-            f"{key} {label}: found {rate:.2f}, power {power[label]:.2f}"
-        )
-        assert power[label] <= rate + 0.1, f"{key} {label}: found {rate:.2f}, computed power {power[label]:.2f}"
+        assert rate >= MIN_POWER or stated < MIN_POWER, f"{key} {label}: found {rate:.2f}, power {stated:.2f}"
+        assert stated <= rate + 0.1, f"{key} {label}: found {rate:.2f}, computed power {stated:.2f}"
 
 
 def test_the_placebo_is_judged_apart_and_an_effect_claim_cannot_hold_on_it() -> None:

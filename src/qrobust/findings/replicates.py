@@ -25,12 +25,13 @@ does not.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from scipy.stats import t as student
+from scipy.special import chdtri, stdtr, stdtrit
 
 from qrobust.findings.tests import Z95, Test, combined, either, missing
 
@@ -40,10 +41,19 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Between:
-    """A pooled between-seed variance and its degrees of freedom (0: nothing replicated)."""
+    """A pooled between-seed variance and its degrees of freedom (0: nothing replicated), and the mean
+    within-seed variance of the estimates it was pooled from."""
 
     variance: float
     df: int
+    within: float = 0.0
+
+    @property
+    def beyond_sampling(self) -> float:
+        """The between-seed variance less the sampling variance it holds when seeds do not share samples
+        (DerSimonian and Laird's moment estimate): what power is computed at, so that a test made
+        conservative by counting sampling noise twice does not claim power it lacks."""
+        return max(self.variance - self.within, 0.0)
 
     @property
     def measured(self) -> bool:
@@ -62,19 +72,21 @@ def _leaves(test: Test) -> list[Test]:
 def between_seeds(groups: Sequence[Sequence[Test]]) -> Between:
     """Pooled sample variance of the per-seed effects over every group (a condition's seeds) with at least
     two seeds, leaf by leaf for tests made of parts."""
-    total, df = 0.0, 0
+    total, df, within, leaves_seen = 0.0, 0, 0.0, 0
     for tests in groups:
         present = [t for t in tests if t.n]
         if len(present) < 2:
             continue
         for leaves in zip(*(_leaves(t) for t in present), strict=True):
-            effects = [leaf.effect for leaf in leaves if math.isfinite(leaf.effect)]
-            if len(effects) < 2:
+            found = [leaf for leaf in leaves if math.isfinite(leaf.effect)]
+            if len(found) < 2:
                 continue
-            mean = sum(effects) / len(effects)
-            total += sum((e - mean) ** 2 for e in effects)
-            df += len(effects) - 1
-    return Between(total / df if df else 0.0, df)
+            mean = sum(leaf.effect for leaf in found) / len(found)
+            total += sum((leaf.effect - mean) ** 2 for leaf in found)
+            df += len(found) - 1
+            within += sum(standard_error(leaf) ** 2 for leaf in found)
+            leaves_seen += len(found)
+    return Between(total / df if df else 0.0, df, within / leaves_seen if leaves_seen else 0.0)
 
 
 def across_seeds(tests: Sequence[Test], between: Between, delta: float) -> Test:
@@ -98,12 +110,49 @@ def across_seeds(tests: Sequence[Test], between: Between, delta: float) -> Test:
     se = math.sqrt(variance)
     effect = sum(t.effect for t in present) / seeds
     value = sum(t.value for t in present) / seeds
-    quantile = float(student.ppf(0.975, df))
+    quantile = float(stdtrit(df, 0.975))  # scipy.special's t functions: a null simulator calls these 1e5 times
     return Test(
         value, effect, effect - quantile * se, effect + quantile * se, n,
-        float(student.sf(effect / se, df)), float(student.cdf((effect - delta) / se, df)),
-        delta, se * math.sqrt(n),
+        float(stdtr(df, -effect / se)), float(stdtr(df, (effect - delta) / se)),
+        delta, se * math.sqrt(n), df=df, power_model=SeedPower(within, between, seeds, df, delta),
     )  # fmt: skip
+
+
+# Quantiles of a chi-square's spread over which ``SeedPower`` averages (midpoints of 16 equal-probability bins).
+_BINS = tuple((i + 0.5) / 16 for i in range(16))
+
+
+@functools.cache
+def _chi2_draws(df: int) -> tuple[float, ...]:
+    """A chi-square over its degrees of freedom at ``_BINS`` (1 everywhere when there are none)."""
+    return tuple(float(chdtri(df, 1 - q)) / df for q in _BINS) if df else (1.0,) * len(_BINS)
+
+
+@dataclass(frozen=True)
+class SeedPower:
+    """P(holds) of ``across_seeds``' test when the effect is ``delta``: the estimate spreads with the
+    within-seed variance and the between-seed variance beyond sampling (``Between.beyond_sampling``),
+    while the test divides by an estimated variance whose between-seed part is a scaled chi-square draw
+    (sampling noise included, as the pooled estimate holds it). Averaged over that draw, so that a test
+    made conservative by counting sampling noise twice does not claim power it lacks."""
+
+    within: float
+    between: Between
+    seeds: int
+    df: float
+    delta: float
+
+    def __call__(self, alpha: float, scale: float = 1.0) -> float:
+        within = self.within / scale
+        spread = math.sqrt(max(within + self.between.beyond_sampling / self.seeds, 1e-12))
+        mean_estimate = self.between.beyond_sampling + self.between.within / scale
+        critical = float(stdtrit(self.df, 1 - alpha))
+        draws = _chi2_draws(self.between.df)
+        total = 0.0
+        for draw in draws:
+            se = math.sqrt(max(within + mean_estimate * float(draw) / self.seeds, 1e-12))
+            total += 0.5 * math.erfc(-(self.delta - critical * se) / spread / math.sqrt(2))
+        return total / len(_BINS)
 
 
 def pool_seeds(conditions: Sequence[Condition], delta: float) -> list[Condition]:
@@ -158,5 +207,5 @@ def spread(values: Sequence[float], errors: Sequence[float], n: int) -> Spread:
     variance = within + between / k
     denominator = within**2 / max(n - 1, 1) + ((between / k) ** 2 / (k - 1) if k > 1 else 0.0)
     df = variance**2 / denominator if denominator > 0 else math.inf
-    half = float(student.ppf(0.975, df)) * math.sqrt(variance)
+    half = float(stdtrit(df, 0.975)) * math.sqrt(variance)
     return Spread(tuple(values), mean, math.sqrt(between), max(mean - half, 0.0), min(mean + half, 1.0))

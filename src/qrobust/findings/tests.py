@@ -30,7 +30,7 @@ hundred thousand times.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from scipy.stats import binom
@@ -84,6 +84,9 @@ class Test:
     sd_null: float = math.nan  # per-sample sd at the boundary (effect 0); nan: the same as ``sd``
     parts: tuple[Test, ...] = ()  # a claim of several parts: ``combined`` (all) or ``either`` (any)
     every_part: bool = True
+    df: float = math.inf  # degrees of freedom of a Student-t test (qrobust.findings.replicates); inf: normal
+    # (alpha, scale) -> power, for a test whose variance is itself estimated (qrobust.findings.replicates)
+    power_model: Callable[[float, float], float] | None = None
 
     def power(self, alpha: float, scale: float = 1.0) -> float:
         """P(holds) at one-sided level ``alpha`` when the effect is exactly ``delta`` (normal approximation),
@@ -95,6 +98,8 @@ class Test:
             return max(p.power(alpha / len(self.parts), scale) for p in self.parts)
         if self.n <= 0 or not math.isfinite(self.sd):
             return 0.0
+        if self.power_model is not None:
+            return self.power_model(alpha, scale)
         if self.sd <= 0:
             return 1.0
         null = self.sd if math.isnan(self.sd_null) else self.sd_null
