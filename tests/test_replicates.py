@@ -112,8 +112,11 @@ def test_a_condition_at_one_seed_borrows_its_claims_between_seed_variance() -> N
     borrowed = pooled["resnet q8"]
     assert borrowed.seeds == 1 and "borrows" in borrowed.detail[-1]
     assert borrowed.test.high - borrowed.test.low > 2 * (exact.high - exact.low)
-    # Nothing replicated in a family: its exact tests stand unchanged.
+    # Nothing replicated in a family: its exact tests stand unchanged, one per label.
     assert pool_seeds([share_condition("resnet q8", None, 0.65)], DELTA)[0].test == exact
+    empty = Condition("placebo", "g", binomial(0, 0, BOUNDARY, 1, DELTA), seed=1)
+    (kept,) = pool_seeds([share_condition("placebo", None, 0.65), empty], DELTA)
+    assert kept.test == exact and kept.seed is None
 
 
 def test_the_between_seed_variance_keeps_false_holds_at_the_level_where_one_seed_does_not() -> None:

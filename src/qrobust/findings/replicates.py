@@ -158,13 +158,15 @@ class SeedPower:
 def pool_seeds(conditions: Sequence[Condition], delta: float) -> list[Condition]:
     """A family's conditions with each condition's replicates (the same label at other seeds) read as
     one: ``across_seeds`` with the family's pooled between-seed variance. Conditions measured at one seed
-    borrow that variance; when nothing in the family is replicated they are returned unchanged."""
+    borrow that variance; when no condition of the family has two seeds with data, each label keeps the
+    exact test of its one measured seed (or its first, when none has data)."""
     groups: dict[str, list[Condition]] = {}
     for c in conditions:
         groups.setdefault(c.label, []).append(c)
     between = between_seeds([[c.test for c in found] for found in groups.values()])
     if not between.measured:
-        return list(conditions)
+        # No condition has two seeds with data: each label keeps its one measured seed's exact test.
+        return [next((c for c in found if c.test.n), found[0]) for found in groups.values()]
     out = []
     for found in groups.values():
         found.sort(key=lambda c: -1 if c.seed is None else c.seed)
