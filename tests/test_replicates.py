@@ -166,3 +166,20 @@ def test_the_headline_gives_each_replicated_models_spread_across_seeds() -> None
     table = headline_table(rows, "linf", 0.02)
     assert len(table.rows) == 1  # one row per architecture: the replicates are not models of the grid
     assert "across 3 seeds 40.0% / 30.0% / 35.0%: mean 35.0%" in table.rows[0][1]
+
+
+def test_each_arch_pools_its_own_between_seed_variance_and_an_arch_without_replicates_borrows_the_claims() -> None:
+    def at(unit: str, seed: int | None, share: float) -> Condition:
+        return Condition(f"{unit} q8", "w8a8", binomial(round(share * N), N, BOUNDARY, 1, DELTA), seed=seed, unit=unit)
+
+    family = [
+        *(at("lenet", s, v) for s, v in ((None, 0.70), (1, 0.71), (2, 0.69))),  # seeds agree
+        *(at("resnet8", s, v) for s, v in ((None, 0.75), (1, 0.55), (2, 0.65))),  # seeds disagree
+        at("dscnn", None, 0.70),
+    ]
+    pooled = {c.label: c for c in pool_seeds(family, DELTA)}
+    width = {label: c.test.high - c.test.low for label, c in pooled.items()}
+    assert width["resnet8 q8"] > 2 * width["lenet q8"]  # ResNet-8's seeds do not lend LeNet their spread
+    assert "pooled over its arch" in pooled["lenet q8"].detail[-1]
+    assert "its arch has no replicates" in pooled["dscnn q8"].detail[-1]
+    assert width["dscnn q8"] > width["lenet q8"]  # borrowed from both archs, at one seed

@@ -51,6 +51,7 @@ class Condition:
     placebo: bool = False
     seed: int | None = None  # a replicate's training seed (None: the study's); replicates share the label
     seeds: int = 1  # after pooling: how many seeds the test reads (qrobust.findings.replicates)
+    unit: str = ""  # what replicates share their between-seed variance with: the architecture
 
 
 @dataclass(frozen=True)

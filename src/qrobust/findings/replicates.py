@@ -11,11 +11,12 @@ quantity is read across seeds:
   by the number of seeds: every seed is scored on the same samples, so their sampling noise is shared)
   plus the between-seed variance over the number of seeds;
 - the between-seed variance is the sample variance of the per-seed estimates, pooled over a claim's
-  replicated conditions (each gives seeds - 1 degrees of freedom). On shared samples it also holds the
-  sample-by-seed interaction, counted twice: conservative;
-- a condition measured at one seed only (an architecture without replicates) borrows the pooled
-  between-seed variance of its claim, at one seed; a claim with no replicated condition keeps its exact
-  per-seed test and says that training randomness was not measured;
+  replicated conditions of the same architecture (each gives seeds - 1 degrees of freedom). On shared
+  samples it also holds the sample-by-seed interaction, counted twice: conservative;
+- a condition measured at one seed only borrows that variance, at one seed: its architecture's, or, for
+  an architecture without replicates, the claim's pooled over the others (benchmarks/seed_spread.py shows
+  how much that can understate: docs/reproducibility.md); a claim with no replicated condition keeps its
+  exact per-seed tests;
 - tests and intervals use Student's t with Welch-Satterthwaite degrees of freedom.
 
 A claim holds only if it holds with this variance; tests/test_findings_calibration.py checks that the
@@ -157,29 +158,37 @@ class SeedPower:
 
 def pool_seeds(conditions: Sequence[Condition], delta: float) -> list[Condition]:
     """A family's conditions with each condition's replicates (the same label at other seeds) read as
-    one: ``across_seeds`` with the family's pooled between-seed variance. Conditions measured at one seed
-    borrow that variance; when no condition of the family has two seeds with data, each label keeps the
-    exact test of its one measured seed (or its first, when none has data)."""
+    one: ``across_seeds`` with the between-seed variance pooled over the replicated conditions of the same
+    architecture (``Condition.unit``). Conditions of an architecture without replicates borrow the
+    variance pooled over the whole family; when no condition of the family has two seeds with data, each
+    label keeps the exact test of its one measured seed (or its first, when none has data)."""
     groups: dict[str, list[Condition]] = {}
     for c in conditions:
         groups.setdefault(c.label, []).append(c)
-    between = between_seeds([[c.test for c in found] for found in groups.values()])
-    if not between.measured:
+    family = between_seeds([[c.test for c in found] for found in groups.values()])
+    if not family.measured:
         # No condition has two seeds with data: each label keeps its one measured seed's exact test.
         return [next((c for c in found if c.test.n), found[0]) for found in groups.values()]
+    per_unit = {
+        unit: between_seeds([[c.test for c in found] for found in groups.values() if found[0].unit == unit])
+        for unit in {found[0].unit for found in groups.values()}
+    }
     out = []
     for found in groups.values():
         found.sort(key=lambda c: -1 if c.seed is None else c.seed)
+        own = per_unit[found[0].unit]
+        between = own if own.measured else family
         test = across_seeds([c.test for c in found], between, delta)
         seeds = ", ".join(
             f"{'study seed' if c.seed is None else f'seed {c.seed}'} {_signed(c.test.effect)}" for c in found
         )
-        note = (
-            f"training randomness: effect per seed {seeds}; between-seed sd {100 * math.sqrt(between.variance):.1f} "
-            f"points (pooled, {between.df} df)"
-            if len(found) > 1
-            else f"one seed: borrows the claim's between-seed sd {100 * math.sqrt(between.variance):.1f} points"
-        )
+        sd = f"{100 * math.sqrt(between.variance):.1f} points ({between.df} df)"
+        if len(found) > 1:
+            note = f"training randomness: effect per seed {seeds}; between-seed sd {sd}, pooled over its arch"
+        elif own.measured:
+            note = f"one seed: borrows its arch's between-seed sd {sd}"
+        else:
+            note = f"one seed: its arch has no replicates; borrows the claim's between-seed sd {sd}, from other archs"
         out.append(replace(found[0], test=test, detail=(*found[0].detail, note), seeds=len(found)))
     return out
 

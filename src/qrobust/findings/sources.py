@@ -24,7 +24,13 @@ def label(scope: Scope, model: ModelId, *extra: str) -> str:
 def condition(scope: Scope, model: ModelId, test: Test, *detail: str, extra: tuple[str, ...] = ()) -> Condition:
     """One quantized model's condition: labelled with its widths, the placebo marked, the seed kept."""
     return Condition(
-        label(scope, model, *extra), scope.group(model), test, tuple(detail), scope.is_placebo(model), model.seed
+        label(scope, model, *extra),
+        scope.group(model),
+        test,
+        tuple(detail),
+        scope.is_placebo(model),
+        model.seed,
+        unit=model.arch,
     )
 
 
