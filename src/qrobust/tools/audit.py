@@ -15,7 +15,7 @@ bytes the same" but "do the two runs disagree beyond noise". Each number is clas
 The noise of a difference is its sampling variance (paired on the per-sample outcomes where both runs
 recorded them on the same samples, else two independent proportions) plus twice the between-seed
 variance of that kind of number: both runs are one training draw each. The between-seed variance comes
-from the committed run's replicates (train.seeds), pooled per attack, threat model and epsilon, and over
+from the committed run's replicates (train.seeds), pooled per attack, threat model, epsilon and norm, and over
 all of them for a kind no replicate measured; a committed run without replicates gives sampling noise
 only, and the page says so. Every result row (results.csv, the defense study's csv files) is a number;
 each verdict, per claim and per condition, is identical, within noise (one run decides where the other
@@ -90,24 +90,27 @@ def _family_key(r: Result) -> tuple[Any, ...]:
     def unseeded(model: str) -> str:
         return str(ModelId.parse(model).unseeded)
 
-    return (r.attack, r.threat_model, r.epsilon, unseeded(r.source), unseeded(r.target), r.defense, r.adaptive)
+    return (
+        r.attack, r.threat_model, r.epsilon, r.norm, r.source_threat_model, unseeded(r.source), unseeded(r.target),
+        r.defense, r.adaptive,
+    )  # fmt: skip
 
 
-def seed_variance(rows: Sequence[Result]) -> tuple[dict[tuple[str, str, float], float], float, int]:
-    """The between-seed variance of robust accuracy per (attack, threat model, epsilon), pooled over the
+def seed_variance(rows: Sequence[Result]) -> tuple[dict[tuple[str, str, float, str], float], float, int]:
+    """The between-seed variance of robust accuracy per (attack, threat model, epsilon, norm), pooled over the
     replicated rows of that kind, the same pooled over every kind, and its degrees of freedom."""
     groups: dict[tuple[Any, ...], list[float]] = defaultdict(list)
     for r in rows:
         if math.isfinite(r.epsilon) and r.n:
             groups[_family_key(r)].append(r.robust_accuracy)
-    sums: dict[tuple[str, str, float], list[float]] = defaultdict(lambda: [0.0, 0])
+    sums: dict[tuple[str, str, float, str], list[float]] = defaultdict(lambda: [0.0, 0])
     total, df = 0.0, 0
     for key, values in groups.items():
         if len(values) < 2:
             continue
         mean = sum(values) / len(values)
         ss = sum((v - mean) ** 2 for v in values)
-        kind = sums[key[:3]]
+        kind = sums[key[:4]]
         kind[0] += ss
         kind[1] += len(values) - 1
         total, df = total + ss, df + len(values) - 1
@@ -173,7 +176,9 @@ def classify_rows(a: Run, b: Run) -> tuple[list[Number], int]:
         if ra.n == rb.n and ra.n_correct == rb.n_correct:
             out.append(Number(label, ra, rb, IDENTICAL))
             continue
-        variance = _sampling_variance(a, b, ra, rb) + 2 * by_kind.get((ra.attack, ra.threat_model, ra.epsilon), pooled)
+        variance = _sampling_variance(a, b, ra, rb) + 2 * by_kind.get(
+            (ra.attack, ra.threat_model, ra.epsilon, ra.norm), pooled
+        )
         gap = rb.robust_accuracy - ra.robust_accuracy
         z = gap / math.sqrt(variance) if variance > 0 else math.copysign(math.inf, gap)
         out.append(Number(label, ra, rb, WITHIN, z, math.erfc(abs(z) / math.sqrt(2))))

@@ -187,12 +187,26 @@ HEADERS = ("A", "B", "B - A (points)", "p (two-sided)", "q (Benjamini-Hochberg)"
 
 
 def _key(r: Result) -> tuple[Any, ...]:
-    return (r.attack, r.threat_model, r.epsilon, r.source, r.target, r.defense, r.adaptive)
+    """What a row measures. The source's threat model and the norm tell apart rows that share the rest: a
+    quantized model's exact and straight-through sets transferred to its parent, and the worst cases of
+    two norms at one epsilon."""
+    return (
+        r.attack,
+        r.norm,
+        r.threat_model,
+        r.source_threat_model,
+        r.epsilon,
+        r.source,
+        r.target,
+        r.defense,
+        r.adaptive,
+    )
 
 
 def _label(r: Result) -> str:
-    made = "" if r.source == r.target else f" from {r.source}"
-    return f"{r.target}: {r.attack} {r.threat_model}{made} eps {r.epsilon:g}"
+    made = "" if r.source == r.target else f" from {r.source} ({r.source_threat_model})"
+    norm = f" {r.norm}" if r.attack == WORST_CASE else ""
+    return f"{r.target}: {r.attack}{norm} {r.threat_model}{made} eps {r.epsilon:g}"
 
 
 def row_differences(a: Revision, b: Revision) -> list[Difference]:
@@ -204,7 +218,7 @@ def row_differences(a: Revision, b: Revision) -> list[Difference]:
         [
             tested(_label(index_a.get(k) or index_b[k]), a, b, index_a.get(k), index_b.get(k))
             for k in keys
-            if not math.isinf(k[2])  # unbounded outputs: their rates say how often, not how far; see their distances
+            if not math.isinf(k[4])  # unbounded outputs: their rates say how often, not how far; see their distances
         ]
     )
 
