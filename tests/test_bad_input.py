@@ -124,6 +124,12 @@ CASES = [
         edit_params(lambda p: p["data"].update(eval_size=-5)),
     ),
     Case(
+        "a replicate at the study's own seed",
+        CHECK,
+        ("train.seeds: [0, 1] must be distinct and differ from the study's seed 0",),
+        edit_params(lambda p: p["train"].update(seeds=[0, 1])),
+    ),
+    Case(
         "evaluation subset larger than the test split",
         CHECK,
         ("data.eval_size: 20000 exceeds the 10000 test images kept", "at most 10000"),
