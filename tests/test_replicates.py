@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from qrobust.attacks.threats import ThreatModel
-from qrobust.findings.evidence import Condition, Verdict, judge_family
+from qrobust.findings.evidence import Condition, Verdict, judge_family, pool_seeds
 from qrobust.findings.headline import headlines, seed_spread
-from qrobust.findings.replicates import across_seeds, between_seeds, pool_seeds
+from qrobust.findings.replicates import across_seeds, between_seeds
 from qrobust.findings.tests import binomial
 from qrobust.pipeline.errors import ConfigError
 from qrobust.pipeline.model_id import ModelId

@@ -19,11 +19,13 @@ quantization must not hold on it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
+from qrobust.findings.replicates import across_seeds, between_seeds
 from qrobust.findings.tests import Test, holm
 from qrobust.pipeline.model_id import ModelId
 from qrobust.settings.findings import Threshold
@@ -232,10 +234,49 @@ _PER_CONDITION = {
 }
 
 
+def pool_seeds(conditions: Sequence[Condition], delta: float) -> list[Condition]:
+    """A family's conditions with each condition's replicates (the same label at other seeds) read as
+    one: ``across_seeds`` with the between-seed variance pooled over the replicated conditions of the same
+    architecture (``Condition.unit``). Conditions of an architecture without replicates borrow the
+    variance pooled over the whole family; when no condition of the family has two seeds with data, each
+    label keeps the exact test of its one measured seed (or its first, when none has data)."""
+    groups: dict[str, list[Condition]] = {}
+    for c in conditions:
+        groups.setdefault(c.label, []).append(c)
+    family = between_seeds([[c.test for c in found] for found in groups.values()])
+    if not family.measured:
+        # No condition has two seeds with data: each label keeps its one measured seed's exact test.
+        return [next((c for c in found if c.test.n), found[0]) for found in groups.values()]
+    per_unit = {
+        unit: between_seeds([[c.test for c in found] for found in groups.values() if found[0].unit == unit])
+        for unit in {found[0].unit for found in groups.values()}
+    }
+    out = []
+    for found in groups.values():
+        found.sort(key=lambda c: -1 if c.seed is None else c.seed)
+        own = per_unit[found[0].unit]
+        between = own if own.measured else family
+        test = across_seeds([c.test for c in found], between, delta)
+        seeds = ", ".join(
+            f"{'study seed' if c.seed is None else f'seed {c.seed}'} {_signed(c.test.effect)}" for c in found
+        )
+        sd = f"{100 * math.sqrt(between.variance):.1f} points ({between.df} df)"
+        if len(found) > 1:
+            note = f"training randomness: effect per seed {seeds}; between-seed sd {sd}, pooled over its arch"
+        elif own.measured:
+            note = f"one seed: borrows its arch's between-seed sd {sd}"
+        else:
+            note = f"one seed: its arch has no replicates; borrows the claim's between-seed sd {sd}, from other archs"
+        out.append(replace(found[0], test=test, detail=(*found[0].detail, note), seeds=len(found)))
+    return out
+
+
+def _signed(effect: float) -> str:
+    return f"{100 * effect:+.1f}" if math.isfinite(effect) else "n/a"
+
+
 def judge_claim(entry: ClaimEntry, scope: Scope, threshold: Threshold, alpha: float) -> Finding:
     """Each family's conditions with their replicates pooled across seeds, then judged under Holm."""
-    from qrobust.findings.replicates import pool_seeds
-
     conditions = entry.conditions(scope, threshold)
     real = pool_seeds([c for c in conditions if not c.placebo], threshold.delta)
     control = pool_seeds([c for c in conditions if c.placebo], threshold.delta)

@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING
 
 from qrobust.attacks.threats import ThreatModel
 from qrobust.evaluation.results import Result
-from qrobust.findings.replicates import Spread, spread
-from qrobust.findings.tests import Z95
+from qrobust.findings.replicates import Spread, interval_se, spread
 from qrobust.pipeline.model_id import ModelId
 
 if TYPE_CHECKING:
@@ -117,7 +116,7 @@ def seed_spread(found: Sequence[Headline]) -> dict[str, Spread]:
     out = {}
     for model, rows in family.items():
         if len(rows) > 1 and model in worst:
-            errors = [(r.robust_accuracy_high - r.robust_accuracy_low) / (2 * Z95) for r in rows]
+            errors = [interval_se(r.robust_accuracy_low, r.robust_accuracy_high) for r in rows]
             out[model] = spread([r.robust_accuracy for r in rows], errors, min(r.n for r in rows))
     return out
 

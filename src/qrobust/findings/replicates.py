@@ -19,6 +19,8 @@ quantity is read across seeds:
   exact per-seed tests;
 - tests and intervals use Student's t with Welch-Satterthwaite degrees of freedom.
 
+``evidence.pool_seeds`` groups a claim's conditions by label and architecture and calls these.
+
 A claim holds only if it holds with this variance; tests/test_findings_calibration.py checks that the
 false "holds" under a null with large between-seed variance stays at the level, where a one-seed test
 does not.
@@ -29,15 +31,11 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 from scipy.special import chdtri, stdtr, stdtrit
 
 from qrobust.findings.tests import Z95, Test, combined, either, missing
-
-if TYPE_CHECKING:
-    from qrobust.findings.evidence import Condition
 
 
 @dataclass(frozen=True)
@@ -61,9 +59,20 @@ class Between:
         return self.df > 0
 
 
+def interval_se(low: float, high: float) -> float:
+    """The standard error a 95% interval implies (half its width over 1.96)."""
+    return (high - low) / (2 * Z95)
+
+
 def standard_error(test: Test) -> float:
-    """The standard error a test's 95% interval implies (half its width over 1.96)."""
-    return (test.high - test.low) / (2 * Z95)
+    return interval_se(test.low, test.high)
+
+
+def satterthwaite(within: float, n: int, between: float, between_df: float) -> float:
+    """Welch-Satterthwaite degrees of freedom of ``within + between``: the within part with about n - 1,
+    the between part with ``between_df`` (none: it adds nothing)."""
+    denominator = within**2 / max(n - 1, 1) + (between**2 / between_df if between_df else 0.0)
+    return (within + between) ** 2 / denominator if denominator > 0 else math.inf
 
 
 def _leaves(test: Test) -> list[Test]:
@@ -105,9 +114,7 @@ def across_seeds(tests: Sequence[Test], between: Between, delta: float) -> Test:
     spread = between.variance / seeds
     variance = max(within + spread, 1e-12)
     n = min(t.n for t in present)
-    # Welch-Satterthwaite: the within part has about n - 1 degrees of freedom, the between part the pooled df.
-    denominator = within**2 / max(n - 1, 1) + (spread**2 / between.df if between.df else 0.0)
-    df = variance**2 / denominator if denominator > 0 else math.inf
+    df = satterthwaite(within, n, spread, between.df)
     se = math.sqrt(variance)
     effect = sum(t.effect for t in present) / seeds
     value = sum(t.value for t in present) / seeds
@@ -151,50 +158,9 @@ class SeedPower:
         draws = _chi2_draws(self.between.df)
         total = 0.0
         for draw in draws:
-            se = math.sqrt(max(within + mean_estimate * float(draw) / self.seeds, 1e-12))
+            se = math.sqrt(max(within + mean_estimate * draw / self.seeds, 1e-12))
             total += 0.5 * math.erfc(-(self.delta - critical * se) / spread / math.sqrt(2))
         return total / len(_BINS)
-
-
-def pool_seeds(conditions: Sequence[Condition], delta: float) -> list[Condition]:
-    """A family's conditions with each condition's replicates (the same label at other seeds) read as
-    one: ``across_seeds`` with the between-seed variance pooled over the replicated conditions of the same
-    architecture (``Condition.unit``). Conditions of an architecture without replicates borrow the
-    variance pooled over the whole family; when no condition of the family has two seeds with data, each
-    label keeps the exact test of its one measured seed (or its first, when none has data)."""
-    groups: dict[str, list[Condition]] = {}
-    for c in conditions:
-        groups.setdefault(c.label, []).append(c)
-    family = between_seeds([[c.test for c in found] for found in groups.values()])
-    if not family.measured:
-        # No condition has two seeds with data: each label keeps its one measured seed's exact test.
-        return [next((c for c in found if c.test.n), found[0]) for found in groups.values()]
-    per_unit = {
-        unit: between_seeds([[c.test for c in found] for found in groups.values() if found[0].unit == unit])
-        for unit in {found[0].unit for found in groups.values()}
-    }
-    out = []
-    for found in groups.values():
-        found.sort(key=lambda c: -1 if c.seed is None else c.seed)
-        own = per_unit[found[0].unit]
-        between = own if own.measured else family
-        test = across_seeds([c.test for c in found], between, delta)
-        seeds = ", ".join(
-            f"{'study seed' if c.seed is None else f'seed {c.seed}'} {_signed(c.test.effect)}" for c in found
-        )
-        sd = f"{100 * math.sqrt(between.variance):.1f} points ({between.df} df)"
-        if len(found) > 1:
-            note = f"training randomness: effect per seed {seeds}; between-seed sd {sd}, pooled over its arch"
-        elif own.measured:
-            note = f"one seed: borrows its arch's between-seed sd {sd}"
-        else:
-            note = f"one seed: its arch has no replicates; borrows the claim's between-seed sd {sd}, from other archs"
-        out.append(replace(found[0], test=test, detail=(*found[0].detail, note), seeds=len(found)))
-    return out
-
-
-def _signed(effect: float) -> str:
-    return f"{100 * effect:+.1f}" if math.isfinite(effect) else "n/a"
 
 
 @dataclass(frozen=True)
@@ -216,7 +182,5 @@ def spread(values: Sequence[float], errors: Sequence[float], n: int) -> Spread:
     between = sum((v - mean) ** 2 for v in values) / (k - 1) if k > 1 else 0.0
     within = sum(e * e for e in errors) / k
     variance = within + between / k
-    denominator = within**2 / max(n - 1, 1) + ((between / k) ** 2 / (k - 1) if k > 1 else 0.0)
-    df = variance**2 / denominator if denominator > 0 else math.inf
-    half = float(stdtrit(df, 0.975)) * math.sqrt(variance)
+    half = float(stdtrit(satterthwaite(within, n, between / k, k - 1), 0.975)) * math.sqrt(variance)
     return Spread(tuple(values), mean, math.sqrt(between), max(mean - half, 0.0), min(mean + half, 1.0))

@@ -80,7 +80,7 @@ def hypotheses_table(findings: Mapping[str, Mapping[str, Any]]) -> Table:
     )
 
 
-SEED_NOTES = ("training randomness", "one seed")  # the notes qrobust.findings.replicates adds
+SEED_NOTES = ("training randomness", "one seed")  # the notes evidence.pool_seeds adds
 
 
 def findings_conditions_tables(findings: Mapping[str, Mapping[str, Any]]) -> list[Table]:

@@ -35,7 +35,7 @@ import math
 import tempfile
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -85,36 +85,33 @@ def read_run(repo: Path, rev: str) -> Run:
 
 
 def _family_key(r: Result) -> tuple[Any, ...]:
-    """What a row measures with the seed taken out of its models: its replicates share this key."""
-
-    def unseeded(model: str) -> str:
-        return str(ModelId.parse(model).unseeded)
-
-    return (
-        r.attack, r.threat_model, r.epsilon, r.norm, r.source_threat_model, unseeded(r.source), unseeded(r.target),
-        r.defense, r.adaptive,
-    )  # fmt: skip
+    """What a row measures (``compare._key``) with the seed taken out of its models: replicates share it."""
+    return _key(replace(r, source=str(ModelId.parse(r.source).unseeded), target=str(ModelId.parse(r.target).unseeded)))
 
 
 def seed_variance(rows: Sequence[Result]) -> tuple[dict[tuple[str, str, float, str], float], float, int]:
     """The between-seed variance of robust accuracy per (attack, threat model, epsilon, norm), pooled over the
     replicated rows of that kind, the same pooled over every kind, and its degrees of freedom."""
-    groups: dict[tuple[Any, ...], list[float]] = defaultdict(list)
+    groups: dict[tuple[Any, ...], list[Result]] = defaultdict(list)
     for r in rows:
         if math.isfinite(r.epsilon) and r.n:
-            groups[_family_key(r)].append(r.robust_accuracy)
+            groups[_family_key(r)].append(r)
     sums: dict[tuple[str, str, float, str], list[float]] = defaultdict(lambda: [0.0, 0])
     total, df = 0.0, 0
-    for key, values in groups.items():
-        if len(values) < 2:
+    for found in groups.values():
+        if len(found) < 2:
             continue
-        mean = sum(values) / len(values)
-        ss = sum((v - mean) ** 2 for v in values)
-        kind = sums[key[:4]]
+        mean = sum(r.robust_accuracy for r in found) / len(found)
+        ss = sum((r.robust_accuracy - mean) ** 2 for r in found)
+        kind = sums[_kind(found[0])]
         kind[0] += ss
-        kind[1] += len(values) - 1
-        total, df = total + ss, df + len(values) - 1
+        kind[1] += len(found) - 1
+        total, df = total + ss, df + len(found) - 1
     return {k: ss / d for k, (ss, d) in sums.items()}, (total / df if df else 0.0), df
+
+
+def _kind(r: Result) -> tuple[str, str, float, str]:
+    return (r.attack, r.threat_model, r.epsilon, r.norm)
 
 
 @dataclass(frozen=True)
