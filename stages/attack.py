@@ -39,7 +39,7 @@ def craft_set(job: tuple[str, str, str, Path]) -> dict[str, float]:
     settings, threat, source = study.attack, ThreatModel(threat_value), ModelId.parse(source_name)
     config, entry = settings.get(name), ATTACKS.get(name)
     x_all, y_all = eval_split()
-    index = attack_subset(len(x_all), config.samples_for(threat), settings.seed)
+    index = attack_subset(len(x_all), settings.samples_on(config, threat, source), settings.seed)
     x, y = x_all[index], y_all[index]
     start = time.perf_counter()
     spec = input_spec(DATASETS.get(study.prepare.dataset))
@@ -65,15 +65,16 @@ def main(name: str) -> None:
     config, entry = settings.get(name), ATTACKS.get(name)
     device = resolve_device(settings.device)
     deployed = study.models()
-    n = len(eval_split()[1])
-    subset = {t: attack_subset(n, config.samples_for(t), settings.seed).size for t in config.threat_models}
     sets = [(t, s) for t in config.threat_models for s in sources(t, deployed, noise=entry.kind is Kind.NOISE)]
     # Weight-only: no activation rounding, so the ste twin is the exact twin; the same samples give the same set.
     exact, ste = ThreatModel.WHITE_QNN_EXACT, ThreatModel.WHITE_QNN_STE
     copies = [
         (t, s)
         for t, s in sets
-        if t is ste and exact in subset and subset[exact] == subset[ste] and float_activations(s)
+        if t is ste
+        and exact in config.threat_models
+        and settings.samples_on(config, exact, s) == settings.samples_on(config, ste, s)
+        and float_activations(s)
     ]
     with atomic_dir(adversarial_dir(name)) as out:
         jobs = [(name, t.value, str(s), out) for t, s in sets if (t, s) not in copies]

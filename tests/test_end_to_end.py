@@ -20,6 +20,7 @@ from qrobust.findings.claims import CLAIMS
 from qrobust.findings.evidence import Verdict
 from qrobust.pipeline.io import PARTIAL, load_json
 from qrobust.pipeline.model_id import ModelId
+from qrobust.settings.study import Study
 from qrobust.tools.study import materialize
 from tests.browser import assert_reads_in_the_window
 from tests.conftest import DVC, ROOT, dvc, locked_outs, venv_env
@@ -60,6 +61,14 @@ def check_results(smoke: Path) -> None:
         ]
         assert sets and w.n_correct <= w.n_attackable, w
         assert w.n_correct <= min(r.n_correct + w.n - r.n for r in sets), w
+    # Each set made on its source holds the samples params give it there: a replicate at most attack.replicate_samples.
+    settings = Study.from_params(params).attack
+    made = [r for r in rows if r.source == r.target and r.attack in params["attack"]["attacks"]]
+    assert any(r.n < settings.get(r.attack).samples_for(ThreatModel(r.threat_model)) for r in made)  # the cap bites
+    for r in made:
+        assert r.n == settings.samples_on(
+            settings.get(r.attack), ThreatModel(r.threat_model), ModelId.parse(r.source)
+        ), r
     pgd_eps = max(params["attack"]["attacks"]["linf_pgd"]["epsilons"])
     for model in models:
         clean = next(r for r in rows if r.threat_model == "clean" and r.target == model and r.defense == "none")

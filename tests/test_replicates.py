@@ -56,6 +56,28 @@ def test_replicates_are_models_of_their_own_quantized_by_their_subset(params: di
     assert study.train.seed_of(ModelId.parse("lenet-standard")) == params["seed"]
 
 
+def test_a_replicate_is_attacked_on_at_most_the_replicate_samples_and_the_study_seed_on_all(params: dict) -> None:
+    params = copy.deepcopy(params)
+    params["attack"]["replicate_samples"] = 150
+    params["attack"]["attacks"]["linf_pgd"]["samples"] = {
+        "white_float": 500,
+        "white_qnn_exact": 100,
+        "white_qnn_ste": 500,
+    }
+    settings = Study.from_params(params).attack
+    pgd = settings.get("linf_pgd")
+    primary, replicate = ModelId.parse("resnet8-standard.ort_int8"), ModelId.parse("resnet8-standard-s2.ort_int8")
+    on = {t: (settings.samples_on(pgd, t, primary), settings.samples_on(pgd, t, replicate)) for t in pgd.threat_models}
+    assert on == {
+        ThreatModel.WHITE_FLOAT: (500, 150),
+        ThreatModel.WHITE_QNN_EXACT: (100, 100),
+        ThreatModel.WHITE_QNN_STE: (500, 150),
+    }
+    del params["attack"]["replicate_samples"]  # absent: every model on all of them
+    uncapped = Study.from_params(params).attack
+    assert uncapped.samples_on(pgd, ThreatModel.WHITE_FLOAT, replicate) == 500
+
+
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
@@ -72,6 +94,10 @@ def test_replicates_are_models_of_their_own_quantized_by_their_subset(params: di
         (
             lambda p: p["quantize"].update(replicate_quantizers=["inc_w8"]),
             "quantize.replicate_quantizers: unknown name 'inc_w8'; valid names",
+        ),
+        (
+            lambda p: p["attack"].update(replicate_samples=0),
+            "attack.replicate_samples: expected a positive integer, got 0",
         ),
     ],
 )

@@ -13,6 +13,7 @@ from qrobust.attacks.threats import Norm, ThreatModel
 from qrobust.data.datasets import DATASETS
 from qrobust.pipeline import params as c
 from qrobust.pipeline.errors import ConfigError
+from qrobust.pipeline.model_id import ModelId
 from qrobust.settings.prepare import PrepareSettings
 
 
@@ -89,10 +90,11 @@ class AttackSettings:
     batch_size: int
     device: str
     seed: int
+    replicate_samples: int | None = None  # the most samples a replicate (train.seeds) is attacked on
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], prepare: PrepareSettings | None = None) -> AttackSettings:
-        s = c.section(params, "attack", {"attacks", "batch_size", "device"})
+        s = c.section(params, "attack", {"attacks", "batch_size", "device", "replicate_samples"})
         table = c.require(s, "attacks", "attack")
         if not isinstance(table, Mapping) or not table:
             raise ConfigError(f"attack.attacks: expected a mapping of attack name -> settings, got {table!r}")
@@ -103,7 +105,18 @@ class AttackSettings:
             batch_size=c.positive_int(c.require(s, "batch_size", "attack"), "attack.batch_size"),
             device=c.device_name(s.get("device", "auto"), "attack.device"),
             seed=c.study_seed(params),
+            replicate_samples=(
+                None
+                if s.get("replicate_samples") is None
+                else c.positive_int(s["replicate_samples"], "attack.replicate_samples")
+            ),
         )
+
+    def samples_on(self, config: AttackConfig, threat: ThreatModel, source: ModelId) -> int:
+        """How many evaluation samples ``config`` attacks ``source`` on under ``threat``: a replicate at most
+        ``attack.replicate_samples``, the first of the same nested subset the study's seed is attacked on."""
+        count = config.samples_for(threat)
+        return count if source.seed is None or self.replicate_samples is None else min(count, self.replicate_samples)
 
     def get(self, name: str) -> AttackConfig:
         for attack in self.attacks:
