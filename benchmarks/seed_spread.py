@@ -1,5 +1,6 @@
-"""How much a headline figure moves with the training seed, for every architecture (the study replicates
-LeNet only: train.seeds on train.seed_archs).
+"""How much a headline figure moves with the training seed, for any architectures and seeds, outside the
+study (which replicates train.seed_archs at train.seeds): more seeds than the study can afford, or an arch
+it does not replicate.
 
     python benchmarks/seed_spread.py [--archs lenet resnet8 dscnn] [--seeds 0 1 2] [--samples 500]
 
