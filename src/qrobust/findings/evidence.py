@@ -258,7 +258,8 @@ def pool_seeds(conditions: Sequence[Condition], delta: float) -> list[Condition]
         between = own if own.measured else family
         test = across_seeds([c.test for c in found], between, delta)
         seeds = ", ".join(
-            f"{'study seed' if c.seed is None else f'seed {c.seed}'} {_signed(c.test.effect)}" for c in found
+            f"{'study seed' if c.seed is None else f'seed {c.seed}'} {_signed(c.test.effect)} (n={c.test.n})"
+            for c in found
         )
         sd = f"{100 * math.sqrt(between.variance):.1f} points ({between.df} df)"
         if len(found) > 1:

@@ -129,9 +129,10 @@ def findings_conditions_tables(findings: Mapping[str, Mapping[str, Any]]) -> lis
                 f"{record['claim']} Quantity: {record['quantity']}; {_threshold(record)} (points: a share of 0.62 reads "
                 "62.0, an effect of 0.05 reads +5.0). 'adj. p': Holm over the claim's conditions; power at the "
                 "smallest effect; conditions without data are left out; reports/findings_evidence.json has every "
-                "condition's detail. 'x k seeds': the condition measured on k training runs (train.seeds), its "
-                "effect their mean and its interval and tests with the between-seed variance "
-                "(docs/reproducibility.md); a condition at one seed borrows that variance.",
+                "condition's detail. 'n x k seeds': the condition measured on k training runs (train.seeds), n the "
+                "smallest seed's (a replicate is attacked on at most attack.replicate_samples), its effect their "
+                "mean and its interval and tests with the between-seed variance (docs/reproducibility.md); a "
+                "condition at one seed borrows that variance.",
             )
         )
     return tables
