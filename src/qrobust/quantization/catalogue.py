@@ -83,6 +83,9 @@ for _entry in (
     # The negative control: the same ONNX Runtime QDQ path at 16 bits, numerically the float model (its
     # rounding step is 1/65535 of each tensor's range). No claim about an effect of quantization may hold on it.
     QuantizerEntry("ort_w16a16", "onnxruntime", 16, 16, _ort),
+    # The bit-width sweep: weights and activations at one width each, in 8-bit types held to the narrower
+    # grid (quantization.restrict), beside the native 8- and 4-bit entries.
+    *(QuantizerEntry(f"ort_w{b}a{b}", "onnxruntime", b, b, _ort) for b in (2, 3, 4, 5, 6)),
     QuantizerEntry("inc_int8", "inc_pt2e", 8, 8, _none),
     QuantizerEntry("inc_w4", "inc_woq", 4, 32, _weight_only),
 ):

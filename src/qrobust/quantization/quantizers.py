@@ -99,8 +99,12 @@ class OrtStaticQDQ:
             CalibrationMethod.ENTROPY: OrtMethod.Entropy,
             CalibrationMethod.PERCENTILE: OrtMethod.Percentile,
         }[self.calibrate_method]
-        weight_type = {16: QuantType.QInt16, 8: QuantType.QInt8, 4: QuantType.QInt4}[self.weight_bits]
-        activation_type = {16: QuantType.QUInt16, 8: QuantType.QUInt8}[self.activation_bits]
+        # Widths without an ONNX type are quantized at 8 bits, then narrowed (quantization.restrict).
+        native = self.weight_bits in (4, 8, 16) and self.activation_bits in (8, 16)
+        weight_type = {16: QuantType.QInt16, 4: QuantType.QInt4}.get(self.weight_bits, QuantType.QInt8)
+        activation_type = {16: QuantType.QUInt16}.get(self.activation_bits, QuantType.QUInt8)
+        if not native:
+            weight_type, activation_type = QuantType.QInt8, QuantType.QUInt8
         with tempfile.TemporaryDirectory() as scratch:
             # Shape inference and BatchNorm folding first, as ONNX Runtime's quantization guide asks.
             prepared = Path(scratch) / "preprocessed.onnx"
@@ -111,12 +115,22 @@ class OrtStaticQDQ:
                 _CalibrationReader("input", calib_x, 250),
                 quant_format=QuantFormat.QDQ,
                 per_channel=self.per_channel,
-                reduce_range=self.reduce_range and self.weight_bits == 8,
+                reduce_range=self.reduce_range and self.weight_bits == 8 and native,
                 activation_type=activation_type,
                 weight_type=weight_type,
                 calibrate_method=method,
                 calibration_providers=["CPUExecutionProvider"],
             )
+            if not native:
+                import onnx
+                from onnx import numpy_helper
+
+                from qrobust.quantization.restrict import restrict
+
+                floats = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(prepared)).graph.initializer}
+                quantized = onnx.load(str(out / "model.onnx"))
+                restrict(quantized, floats, self.weight_bits, self.activation_bits)
+                onnx.save(quantized, str(out / "model.onnx"))
         _write_artefact(out, self, model)
 
 
@@ -181,6 +195,7 @@ _MAKERS: dict[str, tuple[type, dict[str, Any]]] = {
     "ort_int8": (OrtStaticQDQ, {"weight_bits": 8}),
     "ort_w4a8": (OrtStaticQDQ, {"weight_bits": 4}),
     "ort_w16a16": (OrtStaticQDQ, {"weight_bits": 16, "activation_bits": 16}),
+    **{f"ort_w{b}a{b}": (OrtStaticQDQ, {"weight_bits": b, "activation_bits": b}) for b in (2, 3, 4, 5, 6)},
     "inc_int8": (IncStaticInt8, {}),
     "inc_w4": (IncWeightOnly, {}),
 }

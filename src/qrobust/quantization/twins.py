@@ -267,6 +267,14 @@ def _binary(inputs: list[Any], attrs: Mapping[str, Any], mode: GradMode) -> list
     return [fn(inputs[0], inputs[1])]
 
 
+@onnx_op("Clip")
+def _clip(inputs: list[Any], attrs: Mapping[str, Any], mode: GradMode) -> list[torch.Tensor]:
+    # A narrowed activation's range (quantization.restrict): its gradient is zero outside, as the graph's.
+    low = inputs[1] if len(inputs) > 1 else attrs.get("min")
+    high = inputs[2] if len(inputs) > 2 else attrs.get("max")
+    return [torch.clamp(inputs[0], low, high)]
+
+
 @onnx_op("Identity")
 def _identity(inputs: list[Any], attrs: Mapping[str, Any], mode: GradMode) -> list[torch.Tensor]:
     return [inputs[0]]
