@@ -56,7 +56,7 @@ def main() -> None:
         float_model = FloatModel(module.eval(), folder / "model.onnx", arch, spec)
         float_accuracy = float((OrtRuntime(folder / "model.onnx").predict(x_val) == y_val).mean())
         for name in [f"ort_w{b}a{b}" for b in args.bits] + ["ort_int8"]:
-            options = settings.options.get(name, {}) if name in settings.options else {}
+            options = settings.options.get(name, {})
             with tempfile.TemporaryDirectory() as scratch:
                 out = Path(scratch)
                 start = time.perf_counter()
