@@ -40,7 +40,8 @@ def main(model_name: str) -> None:
     save_json(REPORTS / "analysis" / f"{model}.json", {"analysis": {str(model): measured}, "convergence": convergence})
     seconds = time.perf_counter() - start
     print(
-        f"{model}: analysed with {len(study.quantize.of(model))} quantized models, {len(checks)} checks, in {seconds:.1f}s"
+        f"{model}: analysed with {len(study.quantize.of(model, sweep=False))} quantized models, "
+        f"{len(checks)} checks, in {seconds:.1f}s"
     )
 
 

@@ -92,18 +92,19 @@ def main() -> None:
     labels = run_jobs(answers, [str(m) for m in models], workers=worker_count(resolve_device(study.attack.device)))
     given = dict(zip(models, labels, strict=True))
     outcomes: dict[str, np.ndarray] = {}
-    rows, robust, boundary, paired_records, n_sets = [], {}, {}, {}, 0
+    rows, robust, by_threat, boundary, paired_records, n_sets = [], {}, {}, {}, {}, 0
     for seed, family in families(models).items():
         _, y, sets, _ = _inputs(seed)
         check_sources(family, sets)
         found, worst = score_labels({m: given[m] for m in family}, sets, y, outcomes)
         rows += found
         robust.update(worst.attribution())
+        by_threat.update(worst.by_threat())
         boundary.update(worst.boundary())
         paired_records.update(pairs(worst, list(family)))
         n_sets += len(sets)
     write_results(REPORTS / "results.csv", rows)
-    save_json(REPORTS / "worst_case.json", {"robust": robust, "boundary": boundary})
+    save_json(REPORTS / "worst_case.json", {"robust": robust, "by_threat": by_threat, "boundary": boundary})
     save_json(REPORTS / "pairs.json", paired_records)
     save_npz(REPORTS / "outcomes.npz", outcomes)
     save_json(REPORTS / "metrics.json", {**test_accuracy, **flat_metrics(rows)})

@@ -31,13 +31,11 @@ from qrobust.settings.study import load_study
 def main(model_name: str, quantizer_name: str) -> None:
     study = load_study()
     settings = study.quantize
-    if quantizer_name not in settings.quantizers:
-        raise ConfigError(f"quantize: {quantizer_name!r} is not in quantize.quantizers {list(settings.quantizers)}")
     parent = ModelId.parse(model_name)
-    if quantizer_name not in settings.of(parent):
+    if quantizer_name not in settings.of(parent) and quantizer_name not in study.defend.quantizers:
         raise ConfigError(
-            f"quantize: a replicate is quantized by quantize.replicate_quantizers {list(settings.of(parent))}, "
-            f"not {quantizer_name!r}"
+            f"quantize: {parent} is quantized by {list(settings.of(parent))} (quantize.quantizers, "
+            f"quantize.replicate_quantizers for a replicate, quantize.sweep on quantize.sweep_archs), not {quantizer_name!r}"
         )
     quantizer = create_quantizer(quantizer_name, settings.options.get(quantizer_name, {}))
     model_id = parent.quantized(quantizer_name)

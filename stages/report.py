@@ -15,6 +15,7 @@ from qrobust.pipeline.layout import PREPARED, REPORTS, TIMING, model_dir, timing
 from qrobust.pipeline.model_id import ModelId
 from qrobust.pipeline.process import run_stage
 from qrobust.pipeline.provenance import provenance
+from qrobust.report.bit_width import sweep_section
 from qrobust.report.figures import plot_rows
 from qrobust.report.page import DefenseResults, build_report, replicates_summary, write_pages
 from qrobust.report.study_tables import defense_note
@@ -36,16 +37,19 @@ def main() -> None:
     attacks = {a.name: a.epsilons for a in study.attack.attacks}
     heat_maps = [(h.attack, h.epsilon) for h in settings.heat_maps]
     # The tables read the models of the study's seed; the replicates (train.seeds) give the headline its spread.
-    rows, replicates = [], []
-    for r in read_results(REPORTS / "results.csv"):
-        (rows if ModelId.parse(r.target).seed is None else replicates).append(r)
+    # The bit-width sweep's models (quantize.sweep) have a section of their own, and stay out of the others.
+    swept = set(study.quantize.sweep)
+    rows, replicates, every_row = [], [], read_results(REPORTS / "results.csv")
+    for r in every_row:
+        if not {ModelId.parse(r.target).quantizer, ModelId.parse(r.source).quantizer} & swept:
+            (rows if ModelId.parse(r.target).seed is None else replicates).append(r)
     timing = {m: load_json(timing_path("quantize" if m.quantizer else "train", str(m))) for m in study.primary_models()}
     metrics = {
         m: {**load_json(model_dir(m) / "metrics.json"), **{k: v for k, v in t.items() if k != "machine"}}
         for m, t in timing.items()
     }
     float_metrics = [v for m, v in metrics.items() if m.quantizer is None]
-    quant_metrics = [v for m, v in metrics.items() if m.quantizer is not None]
+    quant_metrics = [v for m, v in metrics.items() if m.quantizer is not None and m.quantizer not in swept]
     n_eval = max(r.n for r in rows)
     names = [*defend.defenses, *defend.recipes]
     defense_metrics = {name: load_json(REPORTS / "defenses" / f"{name}.json")["defense"][name] for name in names}
@@ -67,6 +71,7 @@ def main() -> None:
             f"the bare model it is compared with, {composite[True] or 'the defaults'}."
         ),
     )
+    sweep_models = study.sweep_models()
     evidence = load_json(REPORTS / "findings_evidence.json")
     record = provenance(
         Path.cwd(),
@@ -101,6 +106,7 @@ def main() -> None:
             *replicates_summary(study.train.seeds, {r.target for r in replicates}, study.quantize.replicate_quantizers),
         ],
         replicates=replicates,
+        bit_width=sweep_section(sweep_models, metrics, every_row, load_json(REPORTS / "worst_case.json")["by_threat"]),
     )
     write_pages(report, REPORTS, "report.md")
     for name, records in plot_rows(rows, settings.curves, heat_maps).items():

@@ -2,8 +2,8 @@
 family makes `dvc status` report exactly the stages whose code imports that module, and nothing else.
 
 The expected sets are written out by hand from the smoke study (studies/smoke.yaml: one arch, the standard
-recipe, five quantizers, one replicate at seed 1 quantized by two of them, distillation as the defense
-study's recipe, five test-time defenses), not derived
+recipe, five quantizers and one width of the bit-width sweep, one replicate at seed 1 quantized by two of
+them, distillation as the defense study's recipe, five test-time defenses), not derived
 from the import walk that writes dvc.yaml, so a wrong walk or a wrong dvc.yaml fails here."""
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ pytestmark = pytest.mark.slow
 QUANTIZERS = ("ort_int8", "ort_w4a8", "inc_int8", "inc_w4", "ort_w16a16")  # quantize.quantizers, the placebo last
 DEFENDED_QUANTIZERS = ("ort_int8", "ort_w4a8")  # defend.quantizers
 REPLICATE_QUANTIZERS = ("ort_int8", "ort_w16a16")  # quantize.replicate_quantizers of the replicate at seed 1
+SWEEP = ("ort_w4a4",)  # quantize.sweep
 DEFENSES = ("bit_depth", "median", "gaussian_noise", "squeeze_detector", "ensemble")
 RUN_AUTOATTACK = {f"defend@{d}" for d in DEFENSES} | {"defend_recipe@distillation"}  # defend.composite
 
@@ -39,6 +40,7 @@ EDITS = {
     "src/qrobust/quantization/quantizers.py": {
         *(f"quantize@lenet-standard-{q}" for q in QUANTIZERS),
         *(f"quantize_replicate@lenet-standard-1-{q}" for q in REPLICATE_QUANTIZERS),
+        *(f"quantize_sweep@lenet-standard-{q}" for q in SWEEP),
         *(f"quantize_defense@lenet-distillation-{q}" for q in DEFENDED_QUANTIZERS),
     },
     # A training recipe: the models it trains, and the defense study that builds the recipe's attacker view.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import signal
 import subprocess
@@ -39,6 +40,8 @@ def check_results(smoke: Path) -> None:
     rows = read_results(smoke / "reports" / "results.csv")
     models = [f"{a}-{r}" for a in params["train"]["archs"] for r in params["train"]["recipes"]]
     targets = {*models, *(f"{m}.{q}" for m in models for q in params["quantize"]["quantizers"])}
+    swept = [m for m in models if m.partition("-")[0] in params["quantize"]["sweep_archs"]]
+    targets |= {f"{m}.{q}" for m in swept for q in params["quantize"]["sweep"]}  # the bit-width sweep
     for key in replicate_stage_keys(params):
         arch, recipe, seed = key.split("-")
         replicate = f"{arch}-{recipe}-s{seed}"
@@ -61,6 +64,19 @@ def check_results(smoke: Path) -> None:
         ]
         assert sets and w.n_correct <= w.n_attackable, w
         assert w.n_correct <= min(r.n_correct + w.n - r.n for r in sets), w
+    # Per threat model, the worst case over its sets alone: never below the worst case over all sets, never
+    # above any one of its sets (each on its own samples), and its threat models are those of the sets.
+    by_threat = load_json(smoke / "reports" / "worst_case.json")["by_threat"]
+    for w in (r for r in rows if r.threat_model == ThreatModel.WORST_CASE.value and math.isfinite(r.epsilon)):
+        per_threat = by_threat[f"{w.target}/{w.norm}/eps={w.epsilon:g}"]
+        sets = [
+            r for r in rows if (r.target, r.norm, r.epsilon) == (w.target, w.norm, w.epsilon) and r.attack != w.attack
+        ]
+        assert set(per_threat) == {r.threat_model for r in sets}, w
+        for threat, counts in per_threat.items():
+            assert counts["robust"] >= w.n_correct - (w.n - counts["n"]), (w, threat)
+            for r in (r for r in sets if r.threat_model == threat):
+                assert counts["robust"] <= r.n_correct + counts["n"] - r.n, (w, threat, r)
     # Each set made on its source holds the samples params give it there: a replicate at most attack.replicate_samples.
     settings = Study.from_params(params).attack
     made = [r for r in rows if r.source == r.target and r.attack in params["attack"]["attacks"]]
@@ -95,12 +111,17 @@ def test_every_quantizer_keeps_accuracy_and_a_faithful_twin(smoke: Path) -> None
 
 def check_quantizers(smoke: Path) -> None:
     params = yaml.safe_load((smoke / "params.yaml").read_text())
+    quantize = params["quantize"]
     for arch in params["train"]["archs"]:
-        for quantizer in params["quantize"]["quantizers"]:
+        swept = quantize["sweep"] if arch in quantize["sweep_archs"] else []
+        for quantizer in [*quantize["quantizers"], *swept]:
             m = load_json(smoke / "models" / "quant" / f"{arch}-standard.{quantizer}" / "metrics.json")
-            drop = 100 * (m["float_test_accuracy"] - m["test_accuracy"])
-            assert drop <= MAX_DROP_POINTS[m["nominal_weight_bits"]], m
-            assert m["top1_agreement_with_float"] >= 0.85, m
+            if quantizer in swept:  # one width for weights and activations, below 8: no accuracy floor
+                assert m["activation_bits"] == m["nominal_weight_bits"] < 8, m
+            else:
+                drop = 100 * (m["float_test_accuracy"] - m["test_accuracy"])
+                assert drop <= MAX_DROP_POINTS[m["nominal_weight_bits"]], m
+                assert m["top1_agreement_with_float"] >= 0.85, m
             for mode in ("exact", "ste"):
                 assert m[f"twin_{mode}_top1_agreement"] >= params["quantize"]["twin_min_agreement"], m
                 assert m[f"twin_{mode}_max_abs_logit_diff"] <= LOGIT_TOLERANCE, m
@@ -148,6 +169,9 @@ def test_report_metrics_and_plots(smoke: Path) -> None:
         list((smoke / "reports" / "timing").rglob("*.json"))
     )
     assert "## Provenance" in markdown
+    # The bit-width sweep's own section: its table names every swept model, and its figure is on the page.
+    assert "## Bit width: accuracy and worst-case robust accuracy" in markdown
+    assert "## Robust accuracy vs bit width" in markdown and "lenet-standard.ort_w4a4" in markdown
     dvc(smoke, "plots", "show", "-o", "plots_out")
     assert (smoke / "plots_out" / "index.html").is_file()
 

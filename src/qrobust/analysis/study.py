@@ -52,9 +52,11 @@ def measure(model: ModelId) -> dict[str, dict]:
         batch_size=study.attack.batch_size, seed=settings.seed, key="attack.attacks",
     )  # fmt: skip
     # Each deployed runtime opened once: the analysis and the boundary distances score on it.
-    predicts = {m: open_runtime(m).predict for m in (model, *(model.quantized(q) for q in study.quantize.of(model)))}
+    # The bit-width sweep's models are scored and attacked, not analysed (their figure is robust accuracy).
+    analysed = [model.quantized(q) for q in study.quantize.of(model, sweep=False)]
+    predicts = {m: open_runtime(m).predict for m in (model, *analysed)}
     quantized = []
-    for name in study.quantize.of(model):
+    for name in study.quantize.of(model, sweep=False):
         q = model.quantized(name)
         twins = {mode: load_twin(model_dir(q), mode) for mode in GradMode}
         quantized.append(Deployed(str(q), predicts[q], twins[GradMode.EXACT], twins[GradMode.STE]))
@@ -94,7 +96,7 @@ def convergence_checks(study: Study, model: ModelId) -> list[tuple[str, ThreatMo
                 sources = (
                     [model]
                     if threat is ThreatModel.WHITE_FLOAT
-                    else [model.quantized(q) for q in study.quantize.of(model)]
+                    else [model.quantized(q) for q in study.quantize.of(model, sweep=False)]
                 )
                 checks += [(config.name, threat, source) for source in sources]
     return checks

@@ -37,6 +37,7 @@ class _Budget:
     broken_by: list[list[str]]  # per sample, the sets (attack/threat_model/source) that fooled the target
     sizes: dict[str, np.ndarray]  # norm -> (N,) size of the first example that fooled the target
     attacks: set[str] = field(default_factory=set)
+    covered_by: dict[str, np.ndarray] = field(default_factory=dict)  # threat model -> (N,) bool: its sets covered it
 
 
 @dataclass
@@ -46,6 +47,11 @@ class _Distance:
     covered: np.ndarray  # (N,) bool: some minimisation attack's unbounded output exists for the sample
     nearest: np.ndarray  # (N,) the smallest size of an output that fooled the target (inf: none did)
     found_by: list[str]  # per sample, the set that gave it
+
+
+def _threat(name: str) -> str:
+    """The threat model in a set's name, ``attack/threat_model`` (``transfer`` for a set made on another model)."""
+    return name.rpartition("/")[2]
 
 
 def censored_median(sizes: np.ndarray) -> float:
@@ -100,6 +106,7 @@ class WorstCase:
             ),
         )
         budget.covered[index] = True
+        budget.covered_by.setdefault(_threat(name), np.zeros(n, dtype=bool))[index] = True
         budget.attacks.add(name)
         for position, i in enumerate(index):
             if not correct[position]:
@@ -191,6 +198,20 @@ class WorstCase:
                 "median_censored": censored_median(nearest),
                 "found_by": dict(sorted(Counter(distance.found_by[i] for i in rows[found]).items())),
             }
+        return out
+
+    def by_threat(self) -> dict[str, dict[str, dict[str, int]]]:
+        """Per ``target/norm/eps`` and threat model (``transfer``: sets made on another model), the worst case
+        over that threat model's sets alone: the samples they covered (n), those the target gets right clean,
+        and those none of them broke (robust accuracy is robust / n, as in the worst-case rows)."""
+        out: dict[str, dict[str, dict[str, int]]] = {}
+        for (target, norm, epsilon), budget in sorted(self.budgets.items(), key=lambda kv: (str(kv[0][0]), kv[0][1:])):
+            per_threat = {}
+            for threat, covered in sorted(budget.covered_by.items()):
+                rows = np.flatnonzero(covered & self.clean[target])
+                robust = sum(all(_threat(name) != threat for name in budget.broken_by[i]) for i in rows)
+                per_threat[threat] = {"n": int(covered.sum()), "attackable": int(rows.size), "robust": int(robust)}
+            out[f"{target}/{norm}/eps={epsilon:g}"] = per_threat
         return out
 
     def attribution(self) -> dict[str, dict[str, object]]:

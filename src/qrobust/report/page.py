@@ -18,6 +18,7 @@ from typing import Any
 from qrobust.attacks.threats import ThreatModel
 from qrobust.evaluation.results import Result
 from qrobust.pipeline.io import write_bytes, write_text
+from qrobust.report.bit_width import Width, bit_width_figure, bit_width_table
 from qrobust.report.figures import robustness_figure, transfer_figure
 from qrobust.report.findings_tables import findings_conditions_tables, findings_table, hypotheses_table
 from qrobust.report.format import Figure, Metrics, Report, Table
@@ -162,12 +163,23 @@ def build_report(
     headline: tuple[str, float] | None = None,
     summary: Sequence[str] = (),
     replicates: Sequence[Result] = (),
+    bit_width: tuple[Sequence[Width], Sequence[Result], Mapping[str, Any]] | None = None,
 ) -> Report:
     """The report's sections from the rows of the models of the study's seed; ``replicates`` (the rows of
-    the models trained at train.seeds) give the headline its spread across seeds."""
+    the models trained at train.seeds) give the headline its spread across seeds; ``bit_width`` (the sweep's
+    widths, their rows and reports/worst_case.json's per-threat worst cases) its own table and figure."""
     sections: list[Table | Figure] = [*([findings_table(findings)] if findings else [])]
     if headline is not None:
         sections.append(headline_table([*rows, *replicates], *headline, curves.get(ThreatModel.WHITE_FLOAT)))
+    if bit_width is not None and headline is not None:
+        widths, sweep_rows, by_threat = bit_width
+        norm, epsilon = headline
+        # The white-box figure's attack's grid: every epsilon of it met the same suite (others, fewer attacks).
+        grid = attacks.get(curves.get(ThreatModel.WHITE_FLOAT, ""), [epsilon])
+        sections += [
+            bit_width_table(widths, sweep_rows, by_threat, norm, epsilon),
+            bit_width_figure(widths, sweep_rows, by_threat, norm, grid),
+        ]
     sections += [
         *(robustness_figure(rows, threat, attack) for threat, attack in curves.items()),
         signoff_table(

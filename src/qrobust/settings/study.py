@@ -16,6 +16,7 @@ from typing import Any
 from qrobust.pipeline import params as c
 from qrobust.pipeline.errors import ConfigError
 from qrobust.pipeline.model_id import ModelId, with_quantized
+from qrobust.quantization.catalogue import QUANTIZERS
 from qrobust.settings.analysis import AnalysisSettings
 from qrobust.settings.attack import AttackSettings
 from qrobust.settings.defend import DefendSettings
@@ -48,7 +49,7 @@ class Study:
         # Each section once, in the order they name each other.
         prepare = PrepareSettings.from_params(params)
         train = TrainSettings.from_params(params, prepare)
-        quantize = QuantizeSettings.from_params(params)
+        quantize = QuantizeSettings.from_params(params, train)
         attack = AttackSettings.from_params(params, prepare)
         return cls(
             prepare=prepare,
@@ -64,6 +65,25 @@ class Study:
     def models(self) -> tuple[ModelId, ...]:
         """The main study's deployed models: each float model followed by its quantized ones."""
         return tuple(m for f in self.train.model_ids() for m in with_quantized([f], self.quantize.of(f)))
+
+    def sweep_models(self) -> tuple[ModelId, ...]:
+        """The bit-width sweep's models (none without quantize.sweep): on each arch of quantize.sweep_archs,
+        the float model, the model of each width of quantize.sweep and the same backend's native model whose
+        weights and activations share one width (ort_int8: the 8-bit point)."""
+        sweep = self.quantize.sweep
+        if not sweep:
+            return ()
+        backend = QUANTIZERS.get(sweep[0]).backend
+        native = [
+            q
+            for q in self.quantize.quantizers
+            if (e := QUANTIZERS.get(q)).weight_bits == e.activation_bits and not e.placebo and e.backend == backend
+        ]
+        return tuple(
+            m
+            for m in self.primary_models()
+            if m.arch in self.quantize.sweep_archs and (m.quantizer is None or m.quantizer in (*native, *sweep))
+        )
 
     def primary_models(self) -> tuple[ModelId, ...]:
         """The deployed models trained at the study's seed (``models()`` without the replicates)."""

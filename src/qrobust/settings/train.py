@@ -107,13 +107,29 @@ class QuantizeSettings:
     options: Mapping[str, Mapping[str, Any]]
     seed: int
     replicate_quantizers: tuple[str, ...] = ()  # the quantizers a replicate (train.seeds) is quantized by
+    # The bit-width sweep: the standard models of ``sweep_archs`` (at the study's seed) are also quantized by
+    # these, deployed, attacked and scored like any quantized model; the report draws robust accuracy against
+    # bit width from them. The analysis and the verdicts read ``quantizers`` only.
+    sweep: tuple[str, ...] = ()
+    sweep_archs: tuple[str, ...] = ()
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> QuantizeSettings:
+    def from_params(cls, params: Mapping[str, Any], train: TrainSettings | None = None) -> QuantizeSettings:
         s = c.section(
-            params, "quantize", {"quantizers", "calib_samples", "twin_min_agreement", "options", "replicate_quantizers"}
+            params,
+            "quantize",
+            {
+                "quantizers",
+                "calib_samples",
+                "twin_min_agreement",
+                "options",
+                "replicate_quantizers",
+                "sweep",
+                "sweep_archs",
+            },
         )
         quantizers = c.name_list(c.require(s, "quantizers", "quantize"), "quantize.quantizers", QUANTIZERS.names())
+        sweep, sweep_archs = _sweep(s, quantizers, (train or TrainSettings.from_params(params)).archs)
         replicate = s.get("replicate_quantizers")
         replicate = (
             quantizers if replicate is None else c.name_list(replicate, "quantize.replicate_quantizers", quantizers)
@@ -121,7 +137,7 @@ class QuantizeSettings:
         options = {k: dict(v or {}) for k, v in (s.get("options") or {}).items()}
         for name in options:
             QUANTIZERS.get(name, key="quantize.options")
-        for name in quantizers:
+        for name in (*quantizers, *sweep):
             quantizer_options(name, options.get(name, {}))
         return cls(
             quantizers=quantizers,
@@ -132,8 +148,33 @@ class QuantizeSettings:
             options=MappingProxyType(options),
             seed=c.study_seed(params),
             replicate_quantizers=tuple(q for q in quantizers if q in replicate),
+            sweep=sweep,
+            sweep_archs=sweep_archs,
         )
 
-    def of(self, model: ModelId) -> tuple[str, ...]:
-        """The quantizers ``model`` (a float model) is quantized by: all of them, a replicate's subset."""
-        return self.quantizers if model.seed is None else self.replicate_quantizers
+    def of(self, model: ModelId, *, sweep: bool = True) -> tuple[str, ...]:
+        """The quantizers ``model`` (a float model) is quantized by: all of them, a replicate's subset; the
+        sweep's too on a model of quantize.sweep_archs at the study's seed, unless ``sweep`` is false."""
+        if model.seed is not None:
+            return self.replicate_quantizers
+        in_sweep = sweep and model.arch in self.sweep_archs
+        return (*self.quantizers, *self.sweep) if in_sweep else self.quantizers
+
+
+def _sweep(s: Mapping[str, Any], quantizers: tuple[str, ...], archs: tuple[str, ...]) -> tuple[tuple, tuple]:
+    """quantize.sweep (quantizers beside quantize.quantizers) and quantize.sweep_archs (of train.archs):
+    both or neither."""
+    sweep, sweep_archs = s.get("sweep") or [], s.get("sweep_archs") or []
+    if bool(sweep) != bool(sweep_archs):
+        raise ConfigError(
+            f"quantize.sweep {list(sweep)!r} and quantize.sweep_archs {list(sweep_archs)!r}: give both or neither"
+        )
+    if not sweep:
+        return (), ()
+    sweep = c.name_list(sweep, "quantize.sweep", QUANTIZERS.names())
+    both = [q for q in sweep if q in quantizers]
+    if both:
+        raise ConfigError(
+            f"quantize.sweep: {both} are in quantize.quantizers already; the sweep adds widths beside them"
+        )
+    return sweep, c.name_list(sweep_archs, "quantize.sweep_archs", archs)
