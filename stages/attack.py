@@ -43,7 +43,10 @@ def craft_set(job: tuple[str, str, str, Path]) -> dict[str, float]:
     x, y = x_all[index], y_all[index]
     start = time.perf_counter()
     spec = input_spec(DATASETS.get(study.prepare.dataset))
-    victim = open_victim(threat, source, spec, resolve_device(settings.device), labels_only=entry.kind is Kind.DECISION)
+    victim = open_victim(
+        threat, source, spec, resolve_device(settings.device),
+        labels_only=entry.kind is Kind.DECISION, with_parent=entry.kind is Kind.DIFFERENTIAL,
+    )  # fmt: skip
     crafted = craft(
         victim, name, config.options, config.epsilons, x, y,
         batch_size=settings.batch_size, seed=settings.seed, key="attack.attacks",

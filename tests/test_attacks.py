@@ -46,14 +46,22 @@ FAST: dict[str, dict[str, Any]] = {
     "l2_apgd_dlr": {"steps": 10},
     "l2_apgd_t": {"steps": 10, "targets": 2},
     "autoattack": {"steps": 10, "targets": 2, "queries": 100},
+    "diva": {"steps": 10, "rel_stepsize": 0.25},
 }
 
 
 def victim_for(name: str, model: torch.nn.Module, onnx_path) -> Victim:
-    """Gradient attacks see the torch model; the others only a real ONNX Runtime session."""
+    """Gradient attacks see the torch model; the others only a real ONNX Runtime session. A differential
+    attack's float reference here is another (untrained) LeNet: it only has to differ from the victim
+    (test_diva.py pairs a quantized model with its float parent)."""
     kind = ATTACKS.get(name).kind
     if kind is Kind.GRADIENT:
         return module_victim(model, torch.device("cpu"))
+    if kind is Kind.DIFFERENTIAL:
+        victim = module_victim(model, torch.device("cpu"))
+        torch.manual_seed(1)
+        victim.reference = attack_copy(create_model("lenet", SPEC).eval(), torch.device("cpu"))
+        return victim
     return runtime_victim(OrtRuntime(onnx_path), labels_only=kind is Kind.DECISION)
 
 
@@ -69,7 +77,7 @@ def test_attack_stays_in_bounds_and_lowers_accuracy(name: str, trained_lenet, le
     epsilons = (large_epsilon(name) / 20, large_epsilon(name))
     victim = victim_for(name, trained_lenet, lenet_onnx)
     crafted = craft(victim, name, FAST.get(name, {}), epsilons, x, y, batch_size=24, seed=0)
-    minimizes = isinstance(create_attack(name, FAST.get(name, {})), MinimizationAttack)
+    minimizes = isinstance(create_attack(name, FAST.get(name, {}), reference=victim.reference), MinimizationAttack)
     assert entry.minimises is minimizes, "the catalogue's fact disagrees with the attack Foolbox builds"
     expected = (*epsilons, math.inf) if minimizes else epsilons
     assert crafted.epsilons == expected and crafted.x_adv.shape == (len(expected), *x.shape)
@@ -186,7 +194,7 @@ def test_departures_name_every_setting_off_the_defaults_that_the_attack_uses() -
 @pytest.mark.parametrize("name", ATTACKS.names())
 def test_threat_models_must_fit_the_attack(name: str) -> None:
     kind = ATTACKS.get(name).kind
-    wrong = "black_runtime" if kind is Kind.GRADIENT else "white_qnn_ste"
+    wrong = "black_runtime" if kind in (Kind.GRADIENT, Kind.DIFFERENTIAL) else "white_qnn_ste"
     body = {"threat_models": [wrong], "epsilons": [0.1], "samples": 10}
     with pytest.raises(ConfigError, match=f"{wrong!r} is not possible for a {kind.value} attack; allowed: "):
         AttackConfig.from_params(name, body, 28 * 28)

@@ -251,6 +251,15 @@ _register(
     defaults={"queries": 1000, "p_init": 0.8},
 )
 # Random noise: the baseline (it never queries the model, so one draw serves every target).
+# Differential evasion (Hao et al. 2022): through a quantized model's twin and its float parent together.
+_register(
+    "diva",
+    L,
+    Kind.DIFFERENTIAL,
+    ("qrobust.attacks.diva", "DIVA"),
+    "Hao et al. 2022",
+    defaults={"c": 1.0, "steps": 20, "rel_stepsize": 0.1, "random_start": True, "log_scores": True},
+)
 _register("gaussian_noise", Norm.L2, Kind.NOISE, _foolbox("L2AdditiveGaussianNoiseAttack"), "random baseline")
 _register("uniform_noise", L, Kind.NOISE, _foolbox("LinfAdditiveUniformNoiseAttack"), "random baseline")
 del L, G

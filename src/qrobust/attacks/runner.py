@@ -102,7 +102,7 @@ def craft(
     from foolbox.criteria import Misclassification, TargetedMisclassification
 
     entry = ATTACKS.get(name, key=key)
-    attack = create_attack(name, options, key)
+    attack = create_attack(name, options, key, reference=victim.reference)
     # A minimisation attack also keeps its unclipped output (epsilon None -> inf): the boundary distance.
     grid: list[float | None] = [*epsilons, None] if isinstance(attack, MinimizationAttack) else list(epsilons)
     whole_grid = per_sample_epsilon(attack) if len(grid) > 1 and not entry.targeted else None

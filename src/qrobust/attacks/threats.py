@@ -34,9 +34,14 @@ class Kind(Enum):
     DECISION = "decision"  # the predicted label only
     SCORE = "score"  # the logits, no gradients
     NOISE = "noise"  # nothing: a random perturbation, the baseline every attack must beat
+    # Input gradients of a quantized model's twin and of its float parent together (DIVA): an input the
+    # deployed quantized model gets wrong while the float model, the one validated and monitored, gets it right.
+    DIFFERENTIAL = "differential"
 
     @property
     def threat_models(self) -> tuple[ThreatModel, ...]:
         if self is Kind.GRADIENT:
             return (ThreatModel.WHITE_FLOAT, ThreatModel.WHITE_QNN_EXACT, ThreatModel.WHITE_QNN_STE)
+        if self is Kind.DIFFERENTIAL:
+            return (ThreatModel.WHITE_QNN_STE, ThreatModel.WHITE_QNN_EXACT)
         return (ThreatModel.BLACK_RUNTIME,)

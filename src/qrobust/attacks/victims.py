@@ -31,6 +31,7 @@ class Victim:
     def __init__(self, model: Any, *, torch_device: torch.device | None, module: nn.Module | None = None) -> None:
         self.model = model  # a Foolbox model
         self.module = module  # the torch module the Foolbox model runs, for a white-box victim
+        self.reference: nn.Module | None = None  # a quantized victim's float parent, for a differential attack
         self.queries = 0
         self._device = torch_device
 
@@ -204,12 +205,22 @@ def open_runtime(source: ModelId, *, defended: bool = False) -> Any:
 
 
 def open_victim(
-    threat: ThreatModel, source: ModelId, spec: InputSpec, device: torch.device, *, labels_only: bool
+    threat: ThreatModel,
+    source: ModelId,
+    spec: InputSpec,
+    device: torch.device,
+    *,
+    labels_only: bool,
+    with_parent: bool = False,
 ) -> Victim:
-    """Open the model ``source`` as ``threat`` lets the attacker see it, from its artefact folder."""
+    """Open the model ``source`` as ``threat`` lets the attacker see it, from its artefact folder; with
+    ``with_parent`` (a differential attack), its float parent too, as ``victim.reference``."""
     if threat is ThreatModel.BLACK_RUNTIME:
         return runtime_victim(open_runtime(source), labels_only=labels_only)
-    return module_victim(open_module(threat, source, spec), device)
+    victim = module_victim(open_module(threat, source, spec), device)
+    if with_parent:
+        victim.reference = attack_copy(open_module(ThreatModel.WHITE_FLOAT, source.parent, spec), device)
+    return victim
 
 
 def float_activations(source: ModelId) -> bool:

@@ -1,0 +1,76 @@
+"""DIVA, the differential evasion attack: through a quantized model's straight-through twin and its float
+parent together, it finds inputs the deployed quantized model gets wrong while the float model still gets
+them right ("evasive"), more often than PGD on the twin alone, which fools both."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from qrobust.attacks.factory import create_attack
+from qrobust.attacks.runner import craft
+from qrobust.attacks.victims import attack_copy, module_victim
+from qrobust.deploy.runtime import OrtRuntime
+from qrobust.pipeline.errors import ConfigError
+from tests.conftest import SPEC
+
+# WIP (next session): on these stripe images DIVA does not beat PGD (3-bit at eps 0.15: evasive 10% vs 30%;
+# int8 and 4-bit at 0.05-0.1 neither attack fools the quantized model). On the study's LeNet and its ort_w4a8
+# twin (200 evaluation images, 20 steps of 0.1 eps) it does: eps 0.02 evasive 12% (log scores, c 1) vs
+# PGD 4%; eps 0.05 47% vs 1% (probabilities, the paper's loss: 3% and 37%). The test needs a pair whose
+# disagreement the tiny data can show.
+EPSILON = 0.15
+QUANTIZER = "ort_w3a3"
+
+
+@pytest.fixture(scope="module")
+def low_bit(trained_lenet, lenet_onnx, tiny_data, tmp_path_factory):
+    """LeNet at 3 bits (weights and activations): its runtime and straight-through twin."""
+    from qrobust.deploy.backends import load_runtime, load_twin
+    from qrobust.quantization.quantizers import FloatModel, create_quantizer
+    from qrobust.quantization.twins import GradMode
+
+    folder = tmp_path_factory.mktemp(QUANTIZER)
+    create_quantizer(QUANTIZER, {}).quantize(
+        FloatModel(trained_lenet, lenet_onnx, "lenet", SPEC), tiny_data["calib"][0], folder
+    )
+    return load_runtime(folder), load_twin(folder, GradMode.STE)
+
+
+def evasive_share(name: str, options: dict, trained_lenet, lenet_onnx, low_bit, tiny_data, reference=None) -> float:
+    """The share of the samples both runtimes get right clean that the attack makes evasive, as deployed."""
+    runtime, twin = low_bit
+    x, y = tiny_data["test"][0][:96], tiny_data["test"][1][:96]
+    float_runtime = OrtRuntime(lenet_onnx)
+    both = (runtime.predict(x) == y) & (float_runtime.predict(x) == y)
+    victim = module_victim(twin, torch.device("cpu"))
+    victim.reference = attack_copy(reference if reference is not None else trained_lenet, torch.device("cpu"))
+    adv = craft(victim, name, options, (EPSILON,), x, y, batch_size=48, seed=0).x_adv[0]
+    evades = (runtime.predict(adv) != y) & (float_runtime.predict(adv) == y)
+    return float(evades[both].mean())
+
+
+def test_diva_evades_the_float_model_more_often_than_pgd(trained_lenet, lenet_onnx, low_bit, tiny_data) -> None:
+    diva = evasive_share("diva", {"steps": 20, "rel_stepsize": 0.1}, trained_lenet, lenet_onnx, low_bit, tiny_data)
+    pgd = evasive_share("linf_pgd", {"steps": 20, "rel_stepsize": 0.1}, trained_lenet, lenet_onnx, low_bit, tiny_data)
+    assert diva > pgd + 0.2, (diva, pgd)
+
+
+def test_without_its_float_term_diva_is_no_better_than_pgd(trained_lenet, lenet_onnx, low_bit, tiny_data) -> None:
+    """The sabotage the float term guards against: the quantized model's twin as its own reference (f = q)
+    leaves nothing to separate, and the attack then evades no more than PGD does."""
+    runtime, twin = low_bit
+    options = {"steps": 20, "rel_stepsize": 0.1}
+    blind = evasive_share("diva", options, trained_lenet, lenet_onnx, low_bit, tiny_data, reference=twin)
+    pgd = evasive_share("linf_pgd", options, trained_lenet, lenet_onnx, low_bit, tiny_data)
+    diva = evasive_share("diva", options, trained_lenet, lenet_onnx, low_bit, tiny_data)
+    assert blind <= pgd + 0.05 < diva, (blind, pgd, diva)
+
+
+def test_a_differential_attack_needs_the_float_model_and_a_positive_c(trained_lenet) -> None:
+    with pytest.raises(ValueError, match="diva: a differential attack needs the float model"):
+        create_attack("diva", {})
+    with pytest.raises(ConfigError, match="c: expected a number > 0"):
+        create_attack("diva", {"c": -1.0}, reference=trained_lenet)
+
