@@ -26,6 +26,7 @@ from qrobust.attacks.sets import AdversarialSet
 from qrobust.attacks.threats import Kind
 from qrobust.attacks.victims import open_runtime, sources
 from qrobust.data.splits import eval_split
+from qrobust.evaluation.evasion import study_evasion
 from qrobust.evaluation.pairs import pairs
 from qrobust.evaluation.results import write_results
 from qrobust.evaluation.scoring import (
@@ -92,7 +93,7 @@ def main() -> None:
     labels = run_jobs(answers, [str(m) for m in models], workers=worker_count(resolve_device(study.attack.device)))
     given = dict(zip(models, labels, strict=True))
     outcomes: dict[str, np.ndarray] = {}
-    rows, robust, by_threat, boundary, paired_records, n_sets = [], {}, {}, {}, {}, 0
+    rows, robust, by_threat, boundary, paired_records, evasion, n_sets = [], {}, {}, {}, {}, {}, 0
     for seed, family in families(models).items():
         _, y, sets, _ = _inputs(seed)
         check_sources(family, sets)
@@ -102,10 +103,12 @@ def main() -> None:
         by_threat.update(worst.by_threat())
         boundary.update(worst.boundary())
         paired_records.update(pairs(worst, list(family)))
+        evasion.update(study_evasion(study, outcomes, worst.clean, family))
         n_sets += len(sets)
     write_results(REPORTS / "results.csv", rows)
     save_json(REPORTS / "worst_case.json", {"robust": robust, "by_threat": by_threat, "boundary": boundary})
     save_json(REPORTS / "pairs.json", paired_records)
+    save_json(REPORTS / "evasion.json", evasion)
     save_npz(REPORTS / "outcomes.npz", outcomes)
     save_json(REPORTS / "metrics.json", {**test_accuracy, **flat_metrics(rows)})
     print(f"{len(rows)} result rows: {n_sets} adversarial sets on {len(models)} targets, each within its seed")

@@ -106,6 +106,7 @@ def main() -> None:
             *replicates_summary(study.train.seeds, {r.target for r in replicates}, study.quantize.replicate_quantizers),
         ],
         replicates=replicates,
+        evasion=load_json(REPORTS / "evasion.json"),
         bit_width=sweep_section(sweep_models, metrics, every_row, load_json(REPORTS / "worst_case.json")["by_threat"]),
     )
     write_pages(report, REPORTS, "report.md")

@@ -52,17 +52,28 @@ FAST: dict[str, dict[str, Any]] = {
 
 def victim_for(name: str, model: torch.nn.Module, onnx_path) -> Victim:
     """Gradient attacks see the torch model; the others only a real ONNX Runtime session. A differential
-    attack's float reference here is another (untrained) LeNet: it only has to differ from the victim
-    (test_diva.py pairs a quantized model with its float parent)."""
+    attack's float reference here is the model with its weights moved by 10% noise, as a quantized copy moves
+    them (test_diva.py pairs a real quantized model with its float parent)."""
     kind = ATTACKS.get(name).kind
     if kind is Kind.GRADIENT:
         return module_victim(model, torch.device("cpu"))
     if kind is Kind.DIFFERENTIAL:
         victim = module_victim(model, torch.device("cpu"))
-        torch.manual_seed(1)
-        victim.reference = attack_copy(create_model("lenet", SPEC).eval(), torch.device("cpu"))
+        victim.reference = attack_copy(nearby(model), torch.device("cpu"))
         return victim
     return runtime_victim(OrtRuntime(onnx_path), labels_only=kind is Kind.DECISION)
+
+
+def nearby(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of ``model`` with each weight moved by seeded Gaussian noise of a tenth of its tensor's spread."""
+    import copy
+
+    generator = torch.Generator().manual_seed(1)
+    moved = copy.deepcopy(model).eval()
+    with torch.no_grad():
+        for p in moved.parameters():
+            p += 0.1 * p.std() * torch.randn(p.shape, generator=generator) if p.numel() > 1 else 0.0
+    return moved
 
 
 def large_epsilon(name: str) -> float:

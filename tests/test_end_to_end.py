@@ -169,6 +169,14 @@ def test_report_metrics_and_plots(smoke: Path) -> None:
         list((smoke / "reports" / "timing").rglob("*.json"))
     )
     assert "## Provenance" in markdown
+    # Differential evasion: DIVA beside linf_pgd on every quantized model it was made on, on the same samples.
+    evasion = load_json(smoke / "reports" / "evasion.json")
+    quantized = {r.target for r in models if ModelId.parse(r.target).quantizer is not None}
+    assert {key.split("/")[2] for key in evasion} == quantized
+    for record in evasion.values():
+        assert 0 <= record["diva"]["evasive"] <= record["n"] and 0 <= record["linf_pgd"]["evasive"] <= record["n"]
+        assert record["difference"]["low"] <= record["difference"]["difference"] <= record["difference"]["high"]
+    assert "## Differential evasion: diva against linf_pgd (white_qnn_ste)" in markdown
     # The bit-width sweep's own section: its table names every swept model, and its figure is on the page.
     assert "## Bit width: accuracy and worst-case robust accuracy" in markdown
     assert "## Robust accuracy vs bit width" in markdown and "lenet-standard.ort_w4a4" in markdown

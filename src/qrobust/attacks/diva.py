@@ -66,7 +66,9 @@ class DIVA(FixedEpsilonAttack):
         verify_input_bounds(x_ep, model)
         criterion = get_criterion(criterion)
         if not isinstance(criterion, Misclassification):
-            raise ValueError(f"DIVA is untargeted: expected a Misclassification criterion, got {type(criterion).__name__}")
+            raise ValueError(
+                f"DIVA is untargeted: expected a Misclassification criterion, got {type(criterion).__name__}"
+            )
         x = x_ep.raw.detach()
         labels = criterion.labels.raw
         low, high = model.bounds
@@ -91,7 +93,9 @@ class DIVA(FixedEpsilonAttack):
                 found |= evades
         return restore_type(ep.astensor(best.detach()))
 
-    def objective(self, float_logits: torch.Tensor, quantized_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def objective(
+        self, float_logits: torch.Tensor, quantized_logits: torch.Tensor, labels: torch.Tensor
+    ) -> torch.Tensor:
         """Per sample: the float model's score of the true class minus c times the quantized model's, as
         log-probabilities (``log_scores``) or probabilities (the paper's)."""
         truth = labels[:, None]

@@ -19,6 +19,7 @@ from qrobust.attacks.threats import ThreatModel
 from qrobust.evaluation.results import Result
 from qrobust.pipeline.io import write_bytes, write_text
 from qrobust.report.bit_width import Width, bit_width_figure, bit_width_table
+from qrobust.report.evasion import evasion_table
 from qrobust.report.figures import robustness_figure, transfer_figure
 from qrobust.report.findings_tables import findings_conditions_tables, findings_table, hypotheses_table
 from qrobust.report.format import Figure, Metrics, Report, Table
@@ -164,6 +165,7 @@ def build_report(
     summary: Sequence[str] = (),
     replicates: Sequence[Result] = (),
     bit_width: tuple[Sequence[Width], Sequence[Result], Mapping[str, Any]] | None = None,
+    evasion: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Report:
     """The report's sections from the rows of the models of the study's seed; ``replicates`` (the rows of
     the models trained at train.seeds) give the headline its spread across seeds; ``bit_width`` (the sweep's
@@ -197,6 +199,9 @@ def build_report(
         ),
         *([convergence_table(convergence)] if convergence else []),
     ]
+    evasive = evasion_table(evasion or {})
+    if evasive is not None:
+        sections.append(evasive)
     if findings:
         sections += [hypotheses_table(findings), *findings_conditions_tables(findings)]
     if masking is not None:
