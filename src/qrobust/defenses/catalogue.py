@@ -37,6 +37,7 @@ class DefenseKind(Enum):
     PREPROCESSOR = "preprocessor"  # transforms inputs in front of the model
     DETECTOR = "detector"  # refuses inputs it flags
     ENSEMBLE = "ensemble"  # combines the float model and its quantized models
+    RANDOM_PRECISION = "random_precision"  # answers each query with one of its widths, drawn at random
 
 
 class Combine(Enum):
@@ -75,7 +76,12 @@ class Defense:
 
     @property
     def randomised(self) -> bool:
-        return any(p.randomised for p in self.pre)
+        return self.kind is DefenseKind.RANDOM_PRECISION or any(p.randomised for p in self.pre)
+
+    @property
+    def combines(self) -> bool:
+        """It answers from several deployed models of one float model (an ensemble, random precision)."""
+        return self.kind in (DefenseKind.ENSEMBLE, DefenseKind.RANDOM_PRECISION)
 
     def check_input(self, size: int, key: str) -> None:
         """Refuse, before any compute, a preprocessor that cannot work on ``size`` x ``size`` images."""
@@ -155,6 +161,19 @@ def _ensemble(options: Mapping[str, Any], key: str) -> Defense:
         raise ConfigError(f"{key}.members: an ensemble needs at least two members, got {list(members)}")
     combine = choice(options.get("combine", "average"), f"{key}.combine", Combine)
     return Defense("ensemble", DefenseKind.ENSEMBLE, members=members, vote=combine is Combine.VOTE)
+
+
+@DEFENSES.register("random_precision")
+def _random_precision(options: Mapping[str, Any], key: str) -> Defense:
+    """Random-precision inference (Fu et al., ICML 2021, "Double-Win Quant"): each query is answered by one
+    of ``members`` (quantizer names, "float" allowed), drawn uniformly at random afresh for every input."""
+    check_options(options, {"members"}, key)
+    members = name_list(
+        options.get("members", ["ort_int8", "ort_w4a8"]), f"{key}.members", {"float", *QUANTIZERS.names()}
+    )
+    if len(members) < 2:
+        raise ConfigError(f"{key}.members: random precision needs at least two widths, got {list(members)}")
+    return Defense("random_precision", DefenseKind.RANDOM_PRECISION, members=members)
 
 
 def create_defense(name: str, options: Mapping[str, Any], key: str = "defend.defenses") -> Defense:

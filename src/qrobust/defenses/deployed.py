@@ -85,3 +85,25 @@ class EnsembleRuntime:
         for p in probs:
             votes[np.arange(len(x)), p.argmax(1)] += 1.0
         return (votes + mean / len(self.members)).argmax(1)
+
+
+@dataclass
+class RandomPrecisionRuntime:
+    """Random-precision inference (Fu et al. 2021): every input of every query is answered by one member,
+    drawn uniformly from ``generator`` afresh each time, so asking twice may get two widths' answers."""
+
+    members: tuple[Runtime, ...]
+    generator: torch.Generator
+
+    def choices(self, n: int) -> np.ndarray:
+        """The member answering each of ``n`` inputs: a fresh uniform draw."""
+        return torch.randint(len(self.members), (n,), generator=self.generator).numpy()
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        chosen = self.choices(len(x))
+        labels = np.empty(len(x), dtype=np.int64)
+        for k, member in enumerate(self.members):
+            rows = np.flatnonzero(chosen == k)
+            if rows.size:
+                labels[rows] = member.logits(x[rows]).argmax(1)
+        return labels

@@ -11,7 +11,7 @@ import numpy as np
 from torch import nn
 
 from qrobust.defenses.catalogue import Defense, DefenseKind
-from qrobust.defenses.deployed import EnsembleRuntime, PreprocessedRuntime, SqueezeDetector
+from qrobust.defenses.deployed import EnsembleRuntime, PreprocessedRuntime, RandomPrecisionRuntime, SqueezeDetector
 from qrobust.defenses.preprocessors import preprocessor, seeded_generator
 from qrobust.defenses.views import DetectionScore, LogMeanProbability, MeanLogProbability, Preprocessed, SoftVote
 from qrobust.deploy.runtime import Runtime
@@ -22,6 +22,8 @@ def deploy(defense: Defense, runtimes: Sequence[Runtime], seed: int, calib: np.n
     Its randomness, if any, is one stream seeded ``seed`` here and drawn from on every query."""
     if defense.kind is DefenseKind.ENSEMBLE:
         return EnsembleRuntime(tuple(runtimes), defense.vote)
+    if defense.kind is DefenseKind.RANDOM_PRECISION:
+        return RandomPrecisionRuntime(tuple(runtimes), seeded_generator(seed))
     (runtime,) = runtimes
     pre = [preprocessor(t) for t in defense.pre]
     if defense.kind is DefenseKind.PREPROCESSOR:
@@ -37,6 +39,10 @@ def attacker_view(defense: Defense, models: Sequence[nn.Module], seed: int, eot_
     surrogate)."""
     if defense.kind is DefenseKind.ENSEMBLE:
         return SoftVote(models, EnsembleRuntime.VOTE_TEMPERATURE) if defense.vote else LogMeanProbability(models)
+    if defense.kind is DefenseKind.RANDOM_PRECISION:
+        # EOT over the widths, computed exactly: the expected softmax under the uniform draw is the members'
+        # mean softmax, so there is nothing to sample (eot_samples draws would only estimate it).
+        return LogMeanProbability(models)
     (model,) = models
     pre = [preprocessor(t) for t in defense.pre]
     if defense.kind is DefenseKind.PREPROCESSOR:

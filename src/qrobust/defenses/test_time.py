@@ -24,7 +24,7 @@ def run_defense(study: DefenseStudy, defense: Defense, calib: np.ndarray | None)
     draws = s.eval_draws if defense.randomised else 1
     for arch in s.archs:
         base = ModelId(arch, DefendSettings.BASELINE)
-        if defense.kind is DefenseKind.ENSEMBLE:
+        if defense.combines:
             members = [base.at(p) for p in defense.members]
             system = deploy(defense, [open_runtime(m) for m in members], s.seed)
             modules = [open_module(threat_of(m.precision), m, study.spec) for m in members]
@@ -32,10 +32,15 @@ def run_defense(study: DefenseStudy, defense: Defense, calib: np.ndarray | None)
             # The combined twin is straight-through for every quantized member.
             view = attacker_view(defense, modules, s.seed + 1, s.eot_samples)
             target = base.quantized(defense.name)
-            adaptive = study.adaptive_sets(view, system.predict, target, ThreatModel.WHITE_QNN_STE)
+            # Random precision's view is its exact expectation over the draw (attacker_view), a deterministic
+            # module: the composite runs with the deterministic options; the scoring still draws ``draws`` times.
+            adaptive = study.adaptive_sets(view, system.predict, target, ThreatModel.WHITE_QNN_STE, draws)
             study.score(
-                defense.name, system.predict, target, non_adaptive, adaptive, precision="+".join(defense.members)
-            )
+                defense.name, system.predict, target, non_adaptive, adaptive,
+                precision="+".join(defense.members), draws=draws,
+            )  # fmt: skip
+            if defense.randomised:
+                continue
             # How often the attacker's combiner gives the deployed label: clean, then every adversarial input.
             inputs = np.concatenate(
                 [study.x, *(a.x_adv.reshape(-1, *study.x.shape[1:]) for a in [*non_adaptive, *adaptive])]

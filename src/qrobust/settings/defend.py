@@ -137,10 +137,14 @@ class DefendSettings:
         for key, body in defenses.items():
             defense = create_defense(key, body)
             defense.check_input(size, f"defend.defenses.{key}")
-            missing = [m for m in defense.members if m != "float" and m not in quantizers]
+            # A member may be any width every defended arch is deployed at: defend.quantizers, or the bit-width
+            # sweep's when every arch of defend.archs is swept.
+            swept = quantize.sweep if set(archs) <= set(quantize.sweep_archs) else ()
+            missing = [m for m in defense.members if m != "float" and m not in (*quantizers, *swept)]
             if missing:
                 raise ConfigError(
                     f"defend.defenses.{key}.members: {missing} not in defend.quantizers {list(quantizers)}"
+                    + (f" or quantize.sweep {list(swept)}" if swept else "")
                 )
         return cls(
             archs=archs,
