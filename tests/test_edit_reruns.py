@@ -3,7 +3,7 @@ family makes `dvc status` report exactly the stages whose code imports that modu
 
 The expected sets are written out by hand from the smoke study (studies/smoke.yaml: one arch, the standard
 recipe, five quantizers and one width of the bit-width sweep, one replicate at seed 1 quantized by two of
-them, distillation as the defense study's recipe, five test-time defenses), not derived
+them, distillation as the defense study's recipe, six test-time defenses), not derived
 from the import walk that writes dvc.yaml, so a wrong walk or a wrong dvc.yaml fails here."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ QUANTIZERS = ("ort_int8", "ort_w4a8", "inc_int8", "inc_w4", "ort_w16a16")  # qua
 DEFENDED_QUANTIZERS = ("ort_int8", "ort_w4a8")  # defend.quantizers
 REPLICATE_QUANTIZERS = ("ort_int8", "ort_w16a16")  # quantize.replicate_quantizers of the replicate at seed 1
 SWEEP = ("ort_w4a4",)  # quantize.sweep
-DEFENSES = ("bit_depth", "median", "gaussian_noise", "squeeze_detector", "ensemble")
+DEFENSES = ("bit_depth", "median", "gaussian_noise", "squeeze_detector", "ensemble", "random_precision")
 RUN_AUTOATTACK = {f"defend@{d}" for d in DEFENSES} | {"defend_recipe@distillation"}  # defend.composite
 
 EDITS = {

@@ -203,12 +203,12 @@ def test_defense_study_scores_every_defense_both_ways(smoke: Path) -> None:
         assert {r.epsilon for r in attacked} == set(defend["epsilons"])
         assert {r.adaptive for r in attacked} == {False, True}
         precisions = {r.target_precision for r in rows}
-        if name == "ensemble":
-            assert precisions == {"+".join(defend["defenses"]["ensemble"]["members"])}
+        if name in ("ensemble", "random_precision"):
+            assert precisions == {"+".join(defend["defenses"][name]["members"])}
         else:
             assert precisions == {"float", *quantizers}, name
         clean = {r.target: r for r in rows if r.threat_model == "clean"}
-        draws = defend["eval_draws"] if name in ("gaussian_noise", "resize_pad") else 1
+        draws = defend["eval_draws"] if name in ("gaussian_noise", "resize_pad", "random_precision") else 1
         for (target, eps), group in itertools.groupby(
             sorted(attacked, key=lambda r: (r.target, r.epsilon)), key=lambda r: (r.target, r.epsilon)
         ):

@@ -75,7 +75,7 @@ STYLE = (
     "body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
     "nav ol{columns:2;font-size:.85em;margin:.5em 0 1.5em}"
     "table{border-collapse:collapse;margin:.5em 0;font-size:.85em;max-width:100%}"
-    "td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top;overflow-wrap:break-word}"
+    "td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top;overflow-wrap:anywhere}"
     "td.n{text-align:right;white-space:nowrap}th{background:#f3f3f3}img{max-width:100%}"
     ".note{color:#666;font-size:.85em}.holds{color:#176b2c;font-weight:600}.fails{color:#a01818;font-weight:600}"
 )
