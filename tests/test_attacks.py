@@ -141,7 +141,7 @@ def test_decision_attacks_walk_towards_the_boundary(name: str, lenet_onnx, tiny_
     large budget alone passes with zero steps: the starting points are already adversarial)."""
     x, y = tiny_data["test"][0][:16], tiny_data["test"][1][:16]
     runtime = OrtRuntime(lenet_onnx)
-    start = starting_points(runtime_victim(runtime, labels_only=True), x, y, seed=0)
+    start, _ = starting_points(runtime_victim(runtime, labels_only=True), x, y, seed=0)
     options = {"boundary": {"steps": 200}, "hop_skip_jump": {**FAST["hop_skip_jump"], "steps": 5}}[name]
     crafted = craft(runtime_victim(runtime, labels_only=True), name, options, (14.0,), x, y, batch_size=16, seed=0)
     found = crafted.attacked & (runtime.predict(crafted.x_adv[-1]) != y)
@@ -154,8 +154,30 @@ def test_decision_attacks_walk_towards_the_boundary(name: str, lenet_onnx, tiny_
 def test_starting_points_are_adversarial(lenet_onnx, tiny_data) -> None:
     x, y = tiny_data["test"][0][:32], tiny_data["test"][1][:32]
     victim = runtime_victim(OrtRuntime(lenet_onnx), labels_only=True)
-    start = starting_points(victim, x, y, seed=0)
-    assert (victim.predict(start) != y).all() and start.min() >= 0.0 and start.max() <= 1.0
+    start, startable = starting_points(victim, x, y, seed=0)
+    assert startable.all() and (victim.predict(start) != y).all() and start.min() >= 0.0 and start.max() <= 1.0
+
+
+class _OneClass:
+    """A deployed model that answers class 3 for every input, as a collapsed 2-bit model does."""
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(x), 10), dtype=np.float32)
+        out[:, 3] = 1.0
+        return out
+
+
+@pytest.mark.parametrize("name", ["boundary", "hop_skip_jump"])
+def test_a_model_that_answers_one_class_leaves_its_class_unattacked(name: str, tiny_data) -> None:
+    """No input of the batch is classified otherwise, so a decision attack has no adversarial start for a
+    sample of that class: the sample stays clean (the attack did not fool the model there) and nothing fails."""
+    x, y = tiny_data["test"][0][:40], tiny_data["test"][1][:40]
+    victim = runtime_victim(_OneClass(), labels_only=True)
+    _, startable = starting_points(victim, x, y, seed=0)
+    assert np.array_equal(startable, y != 3)  # a sample of class 3 meets no other class in the batch
+    crafted = craft(victim, name, FAST[name], (2.0,), x, y, batch_size=40, seed=0)
+    assert np.array_equal(crafted.attacked, y == 3) and crafted.attacked.any()
+    assert np.array_equal(crafted.x_adv, np.broadcast_to(x, crafted.x_adv.shape))
 
 
 def test_straight_through_gradients_beat_the_masked_ones(trained_lenet, lenet_onnx, tiny_data, tmp_path) -> None:

@@ -123,14 +123,19 @@ def craft(
         if whole_grid is not None:
             out[:, batch] = _run_grid(whole_grid, victim, grid, x[batch], y[batch])
             continue
+        extra = {}
+        if entry.needs_start:
+            begin, startable = starting_points(victim, x[batch], y[batch], seed)
+            # A sample with no adversarial start stays clean: not fooled by this attack (see starting_points).
+            batch, begin = batch[startable], begin[startable]
+            if not batch.size:
+                continue
+            extra["starting_points"] = victim.tensor(begin)
         xb = victim.tensor(x[batch])
         if entry.targeted:
             criterion = TargetedMisclassification(victim.labels(runner_up[batch]))
         else:
             criterion = Misclassification(victim.labels(y[batch]))
-        extra = {}
-        if entry.needs_start:
-            extra["starting_points"] = victim.tensor(starting_points(victim, x[batch], y[batch], seed))
         _, clipped, _ = attack(victim.model, xb, criterion, epsilons=grid, **extra)
         for k, adv in enumerate(clipped):
             out[k, batch] = victim.numpy(adv)
@@ -155,22 +160,27 @@ def _run_grid(attack: Any, victim: Victim, grid: Sequence[float], x: np.ndarray,
     return victim.numpy(adv).reshape(k, *x.shape)
 
 
-def starting_points(victim: Victim, x: np.ndarray, y: np.ndarray, seed: int, steps: int = 25) -> np.ndarray:
+def starting_points(
+    victim: Victim, x: np.ndarray, y: np.ndarray, seed: int, steps: int = 25
+) -> tuple[np.ndarray, np.ndarray]:
     """For each input, the blend ``(1 - a) x + a z`` closest to it that the victim misclassifies,
-    where ``z`` is another input of the batch the victim assigns a different class.
+    where ``z`` is another input of the batch the victim assigns a different class; and which inputs have
+    one.
 
     Foolbox's Boundary and HopSkipJump start from blended uniform noise and raise when that fails
     for any input (it does on quantized models whose noise predictions collapse to one class); a
-    differently classified image is adversarial by construction, so every input gets a start.
+    differently classified image is adversarial by construction, so every input gets a start, unless the
+    victim gives every input of the batch its class (a 2-bit model that answers one class for everything):
+    such an input has no start, and the caller leaves it unattacked.
     """
     predicted = victim.predict(x)
     rng = np.random.default_rng(seed)
-    partner = np.empty(len(x), dtype=np.int64)
+    partner = np.zeros(len(x), dtype=np.int64)
+    startable = np.zeros(len(x), dtype=bool)
     for i in range(len(x)):
         others = np.flatnonzero(predicted != y[i])
-        if others.size == 0:
-            raise ValueError("cannot start a decision attack: the model predicts one class for every input")
-        partner[i] = rng.choice(others)
+        if others.size:
+            partner[i], startable[i] = rng.choice(others), True
     z = x[partner]
     start = z.copy()
     found = np.zeros(len(x), dtype=bool)
@@ -179,7 +189,7 @@ def starting_points(victim: Victim, x: np.ndarray, y: np.ndarray, seed: int, ste
         new = (victim.predict(blend) != y) & ~found
         start[new] = blend[new]
         found |= new
-    return start
+    return start, startable
 
 
 def check_bounds(x_adv: np.ndarray, x: np.ndarray, epsilons: Sequence[float], norm: Norm, name: str) -> None:
