@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 
 from qrobust.attacks.catalogue import departures
@@ -16,19 +14,12 @@ from qrobust.pipeline.model_id import ModelId
 from qrobust.pipeline.process import run_stage
 from qrobust.pipeline.provenance import provenance
 from qrobust.report.bit_width import sweep_section
-from qrobust.report.figures import plot_rows
+from qrobust.report.figures import plot_csv, plot_rows
 from qrobust.report.page import DefenseResults, build_report, replicates_summary, write_pages
 from qrobust.report.study_tables import defense_note
+from qrobust.report.substitutes import study_substitutes
 from qrobust.settings.defend import DefendSettings
 from qrobust.settings.study import load_study
-
-
-def to_csv(records: list[dict[str, object]]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(records[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(records)
-    return buffer.getvalue()
 
 
 def main() -> None:
@@ -71,7 +62,6 @@ def main() -> None:
             f"the bare model it is compared with, {composite[True] or 'the defaults'}."
         ),
     )
-    sweep_models = study.sweep_models()
     evidence = load_json(REPORTS / "findings_evidence.json")
     record = provenance(
         Path.cwd(),
@@ -107,12 +97,15 @@ def main() -> None:
         ],
         replicates=replicates,
         evasion=load_json(REPORTS / "evasion.json"),
-        bit_width=sweep_section(sweep_models, metrics, every_row, load_json(REPORTS / "worst_case.json")["by_threat"]),
+        substitutes=study_substitutes(study, every_row),
+        bit_width=sweep_section(
+            study.sweep_models(), metrics, every_row, load_json(REPORTS / "worst_case.json")["by_threat"]
+        ),
     )
     write_pages(report, REPORTS, "report.md")
     for name, records in plot_rows(rows, settings.curves, heat_maps).items():
         if records:
-            write_text(REPORTS / "plots" / f"{name}.csv", to_csv(records))
+            write_text(REPORTS / "plots" / f"{name}.csv", plot_csv(records))
     print(f"wrote {REPORTS / 'index.html'} and {REPORTS / 'report.md'}")
 
 

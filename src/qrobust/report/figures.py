@@ -186,3 +186,15 @@ def plot_rows(
                 for r in heat_map_rows(rows, attack, epsilon, source_threat)
             ]
     return tables
+
+
+def plot_csv(records: list[dict[str, object]]) -> str:
+    """One DVC plot's data (``plot_rows``) as CSV text, a header of the records' keys first."""
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(records[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(records)
+    return buffer.getvalue()

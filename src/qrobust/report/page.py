@@ -18,6 +18,7 @@ from typing import Any
 from qrobust.attacks.threats import ThreatModel
 from qrobust.evaluation.results import Result
 from qrobust.pipeline.io import write_bytes, write_text
+from qrobust.pipeline.model_id import ModelId
 from qrobust.report.bit_width import Width, bit_width_figure, bit_width_table
 from qrobust.report.evasion import evasion_table
 from qrobust.report.figures import robustness_figure, transfer_figure
@@ -39,6 +40,7 @@ from qrobust.report.study_tables import (
     provenance_table,
     signoff_table,
 )
+from qrobust.report.substitutes import substitute_table
 
 
 def write_pages(report: Report, out: Path, markdown: str) -> Path:
@@ -166,6 +168,7 @@ def build_report(
     replicates: Sequence[Result] = (),
     bit_width: tuple[Sequence[Width], Sequence[Result], Mapping[str, Any]] | None = None,
     evasion: Mapping[str, Mapping[str, Any]] | None = None,
+    substitutes: tuple[Sequence[Result], Sequence[ModelId], Sequence[ModelId], Sequence[ModelId]] | None = None,
 ) -> Report:
     """The report's sections from the rows of the models of the study's seed; ``replicates`` (the rows of
     the models trained at train.seeds) give the headline its spread across seeds; ``bit_width`` (the sweep's
@@ -211,6 +214,10 @@ def build_report(
     for attack, epsilon in heat_maps:
         for source_threat in sorted({r.source_threat_model for r in rows if r.attack == attack}):
             sections.append(transfer_figure(rows, attack, epsilon, source_threat))
+    if substitutes is not None and heat_maps:
+        # At the first heat map's attack and epsilon: the same sets, from the sweep's low-bit models too.
+        table = substitute_table(substitutes[0], *heat_maps[0], *substitutes[1:])
+        sections += [table] if table is not None else []
     if defense is not None:
         sections.append(
             defense_table(
