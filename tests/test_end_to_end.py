@@ -180,6 +180,8 @@ def test_report_metrics_and_plots(smoke: Path) -> None:
     # The bit-width sweep's own section: its table names every swept model, and its figure is on the page.
     assert "## Bit width: accuracy and worst-case robust accuracy" in markdown
     assert "## Robust accuracy vs bit width" in markdown and "lenet-standard.ort_w4a4" in markdown
+    # The sweep's low-bit models as transfer sources beside the float models (Yang et al. 2024).
+    assert "## Low-bit substitutes for transfer" in markdown and "lenet-standard.ort_w4a4 (white_qnn_ste)" in markdown
     dvc(smoke, "plots", "show", "-o", "plots_out")
     assert (smoke / "plots_out" / "index.html").is_file()
 
