@@ -21,6 +21,7 @@ from qrobust.findings.headline import headline_metrics, headlines, study_budget
 from qrobust.findings.masking import CHECKS, masking_flags
 from qrobust.pipeline.io import load_json, save_json
 from qrobust.pipeline.layout import REPORTS
+from qrobust.pipeline.model_id import ModelId
 from qrobust.pipeline.process import run_stage
 from qrobust.settings.study import load_study
 
@@ -60,7 +61,9 @@ def main() -> None:
     }
     save_json(REPORTS / "findings.json", {"findings": summary, "masking_flags": counts})
     verdicts = {k: r["verdict"] for k, r in records.items()}
-    save_json(REPORTS / "headline.json", headline_metrics(headlines(suite, norm, epsilon), norm, epsilon, verdicts))
+    # DVC's headline: the study's models; the bit-width sweep's have their own table in the report.
+    main = [r for r in suite if ModelId.parse(r.target).quantizer not in study.quantize.sweep]
+    save_json(REPORTS / "headline.json", headline_metrics(headlines(main, norm, epsilon), norm, epsilon, verdicts))
     for f in findings:
         placebo = f" (placebo: {', '.join(j.verdict.value for j in f.placebo)})" if f.placebo else ""
         print(f"{f.entry.source}: {f.entry.claim} -> {f.verdict.value} over {len(f.judged)} conditions{placebo}")

@@ -18,12 +18,13 @@ from qrobust.report.bit_width import PANELS, Width, bit_width_figure, bit_width_
 from qrobust.settings.study import Study
 from tests.conftest import ROOT
 
-SWEEP = ["ort_w2a2", "ort_w3a3"]
+PARAMS = load_params(ROOT / "params.yaml")
+SWEEP = PARAMS["quantize"]["sweep"]  # the default study's: random precision draws among its widths
 
 
 @pytest.fixture
 def params() -> dict:
-    params = copy.deepcopy(load_params(ROOT / "params.yaml"))
+    params = copy.deepcopy(PARAMS)
     params["quantize"].update(sweep=SWEEP, sweep_archs=["lenet"])
     return params
 

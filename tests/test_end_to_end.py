@@ -155,7 +155,12 @@ def test_report_metrics_and_plots(smoke: Path) -> None:
     assert list(files) == ["reports/headline.json"]
     headline = files["reports/headline.json"]["data"]
     models = read_results(smoke / "reports" / "results.csv")
-    primary = {r.target for r in models if ModelId.parse(r.target).seed is None}  # replicates: in the report
+    sweep = set(yaml.safe_load((smoke / "params.yaml").read_text())["quantize"]["sweep"])
+    primary = {  # replicates and the bit-width sweep: in the report
+        r.target
+        for r in models
+        if ModelId.parse(r.target).seed is None and ModelId.parse(r.target).quantizer not in sweep
+    }
     assert set(headline["clean"]) == primary and set(headline["verdict"]) == set(findings)
     assert "across 2 seeds" in markdown and " x 2 seeds" in markdown
     (robust,) = (key for key in headline if key.startswith("robust_"))

@@ -141,7 +141,8 @@ def bit_width_figure(
                 continue
             xs = [x for x, _ in found]
             ys = [p.robust for _, p in found]
-            errors = [[p.robust - p.low for _, p in found], [p.high - p.robust for _, p in found]]
+            # Clipped at 0: a worst-case row's rate and interval are rounded apart by a hair at the edges.
+            errors = [[max(p.robust - p.low, 0.0) for _, p in found], [max(p.high - p.robust, 0.0) for _, p in found]]
             colour = colours(k / max(len(epsilons) - 1, 1))
             ax.errorbar(xs, ys, yerr=errors, marker="o", ms=3, capsize=2, color=colour, label=f"eps {eps:g}")
         ticks = sorted(set(x_of.values()))
