@@ -31,7 +31,7 @@ pytestmark = pytest.mark.slow
 # The smoke study less what repeats code the format does not reach: one gradient attack (white-box,
 # straight-through, transfer), one score-based and one decision-based black-box attack (the analysis's
 # boundary distances), the minimisation attack the defense study's recipe comparison needs, and the
-# defenses that treat channels on their own (median smoothing) or combine runtimes (the ensemble).
+# defenses that treat channels on their own (median smoothing) or combine runtimes (the ensemble, random precision).
 FORMAT_STUDY = {
     "attack": {"fgsm": None, "l2_pgd": None, "gaussian_noise": None, "uniform_noise": None},
     "defend": {"bit_depth": None, "gaussian_noise": None, "squeeze_detector": None},
@@ -83,7 +83,7 @@ def run_whole(name: str, tmp_path: Path) -> None:
     check_quantizers(project)
     defend = yaml.safe_load((project / "params.yaml").read_text())["defend"]
     defended = {p.stem for p in (project / "reports" / "defenses").glob("*.csv")}
-    assert defended == {"ensemble", "median", *defend["recipes"]}
+    assert defended == {"ensemble", "median", "random_precision", *defend["recipes"]}
     assert (project / "reports" / "index.html").is_file()
 
 
