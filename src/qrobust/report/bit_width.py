@@ -39,10 +39,6 @@ class Width:
     bits: int | None
     metrics: Metrics
 
-    @property
-    def label(self) -> str:
-        return "float" if self.bits is None else f"{self.bits}-bit"
-
 
 @dataclass(frozen=True)
 class Point:
