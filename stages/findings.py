@@ -48,6 +48,7 @@ def main() -> None:
             str(m): load_json(REPORTS / "analysis" / f"{m}.json")["analysis"][str(m)] for m in study.train.model_ids()
         },
         defenses=metrics,
+        evasion=load_json(REPORTS / "evasion.json"),
     )
     findings = judge(scope, study.findings)
     records = {f.entry.key: f.record() for f in findings}

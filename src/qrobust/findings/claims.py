@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from qrobust.defenses.catalogue import DefenseKind, create_defense
-from qrobust.findings import bernhard2019, costa2024, gorsline2021, lin2019
+from qrobust.findings import bernhard2019, costa2024, gorsline2021, hao2022, lin2019, xiao2023
 from qrobust.findings.evidence import ClaimEntry, Finding, Scope, judge_claim
 from qrobust.findings.headline import study_budget
 from qrobust.quantization.catalogue import QUANTIZERS
@@ -29,6 +29,8 @@ CLAIMS: tuple[ClaimEntry, ...] = (
     costa2024.PREPROCESSING,
     costa2024.TRAIN_DEFENSES_BOUNDARY,
     costa2024.TRANSFER_PERSISTS,
+    xiao2023.LOW_BITS,
+    hao2022.EVASION,
 )
 
 
@@ -50,12 +52,14 @@ def study_scope(study: Study, **records: Any) -> Scope:
     defend = study.defend
     defenses = {name: create_defense(name, options) for name, options in defend.defenses.items()}
     quantizers = study.quantize.quantizers
+    sweep = tuple(m for m in study.sweep_models() if m.quantizer is not None)
     return Scope(
         floats=study.train.model_ids(),
         quantizers=quantizers,
         placebos=tuple(q for q in quantizers if QUANTIZERS.get(q).placebo),
         replicate_quantizers=study.quantize.replicate_quantizers,
-        bits={q: widths(q) for q in quantizers},
+        bits={q: widths(q) for q in (*quantizers, *(m.quantizer for m in sweep))},
+        sweep=sweep,
         headline=study_budget(study)[1],
         defense_epsilons=defend.epsilons,
         preprocessors=tuple(n for n, d in defenses.items() if d.kind is DefenseKind.PREPROCESSOR),

@@ -154,6 +154,8 @@ class Scope:
     defenses: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # defense -> its metrics
 
     replicate_quantizers: tuple[str, ...] = ()  # a replicate's quantizers (train.seeds)
+    sweep: tuple[ModelId, ...] = ()  # the bit-width sweep's quantized models, the native 8-bit one included
+    evasion: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # evaluate's reports/evasion.json
 
     def quantized(self) -> list[tuple[ModelId, ModelId]]:
         """(float model, quantized model) of every deployed pair, replicates included."""

@@ -172,7 +172,57 @@ def plants(scope: Scope, thresholds: Mapping[str, Threshold]) -> dict[str, Plant
         "costa2024_preprocessing": _defense_plant("vs_undefended", recipe=False),
         "costa2024_train_defenses_boundary": _recipe_boundary_plant,
         "costa2024_transfer_persists": _analysis(retention(1, thresholds["costa2024_transfer_persists"].boundary)),
+        # each width of the sweep minus float = boundary + effect (the claim: above the boundary)
+        "xiao2023_low_bits": _sweep_plant(eps, thresholds["xiao2023_low_bits"].boundary),
+        "hao2022_evasion": _evasion_plant(thresholds["hao2022_evasion"].boundary),
     }
+
+
+def _sweep_plant(eps: float, boundary: float) -> Plant:
+    """pairs.json's matched worst case of every model of the bit-width sweep at the headline epsilon, each
+    width's difference from its float model boundary + effect; the widths share their float model's samples."""
+
+    def plant(scope: Scope, rng: np.random.Generator, effect: float, t: Threshold) -> Scope:
+        pairs: dict[str, Any] = {}
+        references = {}
+        for quant in scope.sweep:
+            reference = references.setdefault(quant.parent, rng.random(N_HEADLINE) < ROBUST[eps])
+            other = _paired(rng, reference, boundary + effect)
+            pairs[str(quant)] = {
+                "worst_case": {f"linf/eps={eps:g}": {**discordant(reference, other), "attacks": ["simulated"]}},
+                "boundary": {},
+            }
+        return replace(scope, pairs=pairs)
+
+    return plant
+
+
+# The differential attack's sets (attack.attacks.diva): 200 samples, of which both runtimes get about 85% right
+# clean, and PGD's evasive share on them (measured in the default study: a few percent).
+N_EVASION, PGD_EVASIVE = 170, 0.05
+
+
+def _evasion_plant(boundary: float) -> Plant:
+    """evaluate's evasion records for every quantized model at two epsilons: PGD's evasive outcomes, and the
+    differential attack's on the same samples, more evasive by boundary + effect."""
+
+    def plant(scope: Scope, rng: np.random.Generator, effect: float, t: Threshold) -> Scope:
+        from qrobust.evaluation.results import paired_difference
+
+        evasion = {}
+        for _, quant in scope.quantized():
+            for eps in (0.02, 0.05):
+                pgd = rng.random(N_EVASION) < PGD_EVASIVE
+                diva = _paired(rng, pgd, boundary + effect)
+                evasion[f"diva/white_qnn_ste/{quant}/eps={eps:g}"] = {
+                    "n": N_EVASION,
+                    "diva": {"evasive": int(diva.sum())},
+                    "linf_pgd": {"evasive": int(pgd.sum())},
+                    "difference": paired_difference(pgd, diva),
+                }
+        return replace(scope, evasion=evasion)
+
+    return plant
 
 
 def _ensemble_plant(scope: Scope, rng: np.random.Generator, effect: float, t: Threshold) -> Scope:

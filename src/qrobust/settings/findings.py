@@ -28,6 +28,8 @@ CLAIM_KEYS = (
     "costa2024_preprocessing",
     "costa2024_train_defenses_boundary",
     "costa2024_transfer_persists",
+    "xiao2023_low_bits",
+    "hao2022_evasion",
 )
 
 
