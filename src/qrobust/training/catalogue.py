@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from qrobust.pipeline.errors import ConfigError
 from qrobust.pipeline.params import check_options, number, positive_int
 from qrobust.pipeline.registry import Registry
 
@@ -68,6 +69,21 @@ def _dq(options: Mapping[str, Any], key: str) -> dict[str, Any]:
     """Lin et al. 2019 (Defensive Quantization): a Lipschitz (orthogonality) penalty of weight ``beta``."""
     check_options(options, {"beta"}, key)
     return {"beta": number(options.get("beta", 3e-4), f"{key}.beta", low=0.0)}
+
+
+@RECIPES.register("qat")
+def _qat(options: Mapping[str, Any], key: str) -> dict[str, Any]:
+    """Quantization-aware training at widths drawn per batch from ``bits`` (0: float)."""
+    check_options(options, {"bits", "momentum"}, key)
+    bits = options.get("bits", [2, 3, 4, 5, 6, 0])
+    if (
+        not isinstance(bits, list)
+        or not bits
+        or any(not isinstance(b, int) or not (b == 0 or 2 <= b <= 8) for b in bits)
+    ):
+        raise ConfigError(f"{key}.bits: expected a list of widths 2..8 (0: float), got {bits!r}")
+    momentum = number(options.get("momentum", 0.9), f"{key}.momentum", low=0.0, high=0.999)
+    return {"bits": tuple(bits), "momentum": momentum}
 
 
 def parse_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:

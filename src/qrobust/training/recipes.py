@@ -21,6 +21,7 @@ from torch.nn import functional as F
 from qrobust.training.catalogue import TrainConfig, parse_options
 from qrobust.training.lipschitz import gram_gap
 from qrobust.training.loop import fit
+from qrobust.training.qat import QuantizationAware
 
 
 class Recipe(Protocol):
@@ -191,6 +192,7 @@ _MAKERS: dict[str, type] = {
     "trades": Trades,
     "distillation": Distillation,
     "dq": DefensiveQuantization,
+    "qat": QuantizationAware,
 }
 
 

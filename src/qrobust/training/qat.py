@@ -1,0 +1,96 @@
+"""Quantization-aware training (Jacob et al. 2018): the loss of the model run as it will be deployed at a low
+bit width, rounding included, with straight-through gradients; several widths at once, one drawn per batch (as
+Any-Precision networks, Yu et al. 2021, train one set of weights for several widths).
+
+The deployed grid is quantization.restrict's: weights symmetric per output channel on [-(2^(b-1) - 1),
+2^(b-1) - 1], activations on 2^b levels over a calibrated range. Here each activation the QDQ graph quantizes
+(the input image, and the output of every convolution, linear layer and ReLU) is held to 2^b levels between
+running minima and maxima (an exponential average of the batches', the calibration's stand-in); torch's own
+QAT (torch.ao.quantization) is not used because its fake quantizers have one fixed width each, where a draw
+per batch needs the width to change between batches on the same modules.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from qrobust.quantization.restrict import activation_range, weight_range
+
+FLOAT = 0  # a width of 0 in ``bits``: the batch runs at full precision
+
+
+def straight_through(x: torch.Tensor, rounded: torch.Tensor) -> torch.Tensor:
+    """``rounded`` forward, the identity's gradient backward (Bengio et al. 2013)."""
+    return x + (rounded - x).detach()
+
+
+def fake_weight(weight: torch.Tensor, bits: int) -> torch.Tensor:
+    """``weight`` on the symmetric per-output-channel grid of ``bits``-bit weights."""
+    _, top = weight_range(bits)
+    scale = weight.detach().abs().flatten(1).amax(1).clamp_min(1e-12) / top
+    shape = (-1, *[1] * (weight.dim() - 1))
+    rounded = torch.clamp(torch.round(weight / scale.view(shape)), -top, top) * scale.view(shape)
+    return straight_through(weight, rounded)
+
+
+def fake_activation(x: torch.Tensor, low: float, high: float, bits: int) -> torch.Tensor:
+    """``x`` on 2^bits levels over [low, high] (zero on the grid, as an integer zero point puts it)."""
+    _, levels = activation_range(bits)
+    low, high = min(low, 0.0), max(high, 0.0)
+    scale = max(high - low, 1e-12) / levels
+    zero = round(-low / scale)
+    rounded = (torch.clamp(torch.round(x / scale) + zero, 0, levels) - zero) * scale
+    return straight_through(x, rounded)
+
+
+@dataclass(frozen=True)
+class QuantizationAware:
+    """Cross-entropy of the model at a width drawn per batch from ``bits`` (0: float); see the module."""
+
+    bits: tuple[int, ...] = (2, 3, 4, 5, 6, FLOAT)
+    momentum: float = 0.9
+    ranges: dict[str, tuple[float, float]] = field(default_factory=dict, compare=False, repr=False)
+
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        bits = self.bits[int(torch.randint(len(self.bits), ()))]
+        if bits == FLOAT:
+            return F.cross_entropy(model(x), y)
+        weights = {
+            f"{name}.weight": fake_weight(m.weight, bits)
+            for name, m in model.named_modules()
+            if isinstance(m, nn.Conv2d | nn.Linear)
+        }
+        with self._activations(model, bits):
+            x = self._held("input", x, bits)
+            logits = torch.func.functional_call(model, weights, (x,), strict=False)
+        return F.cross_entropy(logits, y)
+
+    def _held(self, name: str, x: torch.Tensor, bits: int) -> torch.Tensor:
+        """``x`` fake-quantized over the running range of activation ``name``, updated from this batch."""
+        low, high = float(x.detach().min()), float(x.detach().max())
+        if name in self.ranges:
+            old_low, old_high = self.ranges[name]
+            low = self.momentum * old_low + (1 - self.momentum) * low
+            high = self.momentum * old_high + (1 - self.momentum) * high
+        self.ranges[name] = (low, high)
+        return fake_activation(x, low, high, bits)
+
+    @contextmanager
+    def _activations(self, model: nn.Module, bits: int) -> Any:
+        """Every convolution, linear layer and ReLU of ``model`` hands on its output fake-quantized."""
+        hooks = [
+            m.register_forward_hook(lambda _, __, out, name=name: self._held(name, out, bits))
+            for name, m in model.named_modules()
+            if isinstance(m, nn.Conv2d | nn.Linear | nn.ReLU)
+        ]
+        try:
+            yield
+        finally:
+            for hook in hooks:
+                hook.remove()
