@@ -4,8 +4,8 @@ Any-Precision networks, Yu et al. 2021, train one set of weights for several wid
 
 The deployed grid is quantization.restrict's: weights symmetric per output channel on [-(2^(b-1) - 1),
 2^(b-1) - 1], activations on 2^b levels over a calibrated range. Here each activation the QDQ graph quantizes
-(the input image, and the output of every convolution, linear layer and ReLU) is held to 2^b levels between
-running minima and maxima (an exponential average of the batches', the calibration's stand-in); torch's own
+(``held``: the normalised input, every ReLU's output, the logits) is held to 2^b levels between running minima
+and maxima (an exponential average of the batches', the calibration's stand-in); torch's own
 QAT (torch.ao.quantization) is not used because its fake quantizers have one fixed width each, where a draw
 per batch needs the width to change between batches on the same modules.
 """
@@ -67,7 +67,6 @@ class QuantizationAware:
             if isinstance(m, nn.Conv2d | nn.Linear)
         }
         with self._activations(model, bits):
-            x = self._held("input", x, bits)
             logits = torch.func.functional_call(model, weights, (x,), strict=False)
         return F.cross_entropy(logits, y)
 
@@ -83,14 +82,29 @@ class QuantizationAware:
 
     @contextmanager
     def _activations(self, model: nn.Module, bits: int) -> Any:
-        """Every convolution, linear layer and ReLU of ``model`` hands on its output fake-quantized."""
+        """Every tensor the deployed QDQ graph quantizes leaves its module fake-quantized (see ``held``)."""
         hooks = [
             m.register_forward_hook(lambda _, __, out, name=name: self._held(name, out, bits))
-            for name, m in model.named_modules()
-            if isinstance(m, nn.Conv2d | nn.Linear | nn.ReLU)
+            for name, m in held(model)
         ]
         try:
             yield
         finally:
             for hook in hooks:
                 hook.remove()
+
+
+def held(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The modules whose outputs ONNX Runtime's QDQ graph quantizes, as read off a deployed LeNet: the
+    normalised input (the first convolution's input), each ReLU's output (a convolution or linear layer
+    followed by a ReLU is quantized after it, the two fused), and a convolution or linear layer's output where
+    no ReLU follows (the logits). Max pooling and flattening keep their input's grid."""
+    names = {id(m): name for name, m in model.named_modules()}
+    out = []
+    for parent in (m for m in model.modules() if isinstance(m, nn.Sequential)):
+        children = list(parent.children())
+        for child, after in zip(children, [*children[1:], None], strict=True):
+            linear = isinstance(child, nn.Conv2d | nn.Linear) and not isinstance(after, nn.ReLU)
+            if linear or isinstance(child, nn.ReLU) or type(child).__name__ == "Normalize":
+                out.append((names[id(child)], child))
+    return out
