@@ -63,7 +63,7 @@ def main() -> None:
     save_json(REPORTS / "findings.json", {"findings": summary, "masking_flags": counts})
     verdicts = {k: r["verdict"] for k, r in records.items()}
     # DVC's headline: the study's models; the bit-width sweep's have their own table in the report.
-    main = [r for r in suite if ModelId.parse(r.target).quantizer not in study.quantize.sweep]
+    main = [r for r in suite if not study.sweep_only(ModelId.parse(r.target))]
     save_json(REPORTS / "headline.json", headline_metrics(headlines(main, norm, epsilon), norm, epsilon, verdicts))
     for f in findings:
         placebo = f" (placebo: {', '.join(j.verdict.value for j in f.placebo)})" if f.placebo else ""

@@ -28,19 +28,18 @@ def main() -> None:
     attacks = {a.name: a.epsilons for a in study.attack.attacks}
     heat_maps = [(h.attack, h.epsilon) for h in settings.heat_maps]
     # The tables read the models of the study's seed; the replicates (train.seeds) give the headline its spread.
-    # The bit-width sweep's models (quantize.sweep) have a section of their own, and stay out of the others.
-    swept = set(study.quantize.sweep)
+    # The bit-width sweep's own models have a section of their own, and stay out of the others.
     rows, replicates, every_row = [], [], read_results(REPORTS / "results.csv")
     for r in every_row:
-        if not {ModelId.parse(r.target).quantizer, ModelId.parse(r.source).quantizer} & swept:
+        if not (study.sweep_only(ModelId.parse(r.target)) or study.sweep_only(ModelId.parse(r.source))):
             (rows if ModelId.parse(r.target).seed is None else replicates).append(r)
     timing = {m: load_json(timing_path("quantize" if m.quantizer else "train", str(m))) for m in study.primary_models()}
     metrics = {
         m: {**load_json(model_dir(m) / "metrics.json"), **{k: v for k, v in t.items() if k != "machine"}}
         for m, t in timing.items()
     }
-    float_metrics = [v for m, v in metrics.items() if m.quantizer is None]
-    quant_metrics = [v for m, v in metrics.items() if m.quantizer is not None and m.quantizer not in swept]
+    float_metrics = [v for m, v in metrics.items() if m.quantizer is None and not study.sweep_only(m)]
+    quant_metrics = [v for m, v in metrics.items() if m.quantizer is not None and not study.sweep_only(m)]
     n_eval = max(r.n for r in rows)
     names = [*defend.defenses, *defend.recipes]
     defense_metrics = {name: load_json(REPORTS / "defenses" / f"{name}.json")["defense"][name] for name in names}

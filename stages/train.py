@@ -33,10 +33,10 @@ def main(arch: str, recipe: str, seed: int | None) -> None:
     settings = study.train
     model_id = ModelId(arch, recipe, None, seed)
     defended = model_id in study.defend.model_ids()
-    if model_id not in settings.model_ids() and not defended:
+    if model_id not in (*settings.model_ids(), *study.qat_floats()) and not defended:
         raise ConfigError(
-            f"train: {model_id} is not in train.archs x train.recipes (with train.seeds) nor in "
-            "defend.archs x defend.recipes"
+            f"train: {model_id} is not in train.archs x train.recipes (with train.seeds), in "
+            "quantize.sweep_archs x quantize.qat_recipes nor in defend.archs x defend.recipes"
         )
     fit_config = dataclasses.replace(settings.fit, seed=settings.seed_of(model_id))
     dataset = DATASETS.get(settings.dataset)

@@ -62,13 +62,13 @@ def study_substitutes(
 ) -> tuple[Sequence[Result], list[ModelId], list[ModelId], list[ModelId]] | None:
     """What ``substitute_table`` reads in ``study`` (None without a sweep): its rows, the float models of the
     study's seed, the sweep's models (the substitutes) and every other deployed model of the study's seed."""
-    swept = set(study.quantize.sweep)
-    if not swept:
+    substitutes = [m for m in study.sweep_models() if m.quantizer is not None and study.sweep_only(m)]
+    if not substitutes:
         return None
     models = study.primary_models()
     return (
         rows,
-        [m for m in models if m.quantizer is None],
-        [m for m in study.sweep_models() if m.quantizer in swept],
-        [m for m in models if m.quantizer not in swept],
+        [m for m in models if m.quantizer is None and not study.sweep_only(m)],
+        substitutes,
+        [m for m in models if not study.sweep_only(m)],
     )

@@ -91,10 +91,12 @@ class AttackSettings:
     device: str
     seed: int
     replicate_samples: int | None = None  # the most samples a replicate (train.seeds) is attacked on
+    # The norms whose attacks are made on the bit-width sweep's own models (Study.sweep_only); None: every norm.
+    sweep_norms: tuple[Norm, ...] | None = None
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], prepare: PrepareSettings | None = None) -> AttackSettings:
-        s = c.section(params, "attack", {"attacks", "batch_size", "device", "replicate_samples"})
+        s = c.section(params, "attack", {"attacks", "batch_size", "device", "replicate_samples", "sweep_norms"})
         table = c.require(s, "attacks", "attack")
         if not isinstance(table, Mapping) or not table:
             raise ConfigError(f"attack.attacks: expected a mapping of attack name -> settings, got {table!r}")
@@ -109,6 +111,13 @@ class AttackSettings:
                 None
                 if s.get("replicate_samples") is None
                 else c.positive_int(s["replicate_samples"], "attack.replicate_samples")
+            ),
+            sweep_norms=(
+                None
+                if s.get("sweep_norms") is None
+                else tuple(
+                    Norm(n) for n in c.name_list(s["sweep_norms"], "attack.sweep_norms", tuple(n.value for n in Norm))
+                )
             ),
         )
 

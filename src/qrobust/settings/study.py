@@ -63,13 +63,25 @@ class Study:
         )
 
     def models(self) -> tuple[ModelId, ...]:
-        """The main study's deployed models: each float model followed by its quantized ones."""
-        return tuple(m for f in self.train.model_ids() for m in with_quantized([f], self.quantize.of(f)))
+        """Every deployed model: each float model followed by its quantized ones, the sweep's included (its
+        widths of the standard models, and the quantization-aware models after the rest)."""
+        floats = (*self.train.model_ids(), *self.qat_floats())
+        return tuple(m for f in floats for m in with_quantized([f], self.quantize.of(f)))
+
+    def qat_floats(self) -> tuple[ModelId, ...]:
+        """The float models of quantize.qat_recipes on quantize.sweep_archs (trained for the sweep only)."""
+        return tuple(ModelId(a, r) for a in self.quantize.sweep_archs for r in self.quantize.qat_recipes)
+
+    def sweep_only(self, model: ModelId) -> bool:
+        """Whether ``model`` is in the study for the bit-width sweep alone (a width of quantize.sweep, or a
+        quantization-aware model): the sweep's section reads it, the study's other tables and verdicts do not."""
+        return model.quantizer in self.quantize.sweep or model.recipe in self.quantize.qat_recipes
 
     def sweep_models(self) -> tuple[ModelId, ...]:
         """The bit-width sweep's models (none without quantize.sweep): on each arch of quantize.sweep_archs,
         the float model, the model of each width of quantize.sweep and the same backend's native model whose
-        weights and activations share one width (ort_int8: the 8-bit point)."""
+        weights and activations share one width (ort_int8: the 8-bit point); then each quantization-aware
+        model (quantize.qat_recipes) and its widths."""
         sweep = self.quantize.sweep
         if not sweep:
             return ()
@@ -82,7 +94,8 @@ class Study:
         return tuple(
             m
             for m in self.primary_models()
-            if m.arch in self.quantize.sweep_archs and (m.quantizer is None or m.quantizer in (*native, *sweep))
+            if m.arch in self.quantize.sweep_archs
+            and (m.recipe in self.quantize.qat_recipes or m.quantizer is None or m.quantizer in (*native, *sweep))
         )
 
     def primary_models(self) -> tuple[ModelId, ...]:

@@ -112,6 +112,10 @@ class QuantizeSettings:
     # bit width from them. The analysis and the verdicts read ``quantizers`` only.
     sweep: tuple[str, ...] = ()
     sweep_archs: tuple[str, ...] = ()
+    # Quantization-aware training in the sweep: these recipes trained on ``sweep_archs`` (at the study's seed)
+    # and deployed at ``qat_widths`` only, attacked and scored like the sweep's other models.
+    qat_recipes: tuple[str, ...] = ()
+    qat_widths: tuple[str, ...] = ()
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], train: TrainSettings | None = None) -> QuantizeSettings:
@@ -126,10 +130,14 @@ class QuantizeSettings:
                 "replicate_quantizers",
                 "sweep",
                 "sweep_archs",
+                "qat_recipes",
+                "qat_widths",
             },
         )
         quantizers = c.name_list(c.require(s, "quantizers", "quantize"), "quantize.quantizers", QUANTIZERS.names())
-        sweep, sweep_archs = _sweep(s, quantizers, (train or TrainSettings.from_params(params)).archs)
+        train = train or TrainSettings.from_params(params)
+        sweep, sweep_archs = _sweep(s, quantizers, train.archs)
+        qat_recipes, qat_widths = _qat(s, sweep_archs, train)
         replicate = s.get("replicate_quantizers")
         replicate = (
             quantizers if replicate is None else c.name_list(replicate, "quantize.replicate_quantizers", quantizers)
@@ -137,7 +145,7 @@ class QuantizeSettings:
         options = {k: dict(v or {}) for k, v in (s.get("options") or {}).items()}
         for name in options:
             QUANTIZERS.get(name, key="quantize.options")
-        for name in (*quantizers, *sweep):
+        for name in (*quantizers, *sweep, *qat_widths):
             quantizer_options(name, options.get(name, {}))
         return cls(
             quantizers=quantizers,
@@ -150,6 +158,8 @@ class QuantizeSettings:
             replicate_quantizers=tuple(q for q in quantizers if q in replicate),
             sweep=sweep,
             sweep_archs=sweep_archs,
+            qat_recipes=qat_recipes,
+            qat_widths=qat_widths,
         )
 
     def of(self, model: ModelId, *, sweep: bool = True) -> tuple[str, ...]:
@@ -157,8 +167,40 @@ class QuantizeSettings:
         sweep's too on a model of quantize.sweep_archs at the study's seed, unless ``sweep`` is false."""
         if model.seed is not None:
             return self.replicate_quantizers
+        if model.recipe in self.qat_recipes:
+            return self.qat_widths if sweep else ()
         in_sweep = sweep and model.arch in self.sweep_archs
         return (*self.quantizers, *self.sweep) if in_sweep else self.quantizers
+
+
+def _qat(s: Mapping[str, Any], sweep_archs: tuple[str, ...], train: TrainSettings) -> tuple[tuple, tuple]:
+    """quantize.qat_recipes (trained on quantize.sweep_archs only, so not in train.recipes, with their options in
+    train.recipe_options) and quantize.qat_widths (one width for weights and activations each, among those the
+    recipe trains at): both or neither."""
+    recipes, widths = s.get("qat_recipes") or [], s.get("qat_widths") or []
+    if bool(recipes) != bool(widths):
+        raise ConfigError(
+            f"quantize.qat_recipes {list(recipes)!r} and quantize.qat_widths {list(widths)!r}: give both or neither"
+        )
+    if not recipes:
+        return (), ()
+    if not sweep_archs:
+        raise ConfigError("quantize.qat_recipes: the recipes are trained on quantize.sweep_archs, which is empty")
+    recipes = c.name_list(recipes, "quantize.qat_recipes", RECIPES.names())
+    both = [r for r in recipes if r in train.recipes]
+    if both:
+        raise ConfigError(f"quantize.qat_recipes: {both} are in train.recipes already; the sweep trains them apart")
+    widths = c.name_list(widths, "quantize.qat_widths", QUANTIZERS.names())
+    for recipe in recipes:
+        trained = recipe_options(recipe, dict(train.recipe_options.get(recipe) or {})).get("bits", ())
+        for q in widths:
+            entry = QUANTIZERS.get(q)
+            if entry.weight_bits != entry.activation_bits or entry.weight_bits not in trained:
+                raise ConfigError(
+                    f"quantize.qat_widths: {q!r} (w{entry.weight_bits}a{entry.activation_bits}) is not one width "
+                    f"that train.recipe_options.{recipe}.bits {list(trained)} trains at"
+                )
+    return recipes, widths
 
 
 def _sweep(s: Mapping[str, Any], quantizers: tuple[str, ...], archs: tuple[str, ...]) -> tuple[tuple, tuple]:

@@ -73,9 +73,10 @@ def _dq(options: Mapping[str, Any], key: str) -> dict[str, Any]:
 
 @RECIPES.register("qat")
 def _qat(options: Mapping[str, Any], key: str) -> dict[str, Any]:
-    """Quantization-aware training at widths drawn per batch from ``bits`` (0: float)."""
-    check_options(options, {"bits", "momentum"}, key)
-    bits = options.get("bits", [2, 3, 4, 5, 6, 0])
+    """Quantization-aware training at widths drawn per batch from ``bits`` (0: float), each weight clipped to
+    ``clip`` standard deviations of its channel."""
+    check_options(options, {"bits", "momentum", "clip"}, key)
+    bits = options.get("bits", [2, 3, 4])
     if (
         not isinstance(bits, list)
         or not bits
@@ -83,7 +84,8 @@ def _qat(options: Mapping[str, Any], key: str) -> dict[str, Any]:
     ):
         raise ConfigError(f"{key}.bits: expected a list of widths 2..8 (0: float), got {bits!r}")
     momentum = number(options.get("momentum", 0.9), f"{key}.momentum", low=0.0, high=0.999)
-    return {"bits": tuple(bits), "momentum": momentum}
+    clip = number(options.get("clip", 2.0), f"{key}.clip", low=0.5)
+    return {"bits": tuple(bits), "momentum": momentum, "clip": clip}
 
 
 def parse_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:

@@ -2,6 +2,16 @@
 bit width, rounding included, with straight-through gradients; several widths at once, one drawn per batch (as
 Any-Precision networks, Yu et al. 2021, train one set of weights for several widths).
 
+Two things make it train at 2 and 3 bits (LeNet on Fashion-MNIST, widths [2, 3, 4], deployed: 81% / 80% /
+86% against post-training quantization's 10% / 75% / 88%):
+- it fine-tunes: ``prepare`` first trains the float model with the standard loss for the same epochs, as Jacob
+  et al. start from a trained float model (from scratch, 2-bit training diverged: loss in the thousands);
+- each weight is clipped to ``clip`` standard deviations of its output channel before every step
+  (statistics-aware weight binning, Choi et al. 2018). The deployed grid's scale is the channel's largest
+  weight, so one outlier would send a 2-bit channel's other weights to zero; without the clip they did
+  (91% zeros) and training diverged again. The clip changes the weights themselves, so the exported model is
+  the one trained (the last optimizer step, at a near-zero learning rate, moves them a hair past it).
+
 The deployed grid is quantization.restrict's: weights symmetric per output channel on [-(2^(b-1) - 1),
 2^(b-1) - 1], activations on 2^b levels over a calibrated range. Here each activation the QDQ graph quantizes
 (``held``: the normalised input, every ReLU's output, the logits) is held to 2^b levels between running minima
@@ -16,11 +26,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from qrobust.quantization.restrict import activation_range, weight_range
+from qrobust.training.catalogue import TrainConfig
+from qrobust.training.standard import Standard
 
 FLOAT = 0  # a width of 0 in ``bits``: the batch runs at full precision
 
@@ -46,18 +59,41 @@ def fake_activation(x: torch.Tensor, low: float, high: float, bits: int) -> torc
     scale = max(high - low, 1e-12) / levels
     zero = round(-low / scale)
     rounded = (torch.clamp(torch.round(x / scale) + zero, 0, levels) - zero) * scale
-    return straight_through(x, rounded)
+    # The clipped straight-through estimator: no gradient where the grid saturates (as torch's FakeQuantize).
+    inside = (x >= -zero * scale) & (x <= (levels - zero) * scale)
+    return torch.where(inside, straight_through(x, rounded), rounded.detach())
+
+
+def clip_weights(model: nn.Module, clip: float) -> None:
+    """Each convolution's and linear layer's weights held within ``clip`` standard deviations of their output
+    channel, in place (see the module)."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d | nn.Linear):
+                w = m.weight
+                bound = clip * w.flatten(1).std(1).view(-1, *[1] * (w.dim() - 1))
+                w.copy_(torch.maximum(torch.minimum(w, bound), -bound))
 
 
 @dataclass(frozen=True)
 class QuantizationAware:
     """Cross-entropy of the model at a width drawn per batch from ``bits`` (0: float); see the module."""
 
-    bits: tuple[int, ...] = (2, 3, 4, 5, 6, FLOAT)
+    bits: tuple[int, ...] = (2, 3, 4)
     momentum: float = 0.9
+    clip: float = 2.0
     ranges: dict[str, tuple[float, float]] = field(default_factory=dict, compare=False, repr=False)
 
+    def prepare(self, model: nn.Module, x: np.ndarray, y: np.ndarray, config: TrainConfig) -> QuantizationAware:
+        """The float model first, trained with the standard loss (see the module)."""
+        from qrobust.training.loop import fit  # the loop's recipes import this module
+
+        fit(model, Standard(), x, y, config)
+        model.train()
+        return self
+
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        clip_weights(model, self.clip)
         bits = self.bits[int(torch.randint(len(self.bits), ()))]
         if bits == FLOAT:
             return F.cross_entropy(model(x), y)

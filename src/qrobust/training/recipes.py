@@ -22,18 +22,11 @@ from qrobust.training.catalogue import TrainConfig, parse_options
 from qrobust.training.lipschitz import gram_gap
 from qrobust.training.loop import fit
 from qrobust.training.qat import QuantizationAware
+from qrobust.training.standard import Standard
 
 
 class Recipe(Protocol):
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor: ...
-
-
-@dataclass(frozen=True)
-class Standard:
-    """Plain empirical risk minimisation with cross-entropy."""
-
-    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(model(x), y)
 
 
 def linf_ascent(
