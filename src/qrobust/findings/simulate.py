@@ -197,9 +197,9 @@ def _sweep_plant(eps: float, boundary: float) -> Plant:
     return plant
 
 
-# The differential attack's sets (attack.attacks.diva): 200 samples, of which both runtimes get about 85% right
+# The differential attack's sets (attack.attacks.diva): 100 samples, of which both runtimes get about 85% right
 # clean, and PGD's evasive share on them (measured in the default study: a few percent).
-N_EVASION, PGD_EVASIVE = 170, 0.05
+N_EVASION, PGD_EVASIVE = 85, 0.05
 
 
 def _evasion_plant(boundary: float) -> Plant:

@@ -1,5 +1,7 @@
-"""The bit-width sweep on the page (quantize.sweep): per width its accuracy, bits per weight and worst case per
-threat model (a table), and robust accuracy against bit width, one panel per threat model (a figure).
+"""The bit-width sweep on the page (quantize.sweep, quantize.qat_recipes): per width its accuracy, bits per weight
+and worst case per threat model (a table), and robust accuracy against bit width, one panel per threat model, one
+line per recipe and epsilon (a figure): post-training quantization of the standard model, and quantization-aware
+training's models at the widths they were trained for.
 
 A width's worst case under one threat model is the per-sample worst case over that threat model's sets alone
 (``WorstCase.by_threat``, in reports/worst_case.json); the "all" column and panel are the model's worst case
@@ -9,6 +11,7 @@ panels its point is its own white-box worst case (white_float), the attack a qua
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -38,6 +41,7 @@ class Width:
     model: str
     bits: int | None
     metrics: Metrics
+    recipe: str = "standard"
 
 
 @dataclass(frozen=True)
@@ -104,7 +108,9 @@ def bit_width_table(
         ),
         tuple(body),
         "One architecture's standard model quantized by ONNX Runtime at each width (quantize.sweep, beside its "
-        "8-bit model), each deployed, attacked and scored like the study's other models. Widths below 8 are held to "
+        "8-bit model), and its quantization-aware model (quantize.qat_recipes: trained with the deployed grid in "
+        "the loop) at the widths it was trained for, each deployed, attacked by the headline norm's attacks "
+        "(attack.sweep_norms) and scored like the study's other models. Widths below 8 are held to "
         "their grid in 8-bit storage (weights symmetric per channel, activations clipped to 2^b levels), so the stored "
         "bits per weight count the 8-bit storage plus the scales. 'all sets': the per-sample worst case over every attack and "
         "threat model (the headline's rule); each threat model's column is the worst case over its sets alone "
@@ -126,12 +132,17 @@ def bit_width_figure(
     from qrobust.report.figures import _png
 
     widest = max((w.bits for w in widths if w.bits is not None), default=8)
-    x_of = {w.model: widest + FLOAT_GAP if w.bits is None else w.bits for w in widths}
-    fig, axes = plt.subplots(1, len(PANELS), figsize=(3.3 * len(PANELS), 3.4), sharey=True, squeeze=False)
+    recipes = list(dict.fromkeys(w.recipe for w in widths))
+    # Each recipe's line a little right of the one before, so that their error bars do not hide each other.
+    x_of = {
+        w.model: (widest + FLOAT_GAP if w.bits is None else w.bits) + 0.12 * recipes.index(w.recipe) for w in widths
+    }
+    fig, axes = plt.subplots(1, len(PANELS), figsize=(3.3 * len(PANELS), 3.6), sharey=True, squeeze=False)
     colours = plt.get_cmap("viridis")
+    styles = ("-", "--", ":", "-.")
     for ax, panel in zip(axes[0], PANELS, strict=True):
-        for k, eps in enumerate(epsilons):
-            found = [(x_of[w.model], point(w, panel, rows, by_threat, norm, eps)) for w in widths]
+        for (k, eps), (r, recipe) in itertools.product(enumerate(epsilons), enumerate(recipes)):
+            found = [(x_of[w.model], point(w, panel, rows, by_threat, norm, eps)) for w in widths if w.recipe == recipe]
             found = [(x, p) for x, p in found if p is not None]
             if not found:
                 continue
@@ -140,8 +151,10 @@ def bit_width_figure(
             # Clipped at 0: a worst-case row's rate and interval are rounded apart by a hair at the edges.
             errors = [[max(p.robust - p.low, 0.0) for _, p in found], [max(p.high - p.robust, 0.0) for _, p in found]]
             colour = colours(k / max(len(epsilons) - 1, 1))
-            ax.errorbar(xs, ys, yerr=errors, marker="o", ms=3, capsize=2, color=colour, label=f"eps {eps:g}")
-        ticks = sorted(set(x_of.values()))
+            marker = "os^D"[r % 4]
+            ax.errorbar(xs, ys, yerr=errors, marker=marker, ms=3, capsize=2, color=colour,
+                        linestyle=styles[r % len(styles)], label=f"{recipe}, eps {eps:g}")  # fmt: skip
+        ticks = sorted({widest + FLOAT_GAP if w.bits is None else w.bits for w in widths})
         ax.set_xticks(ticks, [str(t) if t <= widest else "float" for t in ticks])
         ax.set(title="all sets (worst case)" if panel is ThreatModel.WORST_CASE else panel.value, ylim=(0, 1))
         ax.set_xlabel("bits (weights and activations)")
@@ -155,7 +168,9 @@ def bit_width_figure(
         f"Robust accuracy vs bit width ({arch}), per threat model",
         _png(fig),
         "Read: each panel is one threat model's per-sample worst case at each epsilon of the white-box figures' "
-        "attack (all sets: every attack and threat model together). A width's point below the float one is robustness lost to quantization at that "
+        "attack (all sets: every attack and threat model together); solid lines: post-training quantization of the "
+        "standard model; dashed: the quantization-aware model at the widths it was trained for (its float point, "
+        "its own float weights). A width's point below the float one is robustness lost to quantization at that "
         "width; above it, in the white_qnn_exact panel especially, look for gradient masking (the masking flags) "
         "before reading it as robustness. Below a few bits clean accuracy falls, and robust accuracy, which counts "
         "only samples classified right clean, falls with it. Error bars are 95% Wilson intervals.",
@@ -169,7 +184,10 @@ def sweep_section(
     in order of width, float last, with their metrics; their rows; the per-threat worst cases."""
     if not models:
         return None
-    widths = [Width(str(m), m.quantizer and QUANTIZERS.get(m.quantizer).weight_bits, metrics[m]) for m in models]
+    widths = [
+        Width(str(m), m.quantizer and QUANTIZERS.get(m.quantizer).weight_bits, metrics[m], m.recipe) for m in models
+    ]
     names = {w.model for w in widths}
-    ordered = sorted(widths, key=lambda w: math.inf if w.bits is None else w.bits)
+    recipes = list(dict.fromkeys(w.recipe for w in widths))
+    ordered = sorted(widths, key=lambda w: (recipes.index(w.recipe), math.inf if w.bits is None else w.bits))
     return ordered, [r for r in rows if r.target in names], by_threat
