@@ -59,3 +59,16 @@ def test_a_differential_attack_needs_the_float_model_and_a_positive_c(trained_le
         create_attack("diva", {})
     with pytest.raises(ConfigError, match=r"attack.attacks.diva.c: expected a number in \(0.0, inf\], got -1.0"):
         create_attack("diva", {"c": -1.0}, reference=trained_lenet)
+
+
+@pytest.mark.parametrize("log_scores", [True, False])
+def test_the_objective_rewards_the_float_model_right_and_the_quantized_model_wrong(log_scores: bool) -> None:
+    """The sabotage "a differential attack that ignores the float term" (the objective -c log p_quant alone,
+    which is PGD's) makes the first comparison an equality and fails here."""
+    from qrobust.attacks.diva import DIVA
+
+    attack = DIVA(torch.nn.Identity(), log_scores=log_scores)
+    labels = torch.tensor([0, 1])
+    sure, unsure = 4.0 * torch.eye(3)[labels], torch.zeros(2, 3)
+    assert (attack.objective(sure, unsure, labels) > attack.objective(unsure, unsure, labels)).all()
+    assert (attack.objective(unsure, sure, labels) < attack.objective(unsure, unsure, labels)).all()
