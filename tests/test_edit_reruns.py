@@ -2,7 +2,7 @@
 family makes `dvc status` report exactly the stages whose code imports that module, and nothing else.
 
 The expected sets are written out by hand from the smoke study (studies/smoke.yaml: one arch, the standard
-recipe, five quantizers and one width of the bit-width sweep, one replicate at seed 1 quantized by two of
+recipe, five quantizers and one width of the bit-width sweep, the quantization-aware model at one width, one replicate at seed 1 quantized by two of
 them, distillation as the defense study's recipe, six test-time defenses), not derived
 from the import walk that writes dvc.yaml, so a wrong walk or a wrong dvc.yaml fails here."""
 
@@ -21,6 +21,7 @@ QUANTIZERS = ("ort_int8", "ort_w4a8", "inc_int8", "inc_w4", "ort_w16a16")  # qua
 DEFENDED_QUANTIZERS = ("ort_int8", "ort_w4a8")  # defend.quantizers
 REPLICATE_QUANTIZERS = ("ort_int8", "ort_w16a16")  # quantize.replicate_quantizers of the replicate at seed 1
 SWEEP = ("ort_w4a4",)  # quantize.sweep
+QAT_WIDTHS = ("ort_w2a2",)  # quantize.qat_widths of lenet-qat
 DEFENSES = ("bit_depth", "median", "gaussian_noise", "squeeze_detector", "ensemble", "random_precision")
 RUN_AUTOATTACK = {f"defend@{d}" for d in DEFENSES} | {"defend_recipe@distillation"}  # defend.composite
 
@@ -41,6 +42,7 @@ EDITS = {
         *(f"quantize@lenet-standard-{q}" for q in QUANTIZERS),
         *(f"quantize_replicate@lenet-standard-1-{q}" for q in REPLICATE_QUANTIZERS),
         *(f"quantize_sweep@lenet-standard-{q}" for q in SWEEP),
+        *(f"quantize_qat@lenet-qat-{q}" for q in QAT_WIDTHS),
         *(f"quantize_defense@lenet-distillation-{q}" for q in DEFENDED_QUANTIZERS),
     },
     # A training recipe: the models it trains, and the defense study that builds the recipe's attacker view.
@@ -48,6 +50,7 @@ EDITS = {
         "train@lenet-standard",
         "train_replicate@lenet-standard-1",
         "train_defense@lenet-distillation",
+        "train_qat@lenet-qat",
         "defend_recipe@distillation",
     },
     "src/qrobust/findings/costa2024.py": {"findings"},  # a claim's rule, beside its text

@@ -42,6 +42,8 @@ def check_results(smoke: Path) -> None:
     targets = {*models, *(f"{m}.{q}" for m in models for q in params["quantize"]["quantizers"])}
     swept = [m for m in models if m.partition("-")[0] in params["quantize"]["sweep_archs"]]
     targets |= {f"{m}.{q}" for m in swept for q in params["quantize"]["sweep"]}  # the bit-width sweep
+    qat = [f"{a}-{r}" for a in params["quantize"]["sweep_archs"] for r in params["quantize"]["qat_recipes"]]
+    targets |= {*qat, *(f"{m}.{q}" for m in qat for q in params["quantize"]["qat_widths"])}  # and its QAT models
     for key in replicate_stage_keys(params):
         arch, recipe, seed = key.split("-")
         replicate = f"{arch}-{recipe}-s{seed}"
@@ -112,19 +114,23 @@ def test_every_quantizer_keeps_accuracy_and_a_faithful_twin(smoke: Path) -> None
 def check_quantizers(smoke: Path) -> None:
     params = yaml.safe_load((smoke / "params.yaml").read_text())
     quantize = params["quantize"]
-    for arch in params["train"]["archs"]:
-        swept = quantize["sweep"] if arch in quantize["sweep_archs"] else []
-        for quantizer in [*quantize["quantizers"], *swept]:
-            m = load_json(smoke / "models" / "quant" / f"{arch}-standard.{quantizer}" / "metrics.json")
-            if quantizer in swept:  # one width for weights and activations, below 8: no accuracy floor
-                assert m["activation_bits"] == m["nominal_weight_bits"] < 8, m
-            else:
-                drop = 100 * (m["float_test_accuracy"] - m["test_accuracy"])
-                assert drop <= MAX_DROP_POINTS[m["nominal_weight_bits"]], m
-                assert m["top1_agreement_with_float"] >= 0.85, m
-            for mode in ("exact", "ste"):
-                assert m[f"twin_{mode}_top1_agreement"] >= params["quantize"]["twin_min_agreement"], m
-                assert m[f"twin_{mode}_max_abs_logit_diff"] <= LOGIT_TOLERANCE, m
+    narrow = (*quantize["sweep"], *quantize["qat_widths"])  # one width for weights and activations, below 8
+    deployed = [
+        *((a, "standard", q) for a in params["train"]["archs"] for q in quantize["quantizers"]),
+        *((a, "standard", q) for a in quantize["sweep_archs"] for q in quantize["sweep"]),
+        *((a, r, q) for a in quantize["sweep_archs"] for r in quantize["qat_recipes"] for q in quantize["qat_widths"]),
+    ]
+    for arch, recipe, quantizer in deployed:
+        m = load_json(smoke / "models" / "quant" / f"{arch}-{recipe}.{quantizer}" / "metrics.json")
+        if quantizer in narrow:  # no accuracy floor
+            assert m["activation_bits"] == m["nominal_weight_bits"] < 8, m
+        else:
+            drop = 100 * (m["float_test_accuracy"] - m["test_accuracy"])
+            assert drop <= MAX_DROP_POINTS[m["nominal_weight_bits"]], m
+            assert m["top1_agreement_with_float"] >= 0.85, m
+        for mode in ("exact", "ste"):
+            assert m[f"twin_{mode}_top1_agreement"] >= params["quantize"]["twin_min_agreement"], m
+            assert m[f"twin_{mode}_max_abs_logit_diff"] <= LOGIT_TOLERANCE, m
 
 
 def test_report_metrics_and_plots(smoke: Path) -> None:
@@ -155,11 +161,11 @@ def test_report_metrics_and_plots(smoke: Path) -> None:
     assert list(files) == ["reports/headline.json"]
     headline = files["reports/headline.json"]["data"]
     models = read_results(smoke / "reports" / "results.csv")
-    sweep = set(yaml.safe_load((smoke / "params.yaml").read_text())["quantize"]["sweep"])
+    study = Study.from_params(yaml.safe_load((smoke / "params.yaml").read_text()))
     primary = {  # replicates and the bit-width sweep: in the report
         r.target
         for r in models
-        if ModelId.parse(r.target).seed is None and ModelId.parse(r.target).quantizer not in sweep
+        if ModelId.parse(r.target).seed is None and not study.sweep_only(ModelId.parse(r.target))
     }
     assert set(headline["clean"]) == primary and set(headline["verdict"]) == set(findings)
     assert "across 2 seeds" in markdown and " x 2 seeds" in markdown
@@ -185,6 +191,7 @@ def test_report_metrics_and_plots(smoke: Path) -> None:
     # The bit-width sweep's own section: its table names every swept model, and its figure is on the page.
     assert "## Bit width: accuracy and worst-case robust accuracy" in markdown
     assert "## Robust accuracy vs bit width" in markdown and "lenet-standard.ort_w4a4" in markdown
+    assert "lenet-qat.ort_w2a2" in markdown  # the quantization-aware model beside post-training quantization
     # The sweep's low-bit models as transfer sources beside the float models (Yang et al. 2024).
     assert "## Low-bit substitutes for transfer" in markdown and "lenet-standard.ort_w4a4 (white_qnn_ste)" in markdown
     dvc(smoke, "plots", "show", "-o", "plots_out")
