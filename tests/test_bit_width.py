@@ -110,3 +110,27 @@ def test_the_table_has_a_row_per_width_and_the_figure_a_panel_per_threat_model()
     assert len(table.headers) == 3 + len(PANELS)
     figure = bit_width_figure(widths(), rows, by_threat, "linf", [0.02])
     assert figure.png.startswith(b"\x89PNG")
+
+
+def test_the_trend_starts_at_the_widest_width_from_which_every_narrower_one_holds() -> None:
+    from qrobust.report.bit_width import trend_table
+
+    def condition(model: str, verdict: str) -> dict:
+        return {"condition": f"{model} at eps 0.02", "effect": 0.06, "low": 0.01, "high": 0.1, "n": 500,
+                "power": 0.9, "verdict": verdict}  # fmt: skip
+
+    claim = {
+        "source": "Xiao et al. 2023", "claim": "Lower bit widths are more resilient.", "quantity": "worst case",
+        "conditions": [
+            condition("lenet-standard.ort_w4a4", "inconclusive"),
+            condition("lenet-standard.ort_w2a2", "holds"),
+            condition("lenet-standard.ort_w3a3", "holds"),
+            condition("lenet-qat.ort_w2a2", "does not hold"),
+        ],
+    }  # fmt: skip
+    table = trend_table(claim)
+    assert [row[0].split()[0] for row in table.rows] == [
+        "lenet-qat.ort_w2a2", "lenet-standard.ort_w2a2", "lenet-standard.ort_w3a3", "lenet-standard.ort_w4a4",
+    ]  # fmt: skip
+    assert "standard: from 3 bits down" in table.note and "qat: at no width" in table.note
+    assert trend_table(None) is None and trend_table({**claim, "conditions": []}) is None

@@ -15,6 +15,7 @@ import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from qrobust.attacks.threats import ThreatModel
 from qrobust.evaluation.results import Result, wilson_interval
@@ -191,3 +192,43 @@ def sweep_section(
     recipes = list(dict.fromkeys(w.recipe for w in widths))
     ordered = sorted(widths, key=lambda w: (recipes.index(w.recipe), math.inf if w.bits is None else w.bits))
     return ordered, [r for r in rows if r.target in names], by_threat
+
+
+def trend_table(claim: Mapping[str, Any] | None) -> Table | None:
+    """A claim judged per width of the sweep (RobustMQ's, ``xiao2023_low_bits``), one row per width, and where
+    its trend starts: per recipe, the widest width from which it holds at every narrower width judged."""
+    if not claim or not claim.get("conditions"):
+        return None
+    judged = []
+    for c in claim["conditions"]:
+        model = ModelId.parse(c["condition"].split()[0])
+        judged.append((model.recipe, QUANTIZERS.get(model.quantizer).weight_bits, c))
+    judged.sort(key=lambda j: (j[0], j[1]))
+    starts = []
+    for recipe in dict.fromkeys(r for r, _, _ in judged):
+        held = [(bits, c["verdict"] == "holds") for r, bits, c in judged if r == recipe]
+        start = None
+        for bits, holds in held:  # narrowest first: the trend runs while every narrower width holds
+            if not holds:
+                break
+            start = bits
+        starts.append(f"{recipe}: " + ("at no width" if start is None else f"from {start} bits down"))
+    body = tuple(
+        (
+            c["condition"],
+            f"{100 * c['effect']:+.1f} [{100 * c['low']:+.1f}, {100 * c['high']:+.1f}]",
+            str(c["n"]),
+            f"{c['power']:.2f}",
+            c["verdict"],
+        )
+        for _, _, c in judged
+    )
+    return Table(
+        f"Per width: {claim['source']}",
+        ("condition", "effect, points [95% interval]", "n", "power", "verdict"),
+        body,
+        f"{claim['claim']} Judged per width: {claim['quantity']}. The trend holds "
+        + "; ".join(starts)
+        + " (the widest width from which it holds at every narrower width). Holm's control over the widths, "
+        "as in the findings.",
+    )

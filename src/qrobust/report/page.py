@@ -19,7 +19,7 @@ from qrobust.attacks.threats import ThreatModel
 from qrobust.evaluation.results import Result
 from qrobust.pipeline.io import write_bytes, write_text
 from qrobust.pipeline.model_id import ModelId
-from qrobust.report.bit_width import Width, bit_width_figure, bit_width_table
+from qrobust.report.bit_width import Width, bit_width_figure, bit_width_table, trend_table
 from qrobust.report.evasion import evasion_table
 from qrobust.report.figures import robustness_figure, transfer_figure
 from qrobust.report.findings_tables import findings_conditions_tables, findings_table, hypotheses_table
@@ -184,6 +184,7 @@ def build_report(
         sections += [
             bit_width_table(widths, sweep_rows, by_threat, norm, epsilon),
             bit_width_figure(widths, sweep_rows, by_threat, norm, grid),
+            *filter(None, [trend_table((findings or {}).get("xiao2023_low_bits"))]),
         ]
     sections += [
         *(robustness_figure(rows, threat, attack) for threat, attack in curves.items()),
