@@ -47,9 +47,7 @@ def main() -> None:
     x, y = eval_split()
     x, y = x[: args.samples], y[: args.samples]
     device = torch.device("cpu")
-    variants = [("linf_pgd", {})] + [
-        ("diva", {"c": c, "log_scores": log}) for log in (True, False) for c in (1.0, 3.0)
-    ]
+    variants = [("linf_pgd", {})] + [("diva", {"c": c, "log_scores": log}) for log in (True, False) for c in (1.0, 3.0)]
     print("model | eps | attack | options | n | quantized wrong | evasive | seconds")
     for name in args.models:
         quantized = ModelId.parse(name)

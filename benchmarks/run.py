@@ -249,7 +249,7 @@ def evaluate_section(arch: str, x: np.ndarray, targets: int) -> list[dict]:
     start = time.perf_counter()
     distinct = Distinct.of(stack)
     find = time.perf_counter() - start
-    runtime = load_runtime(QUANT_MODELS / f"{arch}-standard.inc_int8")
+    runtime = load_runtime(QUANT_MODELS / f"{arch}-standard" / "inc_int8")
     runtime.predict(x[:64])
     ours = len(stack) / best_seconds(lambda: distinct.predict(runtime), 0)
     every = len(stack) / best_seconds(lambda: runtime.predict(stack), 0)
@@ -277,10 +277,10 @@ def runtime_section(archs: list[str], spec: InputSpec, x: np.ndarray, compile_in
         batch = torch.from_numpy(np.resize(x, (256, *x.shape[1:])))
         with torch.no_grad():
             eager = best_seconds(lambda m=model, b=batch: m(b), 5) * 1e3
-        for folder in sorted(QUANT_MODELS.glob(f"{arch}-standard.*")):
+        for folder in sorted(p for p in (QUANT_MODELS / f"{arch}-standard").iterdir() if p.is_dir()):
             runtime = load_runtime(folder)
             measured = latencies(runtime, x)
-            label = f"{folder.name} ({open_artefact(folder)[0].info['backend']})"
+            label = f"{arch}-standard.{folder.name} ({open_artefact(folder)[0].info['backend']})"
             rows.append(
                 figure(
                     "runtime",

@@ -39,7 +39,8 @@ def craft_set(job: tuple[str, str, str, Path]) -> dict[str, float]:
     settings, threat, source = study.attack, ThreatModel(threat_value), ModelId.parse(source_name)
     config, entry = settings.get(name), ATTACKS.get(name)
     x_all, y_all = eval_split()
-    index = attack_subset(len(x_all), settings.samples_on(config, threat, source), settings.seed)
+    count = settings.samples_on(config, threat, source, swept=study.sweep_only(source))
+    index = attack_subset(len(x_all), count, settings.seed)
     x, y = x_all[index], y_all[index]
     start = time.perf_counter()
     spec = input_spec(DATASETS.get(study.prepare.dataset))
@@ -80,7 +81,8 @@ def main(name: str) -> None:
         for t, s in sets
         if t is ste
         and exact in config.threat_models
-        and settings.samples_on(config, exact, s) == settings.samples_on(config, ste, s)
+        and settings.samples_on(config, exact, s, swept=study.sweep_only(s))
+        == settings.samples_on(config, ste, s, swept=study.sweep_only(s))
         and float_activations(s)
     ]
     with atomic_dir(adversarial_dir(name)) as out:

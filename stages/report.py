@@ -33,7 +33,12 @@ def main() -> None:
     for r in every_row:
         if not (study.sweep_only(ModelId.parse(r.target)) or study.sweep_only(ModelId.parse(r.source))):
             (rows if ModelId.parse(r.target).seed is None else replicates).append(r)
-    timing = {m: load_json(timing_path("quantize" if m.quantizer else "train", str(m))) for m in study.primary_models()}
+    timing = {
+        m: load_json(timing_path("quantize", str(m.parent)))[m.quantizer]
+        if m.quantizer
+        else load_json(timing_path("train", str(m)))
+        for m in study.primary_models()
+    }
     metrics = {
         m: {**load_json(model_dir(m) / "metrics.json"), **{k: v for k, v in t.items() if k != "machine"}}
         for m, t in timing.items()

@@ -17,11 +17,6 @@ from tests.conftest import dvc
 
 pytestmark = pytest.mark.slow
 
-QUANTIZERS = ("ort_int8", "ort_w4a8", "inc_int8", "inc_w4", "ort_w16a16")  # quantize.quantizers, the placebo last
-DEFENDED_QUANTIZERS = ("ort_int8", "ort_w4a8")  # defend.quantizers
-REPLICATE_QUANTIZERS = ("ort_int8", "ort_w16a16")  # quantize.replicate_quantizers of the replicate at seed 1
-SWEEP = ("ort_w4a4",)  # quantize.sweep
-QAT_WIDTHS = ("ort_w2a2",)  # quantize.qat_widths of lenet-qat
 DEFENSES = ("bit_depth", "median", "gaussian_noise", "squeeze_detector", "ensemble", "random_precision")
 RUN_AUTOATTACK = {f"defend@{d}" for d in DEFENSES} | {"defend_recipe@distillation"}  # defend.composite
 
@@ -37,13 +32,13 @@ EDITS = {
     },
     # A preprocessing defense: the test-time defense stages alone.
     "src/qrobust/defenses/preprocessors.py": {f"defend@{d}" for d in DEFENSES},
-    # A quantizer: the quantize stages alone (attacks open the artefacts through deploy/, not the quantizer).
+    # A quantizer: the quantize stages alone, one per float model with all its quantizers (attacks open the
+    # artefacts through deploy/, not the quantizer).
     "src/qrobust/quantization/quantizers.py": {
-        *(f"quantize@lenet-standard-{q}" for q in QUANTIZERS),
-        *(f"quantize_replicate@lenet-standard-1-{q}" for q in REPLICATE_QUANTIZERS),
-        *(f"quantize_sweep@lenet-standard-{q}" for q in SWEEP),
-        *(f"quantize_qat@lenet-qat-{q}" for q in QAT_WIDTHS),
-        *(f"quantize_defense@lenet-distillation-{q}" for q in DEFENDED_QUANTIZERS),
+        "quantize@lenet-standard",
+        "quantize_replicate@lenet-standard-1",
+        "quantize_qat@lenet-qat",
+        "quantize_defense@lenet-distillation",
     },
     # A training recipe: the models it trains, and the defense study that builds the recipe's attacker view.
     "src/qrobust/training/recipes.py": {

@@ -80,12 +80,15 @@ def check_results(smoke: Path) -> None:
             for r in (r for r in sets if r.threat_model == threat):
                 assert counts["robust"] <= r.n_correct + counts["n"] - r.n, (w, threat, r)
     # Each set made on its source holds the samples params give it there: a replicate at most attack.replicate_samples.
-    settings = Study.from_params(params).attack
+    study = Study.from_params(params)
+    settings = study.attack
     made = [r for r in rows if r.source == r.target and r.attack in params["attack"]["attacks"]]
     assert any(r.n < settings.get(r.attack).samples_for(ThreatModel(r.threat_model)) for r in made)  # the cap bites
     for r in made:
+        source = ModelId.parse(r.source)
+        config = settings.get(r.attack)
         assert r.n == settings.samples_on(
-            settings.get(r.attack), ThreatModel(r.threat_model), ModelId.parse(r.source)
+            config, ThreatModel(r.threat_model), source, swept=study.sweep_only(source)
         ), r
     pgd_eps = max(params["attack"]["attacks"]["linf_pgd"]["epsilons"])
     for model in models:
@@ -121,7 +124,7 @@ def check_quantizers(smoke: Path) -> None:
         *((a, r, q) for a in quantize["sweep_archs"] for r in quantize["qat_recipes"] for q in quantize["qat_widths"]),
     ]
     for arch, recipe, quantizer in deployed:
-        m = load_json(smoke / "models" / "quant" / f"{arch}-{recipe}.{quantizer}" / "metrics.json")
+        m = load_json(smoke / "models" / "quant" / f"{arch}-{recipe}" / quantizer / "metrics.json")
         if quantizer in narrow:  # no accuracy floor
             assert m["activation_bits"] == m["nominal_weight_bits"] < 8, m
         else:

@@ -108,6 +108,6 @@ def test_two_clones_in_different_folders_reproduce_the_same_bytes(smoke: Path, s
     behind them, run from scratch in another folder: every output hash equals the first clone's."""
     other = clone(servers, tmp_path / "a" / "much" / "longer" / "checkout path")
     # ONNX Runtime's QDQ model and INC's exported program; the 4-bit variants share their writers.
-    stages = ("prepare", "train@lenet-standard", "quantize@lenet-standard-ort_int8", "quantize@lenet-standard-inc_int8")
+    stages = ("prepare", "train@lenet-standard", "quantize@lenet-standard")
     dvc(other, "repro", "--force", "--single-item", *stages)
     assert locked_outs(other, stages, timings=False) == locked_outs(smoke, stages, timings=False)

@@ -18,11 +18,17 @@ TIMING = REPORTS / "timing"
 
 
 def model_dir(model: ModelId, *, defended: bool = False) -> Path:
-    """models/float/<arch>-<recipe> or models/quant/<arch>-<recipe>.<quantizer> (under models/defended
-    for the defense study's recipe models)."""
+    """models/float/<arch>-<recipe> or models/quant/<arch>-<recipe>/<quantizer> (under models/defended
+    for the defense study's recipe models). A float model's quantized models share one folder, the output of
+    the one stage that makes them all."""
     if model.quantizer is None:
         return (DEFENDED_MODELS / "float" if defended else FLOAT_MODELS) / str(model)
-    return (DEFENDED_MODELS / "quant" if defended else QUANT_MODELS) / str(model)
+    return quantized_dir(model.parent, defended=defended) / model.quantizer
+
+
+def quantized_dir(parent: ModelId, *, defended: bool = False) -> Path:
+    """models/quant/<arch>-<recipe>: every quantized model of the float model ``parent``."""
+    return (DEFENDED_MODELS / "quant" if defended else QUANT_MODELS) / str(parent)
 
 
 def adversarial_dir(attack: str) -> Path:

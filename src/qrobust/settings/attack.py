@@ -93,10 +93,13 @@ class AttackSettings:
     replicate_samples: int | None = None  # the most samples a replicate (train.seeds) is attacked on
     # The norms whose attacks are made on the bit-width sweep's own models (Study.sweep_only); None: every norm.
     sweep_norms: tuple[Norm, ...] | None = None
+    sweep_samples: int | None = None  # the most samples the sweep's own models are attacked on
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], prepare: PrepareSettings | None = None) -> AttackSettings:
-        s = c.section(params, "attack", {"attacks", "batch_size", "device", "replicate_samples", "sweep_norms"})
+        s = c.section(
+            params, "attack", {"attacks", "batch_size", "device", "replicate_samples", "sweep_norms", "sweep_samples"}
+        )
         table = c.require(s, "attacks", "attack")
         if not isinstance(table, Mapping) or not table:
             raise ConfigError(f"attack.attacks: expected a mapping of attack name -> settings, got {table!r}")
@@ -119,13 +122,18 @@ class AttackSettings:
                     Norm(n) for n in c.name_list(s["sweep_norms"], "attack.sweep_norms", tuple(n.value for n in Norm))
                 )
             ),
+            sweep_samples=(
+                None if s.get("sweep_samples") is None else c.positive_int(s["sweep_samples"], "attack.sweep_samples")
+            ),
         )
 
-    def samples_on(self, config: AttackConfig, threat: ThreatModel, source: ModelId) -> int:
+    def samples_on(self, config: AttackConfig, threat: ThreatModel, source: ModelId, *, swept: bool = False) -> int:
         """How many evaluation samples ``config`` attacks ``source`` on under ``threat``: a replicate at most
-        ``attack.replicate_samples``, the first of the same nested subset the study's seed is attacked on."""
+        ``attack.replicate_samples``, one of the bit-width sweep's own models (``swept``: Study.sweep_only) at most
+        ``attack.sweep_samples``, the first of the same nested subset the study's seed is attacked on."""
         count = config.samples_for(threat)
-        return count if source.seed is None or self.replicate_samples is None else min(count, self.replicate_samples)
+        caps = [self.replicate_samples if source.seed is not None else None, self.sweep_samples if swept else None]
+        return min([count, *(cap for cap in caps if cap is not None)])
 
     def get(self, name: str) -> AttackConfig:
         for attack in self.attacks:
