@@ -4,7 +4,7 @@ Neural Networks": its claims, each primary hypothesis beside its text."""
 from __future__ import annotations
 
 from qrobust.findings.evidence import ClaimEntry, Condition, Hypothesis, Scope
-from qrobust.findings.sources import condition, count, matched, matched_detail, matched_test, measured, tag
+from qrobust.findings.sources import condition, count, headline_conditions, matched, measured, tag
 from qrobust.findings.tests import binomial, missing, two_sample
 from qrobust.pipeline.model_id import ModelId
 from qrobust.settings.findings import Threshold
@@ -20,12 +20,7 @@ MASKING_HYPOTHESIS = Hypothesis(
 
 
 def _masking(scope: Scope, t: Threshold) -> list[Condition]:
-    out = []
-    for _, quant in scope.quantized():
-        record = matched(scope, quant, scope.headline)
-        test = matched_test(record, MASKING_HYPOTHESIS.direction, t.delta, t.boundary)
-        out.append(condition(scope, quant, test, *matched_detail(record)))
-    return out
+    return headline_conditions(scope, (quant for _, quant in scope.quantized()), MASKING_HYPOTHESIS.direction, t)
 
 
 MASKING = ClaimEntry(

@@ -3,7 +3,7 @@ and the defense study's metrics, each turned into one condition's primary test."
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from qrobust.findings.evidence import Condition, Scope
@@ -55,6 +55,17 @@ def matched_detail(record: Mapping[str, Any] | None) -> tuple[str, ...]:
         f"discordant {record['only_reference']} / {record['only_other']}",
         f"attacks on both: {', '.join(record['attacks'])}",
     )
+
+
+def headline_conditions(scope: Scope, models: Iterable[ModelId], direction: int, t: Threshold) -> list[Condition]:
+    """Per quantized model: its matched worst case at the headline epsilon against its float parent's."""
+    out = []
+    for quant in models:
+        record = matched(scope, quant, scope.headline)
+        out.append(
+            condition(scope, quant, matched_test(record, direction, t.delta, t.boundary), *matched_detail(record))
+        )
+    return out
 
 
 def measured(scope: Scope) -> list[tuple[ModelId, ModelId, Mapping[str, Any], Mapping[str, Any]]]:

@@ -4,7 +4,7 @@ the primary hypothesis beside its text, judged per width of the bit-width sweep 
 from __future__ import annotations
 
 from qrobust.findings.evidence import ClaimEntry, Condition, Hypothesis, Scope
-from qrobust.findings.sources import condition, matched, matched_detail, matched_test
+from qrobust.findings.sources import headline_conditions
 from qrobust.settings.findings import Threshold
 
 LOW_BITS_HYPOTHESIS = Hypothesis(
@@ -19,12 +19,7 @@ LOW_BITS_HYPOTHESIS = Hypothesis(
 
 
 def _low_bits(scope: Scope, t: Threshold) -> list[Condition]:
-    out = []
-    for quant in scope.sweep:
-        record = matched(scope, quant, scope.headline)
-        test = matched_test(record, LOW_BITS_HYPOTHESIS.direction, t.delta, t.boundary)
-        out.append(condition(scope, quant, test, *matched_detail(record)))
-    return out
+    return headline_conditions(scope, scope.sweep, LOW_BITS_HYPOTHESIS.direction, t)
 
 
 LOW_BITS = ClaimEntry(
