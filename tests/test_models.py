@@ -57,3 +57,37 @@ def test_trained_fixture_is_accurate(trained_lenet, tiny_data) -> None:
 
     x, y = tiny_data["test"]
     assert accuracy(predict_logits(trained_lenet, x).argmax(1), y) > 0.9
+
+
+class _Shifted(OrtRuntime):
+    """A runtime whose logits are the model's plus ``shift`` (float32 rounding, or a broken export)."""
+
+    def __init__(self, model: torch.nn.Module, shift: float) -> None:
+        self.model, self.shift, self.path = model, shift, "shifted.onnx"
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        from qrobust.deploy.runtime import predict_logits
+
+        return predict_logits(self.model, x) + self.shift
+
+
+def test_the_export_check_scales_its_tolerance_with_the_logits() -> None:
+    from qrobust.deploy.runtime import VerificationError
+
+    small = create_model("lenet", SPEC).eval()
+    large = torch.nn.Sequential(small, torch.nn.Flatten(), _Times(500.0)).eval()  # logits in the hundreds
+    x = np.random.default_rng(0).random((8, 1, 28, 28), dtype=np.float32)
+    verify_export(large, _Shifted(large, 2e-3), x)  # rounding at that size passes
+    with pytest.raises(VerificationError, match="ONNX Runtime disagrees with torch"):
+        verify_export(small, _Shifted(small, 2e-3), x)  # the same error on logits below 1 does not
+    with pytest.raises(VerificationError, match="ONNX Runtime disagrees with torch"):
+        verify_export(large, _Shifted(large, 1.0), x)
+
+
+class _Times(torch.nn.Module):
+    def __init__(self, factor: float) -> None:
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.factor

@@ -157,15 +157,19 @@ def latencies(runtime: OrtRuntime | TorchRuntime, x: np.ndarray, *, repeats: int
 
 
 def verify_export(model: nn.Module, runtime: OrtRuntime, x: np.ndarray, *, atol: float = 1e-3) -> dict[str, float]:
-    """The ONNX export must give the float model's logits and predictions; fail loudly if not."""
+    """The ONNX export must give the float model's logits and predictions; fail loudly if not. The tolerance is
+    ``atol`` on logits up to 1 in size, relative beyond: float32 rounding grows with the logits (LeNet trained
+    quantization-aware at 2 bits has logits in the hundreds, where kernels' summation order alone moved them
+    by 1.2e-3)."""
 
     reference = predict_logits(model, x)
     exported = runtime.logits(x)
     max_diff = float(np.abs(reference - exported).max())
+    limit = atol * max(1.0, float(np.abs(reference).max()))
     agreement = float((reference.argmax(1) == exported.argmax(1)).mean())
-    if max_diff > atol or agreement < 1.0:
+    if max_diff > limit or agreement < 1.0:
         raise VerificationError(
-            f"{runtime.path}: ONNX Runtime disagrees with torch (max |logit diff| {max_diff:.2e} > {atol}, "
-            f"top-1 agreement {agreement:.4f})"
+            f"{runtime.path}: ONNX Runtime disagrees with torch (max |logit diff| {max_diff:.2e} > {limit:.2e}, "
+            f"{atol} of the largest logit, at least {atol}; top-1 agreement {agreement:.4f})"
         )
     return {"onnx_max_abs_logit_diff": max_diff, "onnx_top1_agreement": agreement}
