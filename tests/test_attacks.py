@@ -131,8 +131,32 @@ def test_decision_victim_sees_labels_only(lenet_onnx, tiny_data) -> None:
     runtime = OrtRuntime(lenet_onnx)
     scores = runtime_victim(runtime, labels_only=True).logits(x)
     assert set(np.unique(scores)) == {0.0, 1.0} and np.array_equal(scores.argmax(1), runtime.predict(x))
-    victim = runtime_victim(runtime, labels_only=False)
-    assert np.allclose(victim.logits(x), runtime.logits(x)) and victim.queries == 8
+    victim = runtime_victim(runtime, labels_only=False)  # log-probabilities: the logits shifted per sample
+    scores, logits = victim.logits(x), runtime.logits(x)
+    assert np.allclose(np.exp(scores).sum(1), 1.0, atol=1e-5) and victim.queries == 8
+    assert np.allclose(scores - scores[:, :1], logits - logits[:, :1], atol=1e-4)
+
+
+class _Loud:
+    """A runtime whose logits are the LeNet's times 1,000 (LeNet trained quantization-aware at 2 bits has
+    logits in the hundreds)."""
+
+    def __init__(self, runtime: OrtRuntime) -> None:
+        self.runtime = runtime
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        return 1000.0 * self.runtime.logits(x)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.runtime.predict(x)
+
+
+def test_a_score_based_attack_survives_logits_in_the_thousands(lenet_onnx, tiny_data) -> None:
+    """GenAttack exponentiates its scores: on raw logits this large its fitness was NaN and the stage failed."""
+    x, y = tiny_data["test"][0][:8], tiny_data["test"][1][:8]
+    victim = runtime_victim(_Loud(OrtRuntime(lenet_onnx)), labels_only=False)
+    crafted = craft(victim, "gen_attack", FAST.get("gen_attack", {}), (0.1,), x, y, batch_size=8, seed=0)
+    assert np.isfinite(crafted.x_adv).all()
 
 
 @pytest.mark.parametrize("name", ["boundary", "hop_skip_jump"])

@@ -150,7 +150,10 @@ def pool_before_relu(module: nn.Module) -> nn.Module:
 
 def runtime_victim(runtime: Runtime, *, labels_only: bool) -> Victim:
     """A black-box victim on the deployed runtime. With ``labels_only`` it returns one-hot logits,
-    so a decision-based attack cannot use scores even by accident."""
+    so a decision-based attack cannot use scores even by accident. Otherwise it returns log-probabilities:
+    what a deployed classifier's scores are, with the logits' ranking and margins (a shift per sample), and
+    never above 0, so that an attack exponentiating them cannot overflow (Foolbox's GenAttack fitness gave
+    NaN on the logits, in the hundreds, of LeNet trained quantization-aware at 2 bits)."""
     import foolbox
 
     victim: Victim
@@ -160,7 +163,8 @@ def runtime_victim(runtime: Runtime, *, labels_only: bool) -> Victim:
         logits = runtime.logits(x)
         if labels_only:
             return np.eye(logits.shape[1], dtype=np.float32)[logits.argmax(1)]
-        return logits
+        shifted = logits - logits.max(1, keepdims=True)
+        return shifted - np.log(np.exp(shifted).sum(1, keepdims=True))
 
     victim = Victim(foolbox.models.NumPyModel(call, bounds=BOUNDS, data_format="channels_first"), torch_device=None)
     return victim
