@@ -30,7 +30,7 @@ from qrobust.attacks.catalogue import ATTACKS
 from qrobust.attacks.runner import attack_subset, craft, perturbation_norms
 from qrobust.attacks.sets import AdversarialSet
 from qrobust.attacks.threats import NORMS, ThreatModel
-from qrobust.attacks.victims import module_victim
+from qrobust.attacks.victims import module_victim, open_module
 from qrobust.data.datasets import DATASETS
 from qrobust.data.splits import eval_split
 from qrobust.defenses.catalogue import REJECTED
@@ -127,9 +127,15 @@ class DefenseStudy:
         return adversarial_set(attack, threat_of(source.precision).value, source)
 
     def suite_set(self, source: ModelId) -> AdversarialSet:
-        """The non-adaptive set: made by the attack suite on ``source`` without any defense."""
+        """The non-adaptive set: made by the attack suite on ``source`` without any defense. A sweep width
+        among a defense's members (random precision) was attacked on fewer samples (attack.sweep_samples, a
+        subset of these): the suite's attack is then made here on the defense study's samples, through the
+        same twin with the same options and seed, as the suite would have made it."""
         path = self.suite_path(self.attack.name, source)
         adv = AdversarialSet.load(path)
+        if len(adv.index) < len(self.index) and np.isin(adv.index, self.index).all():
+            threat = threat_of(source.precision)
+            return self.adaptive_set(open_module(threat, source, self.spec), source, threat)
         if not np.array_equal(adv.index, self.index):
             raise ConfigError(f"{path}: made on other samples than attack.attacks.{self.attack.name}; re-run its stage")
         return adv.at(self.settings.epsilons)
