@@ -132,5 +132,6 @@ def test_the_trend_starts_at_the_widest_width_from_which_every_narrower_one_hold
     assert [row[0].split()[0] for row in table.rows] == [
         "lenet-qat.ort_w2a2", "lenet-standard.ort_w2a2", "lenet-standard.ort_w3a3", "lenet-standard.ort_w4a4",
     ]  # fmt: skip
-    assert "standard: from 3 bits down" in table.note and "qat: at no width" in table.note
+    assert "standard: it holds at 2, 3 bits; as a trend, from 3 bits down" in table.note
+    assert "qat: it holds at no width; as a trend, nowhere (not at the narrowest width)" in table.note
     assert trend_table(None) is None and trend_table({**claim, "conditions": []}) is None

@@ -212,7 +212,10 @@ def trend_table(claim: Mapping[str, Any] | None) -> Table | None:
             if not holds:
                 break
             start = bits
-        starts.append(f"{recipe}: " + ("at no width" if start is None else f"from {start} bits down"))
+        widths = [str(bits) for bits, holds in held if holds]
+        where = f"{', '.join(widths)} bits" if widths else "no width"
+        run = "nowhere (not at the narrowest width)" if start is None else f"from {start} bits down"
+        starts.append(f"{recipe}: it holds at {where}; as a trend, {run}")
     body = tuple(
         (
             c["condition"],
@@ -227,8 +230,8 @@ def trend_table(claim: Mapping[str, Any] | None) -> Table | None:
         f"Per width: {claim['source']}",
         ("condition", "effect, points [95% interval]", "n", "power", "verdict"),
         body,
-        f"{claim['claim']} Judged per width: {claim['quantity']}. The trend holds "
+        f"{claim['claim']} Judged per width: {claim['quantity']}. Per recipe, "
         + "; ".join(starts)
-        + " (the widest width from which it holds at every narrower width). Holm's control over the widths, "
-        "as in the findings.",
+        + " (a trend: the widest width from which it holds at every narrower width). Holm's control over the "
+        "widths, as in the findings.",
     )
