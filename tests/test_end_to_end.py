@@ -21,6 +21,7 @@ from qrobust.findings.claims import CLAIMS
 from qrobust.findings.evidence import Verdict
 from qrobust.pipeline.io import PARTIAL, load_json
 from qrobust.pipeline.model_id import ModelId
+from qrobust.quantization.catalogue import QUANTIZERS
 from qrobust.settings.study import Study
 from qrobust.tools.study import materialize
 from tests.browser import assert_reads_in_the_window
@@ -165,10 +166,12 @@ def test_report_metrics_and_plots(smoke: Path) -> None:
     headline = files["reports/headline.json"]["data"]
     models = read_results(smoke / "reports" / "results.csv")
     study = Study.from_params(yaml.safe_load((smoke / "params.yaml").read_text()))
-    primary = {  # replicates and the bit-width sweep: in the report
+    primary = {  # replicates, the bit-width sweep and the placebo: in the report
         r.target
         for r in models
-        if ModelId.parse(r.target).seed is None and not study.sweep_only(ModelId.parse(r.target))
+        if ModelId.parse(r.target).seed is None
+        and not study.sweep_only(ModelId.parse(r.target))
+        and not (ModelId.parse(r.target).quantizer and QUANTIZERS.get(ModelId.parse(r.target).quantizer).placebo)
     }
     assert set(headline["clean"]) == primary and set(headline["verdict"]) == set(findings)
     assert "across 2 seeds" in markdown and " x 2 seeds" in markdown

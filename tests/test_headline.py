@@ -64,8 +64,10 @@ def test_metrics_file_holds_clean_robust_and_verdicts_and_null_where_no_attack_r
 
 def test_the_default_study_gives_dvc_at_most_50_metrics() -> None:
     """dvc exp show and metrics diff show the declared metrics files only: the headline file, two numbers
-    per model of the study's seed (replicates and the bit-width sweep are in the report) and one verdict per claim."""
+    per model of the study's seed (replicates, the bit-width sweep and the placebo are in the report) and one
+    verdict per claim."""
     from qrobust.findings.claims import CLAIMS
+    from qrobust.quantization.catalogue import QUANTIZERS
     from qrobust.settings.study import load_study
     from tests.conftest import ROOT
 
@@ -77,7 +79,8 @@ def test_the_default_study_gives_dvc_at_most_50_metrics() -> None:
     ]
     assert declared == ["reports/headline.json"]
     study = load_study(str(ROOT / "params.yaml"))
-    models = [m for m in study.primary_models() if m.quantizer not in study.quantize.sweep]
+    placebos = {q for q in study.quantize.quantizers if QUANTIZERS.get(q).placebo}
+    models = [m for m in study.primary_models() if not study.sweep_only(m) and m.quantizer not in placebos]
     columns = 2 * len(models) + len(CLAIMS)
     assert columns <= 50, columns
 
