@@ -134,10 +134,9 @@ def bit_width_figure(
 
     widest = max((w.bits for w in widths if w.bits is not None), default=8)
     recipes = list(dict.fromkeys(w.recipe for w in widths))
+    base = {w.model: widest + FLOAT_GAP if w.bits is None else w.bits for w in widths}
     # Each recipe's line a little right of the one before, so that their error bars do not hide each other.
-    x_of = {
-        w.model: (widest + FLOAT_GAP if w.bits is None else w.bits) + 0.12 * recipes.index(w.recipe) for w in widths
-    }
+    x_of = {w.model: base[w.model] + 0.12 * recipes.index(w.recipe) for w in widths}
     fig, axes = plt.subplots(1, len(PANELS), figsize=(3.3 * len(PANELS), 3.6), sharey=True, squeeze=False)
     colours = plt.get_cmap("viridis")
     styles = ("-", "--", ":", "-.")
@@ -155,7 +154,7 @@ def bit_width_figure(
             marker = "os^D"[r % 4]
             ax.errorbar(xs, ys, yerr=errors, marker=marker, ms=3, capsize=2, color=colour,
                         linestyle=styles[r % len(styles)], label=f"{recipe}, eps {eps:g}")  # fmt: skip
-        ticks = sorted({widest + FLOAT_GAP if w.bits is None else w.bits for w in widths})
+        ticks = sorted(set(base.values()))
         ax.set_xticks(ticks, [str(t) if t <= widest else "float" for t in ticks])
         ax.set(title="all sets (worst case)" if panel is ThreatModel.WORST_CASE else panel.value, ylim=(0, 1))
         ax.set_xlabel("bits (weights and activations)")
