@@ -22,11 +22,11 @@ Run after `make repro` (it reads the default study's models and evaluation subse
 - training: milliseconds per step of ``training.fit`` against a bare torch loop over in-memory tensors.
 - scaling: runner time on the first architecture for 100, 500 and 1,000 samples and for 1, 2 and 3
   models; the exponent of a power law fitted to each (1 = linear).
-- pipeline: what DVC pays over the study to rewrite ``dvc.lock`` after every stage it runs (its own
-  ``modify_yaml``: a round-trip parse and dump of the whole file), for the committed lock against the same
-  lock with each stage's code dependencies (the modules under src/ and stages/ it lists) as one entry, and
-  against one lock per phase of the pipeline (each stage rewriting only its phase's); and what it pays
-  to read its YAML files, with ruamel's C loader (ruamel.yaml.clib) against its pure-Python one.
+- pipeline: what DVC pays over the study to rewrite a stage's lock after every stage it runs (its own
+  ``modify_yaml``: a round-trip parse and dump of the whole file), for the committed locks (one per file
+  of ``qrobust.tools.pipelines``, each stage rewriting its own file's) against one lock holding every
+  stage; and what it pays to read its YAML files, with ruamel's C loader (ruamel.yaml.clib) against its
+  pure-Python one.
 
 Figures are medians or best-of runs on this machine; ratios are what to compare across machines.
 """
@@ -38,7 +38,6 @@ import hashlib
 import json
 import math
 import os
-import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -62,6 +61,7 @@ from qrobust.pipeline.allocator import keep_freed_memory
 from qrobust.pipeline.blas import thread_invariant_products
 from qrobust.pipeline.layout import ADVERSARIAL, FLOAT_MODELS, PREPARED, QUANT_MODELS
 from qrobust.settings.study import load_study
+from qrobust.tools.pipelines import LOCKS, PIPELINES
 from qrobust.training.loop import TrainConfig, fit
 from qrobust.training.recipes import create_recipe
 
@@ -387,18 +387,6 @@ def scaling_section(arch: str, spec: InputSpec, x: np.ndarray, y: np.ndarray, gr
     return rows
 
 
-# The pipeline's phases, for the split-lock baseline: a stage not named here is a phase of its own.
-PHASES = {
-    "prepare": "train",
-    "train_defense": "train",
-    "quantize_defense": "quantize",
-    "evaluate": "defend",
-    "defend_recipe": "defend",
-    "findings": "analyse",
-    "report": "analyse",
-}
-
-
 def attack_set(job: tuple[str, str, str, int]) -> tuple[float, str]:
     """One set of the attack stage (``craft`` on an opened victim, as stages/attack.py makes it): seconds
     and a digest of the adversarial examples. Module-level, so a spawned worker can run it."""
@@ -446,20 +434,8 @@ def workers_section(archs: list[str], samples: int) -> list[dict]:
 
 
 def pipeline_section() -> list[dict]:
-    lock = yaml.safe_load(Path("dvc.lock").read_text())
-
-    def code(dep: dict) -> bool:
-        return dep["path"].startswith(("src/", "stages/"))
-
-    collapsed: dict[str, Any] = {"schema": lock["schema"], "stages": {}}
-    phases: dict[str, dict[str, Any]] = {}
-    for name, stage in lock["stages"].items():
-        deps = stage.get("deps", [])
-        digest = hashlib.md5("".join(d.get("md5", "") for d in deps if code(d)).encode()).hexdigest()
-        code_entry = {"path": "src/qrobust", "hash": "md5", "md5": f"{digest}.dir", "size": 0, "nfiles": 1}
-        collapsed["stages"][name] = {**stage, "deps": [code_entry, *(d for d in deps if not code(d))]}
-        top = name.split("@")[0]
-        phases.setdefault(PHASES.get(top, top), {"schema": lock["schema"], "stages": {}})["stages"][name] = stage
+    locks = [yaml.safe_load(lock.read_text()) for lock in LOCKS if lock.is_file()]
+    merged = {"schema": "2.0", "stages": {n: s for lock in locks for n, s in lock["stages"].items()}}
 
     def rewrite(path: Path) -> Callable[[], None]:
         def run() -> None:
@@ -469,31 +445,29 @@ def pipeline_section() -> list[dict]:
         return run
 
     with tempfile.TemporaryDirectory() as tmp:
-        full, small = Path(tmp, "full.lock"), Path(tmp, "collapsed.lock")
-        shutil.copyfile("dvc.lock", full)
-        small.write_text(yaml.safe_dump(collapsed, sort_keys=False))
-        parts = [Path(tmp, f"{phase}.lock") for phase in phases]
-        for path, part in zip(parts, phases.values(), strict=True):
-            path.write_text(yaml.safe_dump(part, sort_keys=False))
-        lines = len(full.read_text().splitlines())
-        seconds = best_seconds_each([rewrite(full), rewrite(small), *map(rewrite, parts)], repeats=3)
-    stages = len(lock["stages"])
-    per_phase = sum(len(part["stages"]) * s for part, s in zip(phases.values(), seconds[2:], strict=True))
-    name = f"rewrite dvc.lock ({lines:,} lines) after each of {stages} stages"
+        one = Path(tmp, "one.lock")
+        one.write_text(yaml.safe_dump(merged, sort_keys=False))
+        parts = [Path(tmp, f"{i}.lock") for i in range(len(locks))]
+        for path, lock in zip(parts, locks, strict=True):
+            path.write_text(yaml.safe_dump(lock, sort_keys=False))
+        lines = len(one.read_text().splitlines())
+        seconds = best_seconds_each([rewrite(one), *map(rewrite, parts)], repeats=3)
+    stages = len(merged["stages"])
+    per_file = sum(len(lock["stages"]) * s for lock, s in zip(locks, seconds[1:], strict=True))
+    name = f"rewrite the locks ({lines:,} lines in all) after each of {stages} stages, {len(locks)} files"
     return [
-        figure("pipeline", name, "s", stages * seconds[0], ("code deps as one entry per stage", stages * seconds[1])),
-        figure("pipeline", name, "s", stages * seconds[0], (f"one lock per phase ({len(phases)})", per_phase)),
+        figure("pipeline", name, "s", per_file, ("one dvc.lock for every stage", stages * seconds[0])),
         yaml_loader_row(),
     ]
 
 
 def yaml_loader_row() -> dict:
-    """DVC reads dvc.yaml, dvc.lock and params.yaml with ruamel's safe loader (``parse_yaml``), several times
+    """DVC reads the pipeline's files, their locks and params.yaml with ruamel's safe loader (``parse_yaml``), several times
     per stage it runs: with ruamel.yaml.clib installed (requirements.txt) that is the C parser; the
     baseline is the pure-Python parser DVC falls back to without it."""
     from ruamel.yaml import YAML
 
-    texts = [Path(name).read_text() for name in ("dvc.yaml", "dvc.lock", "params.yaml")]
+    texts = [path.read_text() for path in (*PIPELINES, *LOCKS, Path("params.yaml")) if path.is_file()]
 
     def parse(pure: bool) -> Callable[[], None]:
         def run() -> None:
@@ -505,7 +479,11 @@ def yaml_loader_row() -> dict:
     loader = YAML(typ="safe").Parser.__name__  # CParser with ruamel.yaml.clib, Parser without
     c, pure = best_seconds_each([parse(False), parse(True)], repeats=3)
     return figure(
-        "pipeline", f"read dvc.yaml, dvc.lock and params.yaml once ({loader})", "s", c, ("pure-Python loader", pure)
+        "pipeline",
+        f"read the pipeline's files, locks and params.yaml once ({loader})",
+        "s",
+        c,
+        ("pure-Python loader", pure),
     )
 
 

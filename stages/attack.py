@@ -68,11 +68,7 @@ def main(name: str) -> None:
     settings = study.attack
     config, entry = settings.get(name), ATTACKS.get(name)
     device = resolve_device(settings.device)
-    # The sweep's own models meet only the attacks of attack.sweep_norms: its section reads the headline norm.
-    sweep_norms = settings.sweep_norms
-    deployed = [
-        m for m in study.models() if sweep_norms is None or entry.norm in sweep_norms or not study.sweep_only(m)
-    ]
+    deployed = study.reached_by(entry.norm)
     sets = [(t, s) for t in config.threat_models for s in sources(t, deployed, noise=entry.kind is Kind.NOISE)]
     # Weight-only: no activation rounding, so the ste twin is the exact twin; the same samples give the same set.
     exact, ste = ThreatModel.WHITE_QNN_EXACT, ThreatModel.WHITE_QNN_STE

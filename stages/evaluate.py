@@ -64,12 +64,10 @@ def _inputs(seed: int | None) -> tuple[np.ndarray, np.ndarray, tuple[Adversarial
     x, y = eval_split()
     deployed = families(study.models())[seed]
     sets = []
-    sweep_norms = study.attack.sweep_norms
     for attack in study.attack.attacks:
         entry = ATTACKS.get(attack.name)
         noise = entry.kind is Kind.NOISE
-        # The sweep's own models meet only the attacks of attack.sweep_norms (the attack stage's rule).
-        reached = [m for m in deployed if sweep_norms is None or entry.norm in sweep_norms or not study.sweep_only(m)]
+        reached = [m for m in study.reached_by(entry.norm) if m in deployed]
         for threat in attack.threat_models:
             for source in sources(threat, reached, noise=noise):
                 path = adversarial_set(attack.name, threat.value, source)

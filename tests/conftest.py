@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from qrobust.models import InputSpec, create_model
 from qrobust.pipeline.blas import thread_invariant_products
 from qrobust.pipeline.device import seed_everything
+from qrobust.tools.pipelines import locked_stages
 from qrobust.tools.study import materialize
 from qrobust.training.loop import TrainConfig, fit
 from qrobust.training.recipes import Standard
@@ -136,11 +136,10 @@ TIMINGS = "reports/timing/"
 
 
 def locked_outs(project: Path, stages: tuple[str, ...] | None = None, *, timings: bool = True) -> dict[str, str]:
-    """Each cached output's hash in ``project``'s dvc.lock: of ``stages`` or all; wall-clock timings optional."""
-    lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
+    """Each cached output's hash in ``project``'s locks: of ``stages`` or all; wall-clock timings optional."""
     return {
         o["path"]: o["md5"]
-        for name, stage in lock.items()
+        for name, stage in locked_stages(project).items()
         if stages is None or name in stages
         for o in stage["outs"]
         if timings or not o["path"].startswith(TIMINGS)

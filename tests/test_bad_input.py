@@ -18,6 +18,7 @@ import yaml
 
 from qrobust.data.datasets import FASHION_MNIST_SHA256
 from qrobust.pipeline.io import save_npz
+from qrobust.tools.pipelines import LOCKS
 from qrobust.tools.study import materialize
 from tests.conftest import DVC, ROOT, venv_env
 from tests.test_data import FASHION_ROOT
@@ -188,4 +189,4 @@ def test_a_bad_value_in_any_section_stops_dvc_repro_at_its_first_stage(tmp_path:
     result = subprocess.run([DVC, "repro"], cwd=project, env=venv_env(), capture_output=True, text=True)
     assert result.returncode != 0
     assert f"prepare: {key}" in result.stderr, result.stderr
-    assert not (project / "data" / "prepared").exists() and not (project / "dvc.lock").exists()
+    assert not (project / "data" / "prepared").exists() and not any((project / lock).exists() for lock in LOCKS)

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from qrobust.attacks.threats import ThreatModel
+from qrobust.attacks.threats import Norm, ThreatModel
 from qrobust.evaluation.worstcase import WorstCase
 from qrobust.pipeline.errors import ConfigError
 from qrobust.pipeline.model_id import ModelId
@@ -39,6 +39,15 @@ def test_the_sweep_adds_its_widths_to_the_standard_models_of_its_archs_only(para
     # The analysis and the verdicts keep to quantize.quantizers.
     assert study.quantize.of(lenet, sweep=False) == study.quantize.quantizers
     assert study.quantize.of(lenet) == (*study.quantize.quantizers, *SWEEP)
+
+
+@pytest.mark.parametrize(("sweep_norms", "l2_reaches_the_sweep"), [(["linf"], False), (None, True)])
+def test_the_sweep_meets_only_the_attacks_of_its_norms(params: dict, sweep_norms, l2_reaches_the_sweep: bool) -> None:
+    params["attack"]["sweep_norms"] = sweep_norms
+    study = Study.from_params(params)
+    swept = {m for m in study.models() if study.sweep_only(m)}
+    assert swept and set(study.reached_by(Norm.LINF)) == set(study.models())
+    assert set(study.reached_by(Norm.L2)) == set(study.models()) - (set() if l2_reaches_the_sweep else swept)
 
 
 @pytest.mark.parametrize(

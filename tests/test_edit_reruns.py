@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from qrobust.tools.pipelines import stage_name
 from tests.conftest import dvc
 
 pytestmark = pytest.mark.slow
@@ -54,7 +55,7 @@ EDITS = {
 
 
 def changed_stages(project: Path) -> set[str]:
-    return set(json.loads(dvc(project, "status", "--json") or "{}"))
+    return {stage_name(s) for s in json.loads(dvc(project, "status", "--json") or "{}")}
 
 
 def test_a_fresh_study_has_nothing_to_re_run(smoke: Path) -> None:

@@ -23,6 +23,7 @@ from qrobust.pipeline.io import PARTIAL, load_json
 from qrobust.pipeline.model_id import ModelId
 from qrobust.quantization.catalogue import QUANTIZERS
 from qrobust.settings.study import Study
+from qrobust.tools.pipelines import LOCKS, address, stage_name
 from qrobust.tools.study import materialize
 from tests.browser import assert_reads_in_the_window
 from tests.conftest import DVC, ROOT, dvc, locked_outs, venv_env
@@ -290,11 +291,12 @@ def test_a_hand_edited_model_is_named_by_dvc_and_restored_by_checkout(smoke: Pat
     model = smoke / "models" / "float" / "lenet-standard" / "model.onnx"
     original = model.read_bytes()
     model.write_bytes(original + b"\0")
-    status = dvc(smoke, "status", "train@lenet-standard")
+    train = address(smoke, "train@lenet-standard")
+    status = dvc(smoke, "status", train)
     assert "modified:" in status and "models/float/lenet-standard" in status
     dvc(smoke, "checkout", "--force", "models/float/lenet-standard")
     assert model.read_bytes() == original
-    assert "Data and pipelines are up to date" in dvc(smoke, "status", "train@lenet-standard")
+    assert "Data and pipelines are up to date" in dvc(smoke, "status", train)
 
 
 def stage_script(session: int) -> psutil.Process | None:
@@ -307,7 +309,7 @@ def kill_midway(project: Path, stage: str, after_s: float) -> None:
     """Force ``stage`` to re-run and SIGKILL DVC, the shell and the script together ``after_s`` seconds
     into the script, as a power cut or the OOM killer would: no handler, no cleanup."""
     proc = subprocess.Popen(
-        [DVC, "repro", "--force", "--single-item", stage],
+        [DVC, "repro", "--force", "--single-item", address(project, stage)],
         cwd=project,
         env=venv_env(),
         start_new_session=True,
@@ -329,18 +331,20 @@ def test_a_stage_killed_midway_leaves_nothing_recorded_and_the_rerun_is_identica
     # Training's determinism is unit-tested too; re-runs of the split, INC's export and ONNX Runtime's
     # quantization are compared in tests/test_sharing.py, from scratch in another folder.
     killed = ("train@lenet-standard", "attack@linf_pgd", "evaluate")
-    lock, before = (smoke / "dvc.lock").read_bytes(), locked_outs(smoke, killed, timings=False)
+    locks, before = [(smoke / lock).read_bytes() for lock in LOCKS], locked_outs(smoke, killed, timings=False)
     for stage in killed:
         kill_midway(smoke, stage, after_s=3.0)
-        assert (smoke / "dvc.lock").read_bytes() == lock, f"killing {stage} changed dvc.lock"
-        assert stage in json.loads(dvc(smoke, "status", "--json", stage)), f"{stage}'s partial outputs pass as done"
-        dvc(smoke, "checkout", stage)  # the recorded outputs come back from the cache
-    dvc(smoke, "repro", "--force", "--single-item", *killed)
+        assert [(smoke / lock).read_bytes() for lock in LOCKS] == locks, f"killing {stage} changed a lock"
+        where = address(smoke, stage)
+        assert where in json.loads(dvc(smoke, "status", "--json", where)), f"{stage}'s partial outputs pass as done"
+        dvc(smoke, "checkout", where)  # the recorded outputs come back from the cache
+    dvc(smoke, "repro", "--force", "--single-item", *(address(smoke, s) for s in killed))
     assert locked_outs(smoke, killed, timings=False) == before
     # Each killed write's temporary file or folder (hidden from DVC by .dvcignore) went with the re-run.
     assert not list(smoke.rglob(f"*{PARTIAL}*"))
-    # Only wall-clock timings differ: with the first run's lock, every output is the first run's again.
-    (smoke / "dvc.lock").write_bytes(lock)
+    # Only wall-clock timings differ: with the first run's locks, every output is the first run's again.
+    for lock, recorded in zip(LOCKS, locks, strict=True):
+        (smoke / lock).write_bytes(recorded)
     dvc(smoke, "checkout", "--force")
     assert "Data and pipelines are up to date" in dvc(smoke, "status")
 
@@ -352,7 +356,7 @@ def test_attack_change_reruns_no_training_or_quantization(smoke: Path) -> None:
     params["attack"]["attacks"]["linf_pgd"]["steps"] += 1
     try:
         params_file.write_text(yaml.safe_dump(params, sort_keys=False))
-        changed = set(json.loads(dvc(smoke, "status", "--json")))
+        changed = {stage_name(s) for s in json.loads(dvc(smoke, "status", "--json"))}
     finally:
         params_file.write_text(original)
     # Only that attack's stage, the two stages that read every attack's sets, and the defense study,
@@ -390,11 +394,13 @@ def test_analysis_covers_every_pair_and_its_settings_rerun_only_the_analysis(smo
             "float",
             *(f"{model}.{q}" for q in params["quantize"]["replicate_quantizers"]),
         }
-    before = set(json.loads(dvc(smoke, "status", "--json")))  # report may be stale from a forced re-run's timings
+    before = {
+        stage_name(s) for s in json.loads(dvc(smoke, "status", "--json"))
+    }  # report may be stale from a forced re-run's timings
     params["analysis"]["samples"] -= 1
     try:
         params_file.write_text(yaml.safe_dump(params, sort_keys=False))
-        changed = set(json.loads(dvc(smoke, "status", "--json"))) - before
+        changed = {stage_name(s) for s in json.loads(dvc(smoke, "status", "--json"))} - before
     finally:
         params_file.write_text(original)
     # findings and report read the analysis outputs, so they follow once those change.

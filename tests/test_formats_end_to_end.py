@@ -20,6 +20,7 @@ import yaml
 from qrobust.data.datasets import DATASETS
 from qrobust.pipeline.io import load_json
 from qrobust.tools import code_deps
+from qrobust.tools.pipelines import address
 from qrobust.tools.study import materialize
 from tests.conftest import ROOT, dvc
 from tests.formats import write_release
@@ -100,5 +101,5 @@ def test_smoke_study_runs_whole_on_each_other_format(tmp_path: Path, name: str) 
 @pytest.mark.parametrize("name", ["mnist", "svhn"])
 def test_smoke_study_trains_on_each_other_format(tmp_path: Path, name: str) -> None:
     project, pins = study_on(name, tmp_path)
-    dvc(project, "repro", "train@lenet-standard")
+    dvc(project, "repro", address(project, "train@lenet-standard"))
     check_prepared_and_trained(project, name, pins)

@@ -69,11 +69,13 @@ def test_the_default_study_gives_dvc_at_most_50_metrics() -> None:
     from qrobust.findings.claims import CLAIMS
     from qrobust.quantization.catalogue import QUANTIZERS
     from qrobust.settings.study import load_study
+    from qrobust.tools.pipelines import PIPELINES
     from tests.conftest import ROOT
 
     declared = [
         path
-        for stage in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"].values()
+        for pipeline in PIPELINES
+        for stage in yaml.safe_load((ROOT / pipeline).read_text())["stages"].values()
         for entry in stage.get("metrics", [])
         for path in (entry if isinstance(entry, dict) else {entry: None})
     ]

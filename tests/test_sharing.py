@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from qrobust.tools.pipelines import LOCKS, address, locked_stages, stage_name
 from tests.browser import assert_reads_in_the_window
 from tests.conftest import dvc, git, locked_outs, venv_env
 
@@ -25,7 +26,7 @@ def params(project: Path) -> dict:
 
 
 def ran(output: str) -> set[str]:
-    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}
+    return {stage_name(line.split("'")[1]) for line in output.splitlines() if line.startswith("Running stage")}
 
 
 @pytest.fixture(scope="module")
@@ -60,13 +61,14 @@ def test_pull_restores_every_artefact_and_repro_runs_nothing(smoke: Path, server
 
 
 def test_run_cache_lets_a_second_clone_skip_stages_another_machine_ran(servers: Path, tmp_path: Path) -> None:
-    """Without a dvc.lock a clone knows nothing of the first machine's runs but what the run-cache holds: each
+    """Without its locks a clone knows nothing of the first machine's runs but what the run-cache holds: each
     stage's command, deps and params hashed, with its outputs. `dvc pull --run-cache` fetches only those
     records, not the outputs they name (DVC 3.67); `dvc repro --pull` fetches both, stage by stage."""
     other = clone(servers, tmp_path / "second-machine")
     committed = locked_outs(other)
-    stages = yaml.safe_load((other / "dvc.lock").read_text())["stages"]
-    (other / "dvc.lock").unlink()
+    stages = locked_stages(other)
+    for lock in LOCKS:
+        (other / lock).unlink()
     out = dvc(other, "repro", "--pull")
     assert ran(out) == set(), out
     assert out.count("is cached - skipping run") == len(stages), out
@@ -109,5 +111,5 @@ def test_two_clones_in_different_folders_reproduce_the_same_bytes(smoke: Path, s
     other = clone(servers, tmp_path / "a" / "much" / "longer" / "checkout path")
     # ONNX Runtime's QDQ model and INC's exported program; the 4-bit variants share their writers.
     stages = ("prepare", "train@lenet-standard", "quantize@lenet-standard")
-    dvc(other, "repro", "--force", "--single-item", *stages)
+    dvc(other, "repro", "--force", "--single-item", *(address(other, s) for s in stages))
     assert locked_outs(other, stages, timings=False) == locked_outs(smoke, stages, timings=False)

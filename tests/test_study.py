@@ -11,6 +11,7 @@ import yaml
 from qrobust.pipeline.errors import ConfigError
 from qrobust.tools import code_deps
 from qrobust.tools.code_deps import CODE_FILE
+from qrobust.tools.pipelines import LOCKS, PIPELINES
 from qrobust.tools.study import MARKER, materialize
 from tests.conftest import ROOT
 
@@ -45,8 +46,8 @@ def test_fills_an_empty_folder_and_replaces_only_its_own_study(tmp_path: Path) -
     dest = tmp_path / "smoke"
     dest.mkdir()
     materialize(ROOT, "smoke", dest)
-    assert (dest / MARKER).is_file() and (dest / "dvc.yaml").is_file()
-    assert not (dest / "dvc.lock").exists()  # the default study's record says nothing of this one's runs
+    assert (dest / MARKER).is_file() and all((dest / p).is_file() for p in PIPELINES)
+    assert not any((dest / lock).exists() for lock in LOCKS)  # the default study's record says nothing of this one's
     (dest / "stale.txt").write_text("from the last run")
     materialize(ROOT, "smoke", dest)  # a study folder it made: replaced whole
     assert not (dest / "stale.txt").exists() and (dest / "params.yaml").read_text().startswith("# smoke study")

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from qrobust.attacks.threats import Norm
 from qrobust.pipeline import params as c
 from qrobust.pipeline.errors import ConfigError
 from qrobust.pipeline.model_id import ModelId, with_quantized
@@ -76,6 +77,12 @@ class Study:
         """Whether ``model`` is in the study for the bit-width sweep alone (a width of quantize.sweep, or a
         quantization-aware model): the sweep's section reads it, the study's other tables and verdicts do not."""
         return model.quantizer in self.quantize.sweep or model.recipe in self.quantize.qat_recipes
+
+    def reached_by(self, norm: Norm) -> tuple[ModelId, ...]:
+        """The deployed models an attack of ``norm`` is made on: every one, but the sweep's own models only
+        when attack.sweep_norms holds ``norm`` (the sweep's section reads the headline norm)."""
+        norms = self.attack.sweep_norms
+        return tuple(m for m in self.models() if norms is None or norm in norms or not self.sweep_only(m))
 
     def sweep_models(self) -> tuple[ModelId, ...]:
         """The bit-width sweep's models (none without quantize.sweep): on each arch of quantize.sweep_archs,

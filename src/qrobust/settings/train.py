@@ -173,15 +173,19 @@ class QuantizeSettings:
         return (*self.quantizers, *self.sweep) if in_sweep else self.quantizers
 
 
+def _both_or_neither(s: Mapping[str, Any], first: str, second: str) -> tuple[list, list]:
+    """Two lists of the quantize section that only mean something together: both given, or neither."""
+    a, b = s.get(first) or [], s.get(second) or []
+    if bool(a) != bool(b):
+        raise ConfigError(f"quantize.{first} {list(a)!r} and quantize.{second} {list(b)!r}: give both or neither")
+    return a, b
+
+
 def _qat(s: Mapping[str, Any], sweep_archs: tuple[str, ...], train: TrainSettings) -> tuple[tuple, tuple]:
     """quantize.qat_recipes (trained on quantize.sweep_archs only, so not in train.recipes, with their options in
     train.recipe_options) and quantize.qat_widths (one width for weights and activations each, among those the
     recipe trains at): both or neither."""
-    recipes, widths = s.get("qat_recipes") or [], s.get("qat_widths") or []
-    if bool(recipes) != bool(widths):
-        raise ConfigError(
-            f"quantize.qat_recipes {list(recipes)!r} and quantize.qat_widths {list(widths)!r}: give both or neither"
-        )
+    recipes, widths = _both_or_neither(s, "qat_recipes", "qat_widths")
     if not recipes:
         return (), ()
     if not sweep_archs:
@@ -206,11 +210,7 @@ def _qat(s: Mapping[str, Any], sweep_archs: tuple[str, ...], train: TrainSetting
 def _sweep(s: Mapping[str, Any], quantizers: tuple[str, ...], archs: tuple[str, ...]) -> tuple[tuple, tuple]:
     """quantize.sweep (quantizers beside quantize.quantizers) and quantize.sweep_archs (of train.archs):
     both or neither."""
-    sweep, sweep_archs = s.get("sweep") or [], s.get("sweep_archs") or []
-    if bool(sweep) != bool(sweep_archs):
-        raise ConfigError(
-            f"quantize.sweep {list(sweep)!r} and quantize.sweep_archs {list(sweep_archs)!r}: give both or neither"
-        )
+    sweep, sweep_archs = _both_or_neither(s, "sweep", "sweep_archs")
     if not sweep:
         return (), ()
     sweep = c.name_list(sweep, "quantize.sweep", QUANTIZERS.names())

@@ -24,6 +24,7 @@ from qrobust.pipeline.errors import ConfigError
 from qrobust.pipeline.params import load_params
 from qrobust.settings.study import validate
 from qrobust.tools.code_deps import CODE_FILE, code_file, render
+from qrobust.tools.pipelines import LOCKS
 
 STUDIES = Path("studies")
 # Written into the .git of every folder materialize makes (so a clone of a study does not carry it):
@@ -94,7 +95,7 @@ def materialize(root: Path, name: str, dest: Path) -> Path:
     if (dest / MARKER).is_file():
         shutil.rmtree(dest)  # a study this command made: nothing else lives there
     for rel in project_files(root):
-        if rel == "dvc.lock" and name != "default":
+        if Path(rel) in LOCKS and name != "default":
             continue  # the default study's record: another study's stages run with other params and outputs
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
