@@ -48,6 +48,27 @@ def test_every_stage_runs_from_the_root_and_every_lock_entry_is_a_stage() -> Non
     assert not stale, f"lock entries of no stage: {sorted(stale)}"
 
 
+def test_a_folder_a_stage_reads_holds_only_what_the_stages_wrote() -> None:
+    """A stage that reads a folder of other stages' outputs (models/quant, reports/timing) records the folder's
+    hash as the workspace held it. A file no stage wrote there (a leftover of an older layout) gives a hash that
+    a clean checkout never has, so every reader would re-run there: each such dep holds exactly its writers'
+    files, by count and size."""
+    stages = locked_stages(ROOT)
+    outs = {o["path"]: o for stage in stages.values() for o in stage.get("outs", [])}
+    checked = 0
+    for name, stage in stages.items():
+        for dep in stage.get("deps", []):
+            inside = [o for path, o in outs.items() if path.startswith(dep["path"] + "/")]
+            if dep["path"] in outs or not inside:
+                continue
+            written = (sum(o.get("nfiles", 1) for o in inside), sum(o["size"] for o in inside))
+            assert (dep.get("nfiles", 1), dep["size"]) == written, (
+                f"{name} read {dep['path']} with files no stage wrote"
+            )
+            checked += 1
+    assert checked > 50
+
+
 def built_by(name: str, params: Mapping) -> list[str]:
     """The attacks a stage builds by name: what its code imports beyond its script's imports."""
     group, _, key = name.partition("@")

@@ -80,17 +80,26 @@ class DIVA(FixedEpsilonAttack):
         if self.random_start:
             x_adv = (x_adv + torch.empty_like(x).uniform_(-epsilon, epsilon)).clamp(low, high)
         best, found = x_adv.clone(), torch.zeros(len(x), dtype=torch.bool, device=x.device)
-        for _ in range(self.steps):
-            x_adv.requires_grad_(True)
-            loss = self.objective(self.reference(x_adv), quantized(x_adv), labels)
+        # One forward of both models per iterate: the logits that give a step's gradient also say whether the
+        # previous step's iterate evades (the start is not checked), and a last forward checks the last one.
+        for step in range(self.steps + 1):
+            last = step == self.steps
+            x_adv.requires_grad_(not last)
+            with torch.set_grad_enabled(not last):
+                float_logits, quantized_logits = self.reference(x_adv), quantized(x_adv)
+            if step > 0:
+                with torch.no_grad():
+                    evades = evasive(float_logits, quantized_logits, labels)
+                    take = evades | ~found  # the latest evasive iterate; the latest one until one evades
+                    best[take] = x_adv.detach()[take]
+                    found |= evades
+            if last:
+                break
+            loss = self.objective(float_logits, quantized_logits, labels)
             (grad,) = torch.autograd.grad(loss.sum(), x_adv)
             with torch.no_grad():
                 x_adv = x_adv + self.rel_stepsize * epsilon * grad.sign()
                 x_adv = torch.min(torch.max(x_adv, x - epsilon), x + epsilon).clamp(low, high)
-                evades = evasive(self.reference(x_adv), quantized(x_adv), labels)
-                take = evades | ~found  # the latest evasive iterate; the latest one until one evades
-                best[take] = x_adv[take]
-                found |= evades
         return restore_type(ep.astensor(best.detach()))
 
     def objective(
