@@ -1,11 +1,11 @@
-"""What an edit re-runs: for every module of src/, the stages of the pipeline whose deps cover it, here and at an
-earlier revision, and the average over edited lines (each line of the source weighted alike).
+"""What an edit re-runs: for every module of src/, the stages of the pipeline whose deps cover it, here and at
+an earlier revision, and the average over edited lines (each line of the source weighted alike).
 
     python benchmarks/edit_reach.py [--before REV]
 
 Reads the pipeline's dvc.yaml files as DVC expands them (foreach, matrix, vars), so the figures are the
-stages `dvc status` lists after an edit to that module; it computes nothing of the study. The earlier revision is read from a
-temporary git worktree.
+stages `dvc status` lists after an edit to that module; it computes nothing of the study. The earlier
+revision is read from a temporary git worktree.
 """
 
 from __future__ import annotations

@@ -462,8 +462,8 @@ def pipeline_section() -> list[dict]:
 
 
 def yaml_loader_row() -> dict:
-    """DVC reads the pipeline's files, their locks and params.yaml with ruamel's safe loader (``parse_yaml``), several times
-    per stage it runs: with ruamel.yaml.clib installed (requirements.txt) that is the C parser; the
+    """DVC reads the pipeline's files, their locks and params.yaml with ruamel's safe loader (``parse_yaml``),
+    several times per stage it runs: with ruamel.yaml.clib installed (requirements.txt) that is the C parser; the
     baseline is the pure-Python parser DVC falls back to without it."""
     from ruamel.yaml import YAML
 

@@ -64,9 +64,7 @@ def main() -> None:
     verdicts = {k: r["verdict"] for k, r in records.items()}
     # DVC's headline (at most 50 numbers for `dvc exp show`): the study's models; the bit-width sweep's have their
     # own table in the report, and the placebo's numbers are its float model's by construction.
-    main = [
-        r for r in suite if not study.sweep_only(t := ModelId.parse(r.target)) and t.quantizer not in scope.placebos
-    ]
+    main = [r for r in suite if not study.sweep_only(t := ModelId.parse(r.target)) and not scope.is_placebo(t)]
     save_json(REPORTS / "headline.json", headline_metrics(headlines(main, norm, epsilon), norm, epsilon, verdicts))
     for f in findings:
         placebo = f" (placebo: {', '.join(j.verdict.value for j in f.placebo)})" if f.placebo else ""

@@ -170,9 +170,9 @@ def test_report_metrics_and_plots(smoke: Path) -> None:
     primary = {  # replicates, the bit-width sweep and the placebo: in the report
         r.target
         for r in models
-        if ModelId.parse(r.target).seed is None
-        and not study.sweep_only(ModelId.parse(r.target))
-        and not (ModelId.parse(r.target).quantizer and QUANTIZERS.get(ModelId.parse(r.target).quantizer).placebo)
+        if (t := ModelId.parse(r.target)).seed is None
+        and not study.sweep_only(t)
+        and not (t.quantizer and QUANTIZERS.get(t.quantizer).placebo)
     }
     assert set(headline["clean"]) == primary and set(headline["verdict"]) == set(findings)
     assert "across 2 seeds" in markdown and " x 2 seeds" in markdown
@@ -394,9 +394,8 @@ def test_analysis_covers_every_pair_and_its_settings_rerun_only_the_analysis(smo
             "float",
             *(f"{model}.{q}" for q in params["quantize"]["replicate_quantizers"]),
         }
-    before = {
-        stage_name(s) for s in json.loads(dvc(smoke, "status", "--json"))
-    }  # report may be stale from a forced re-run's timings
+    # The report may be stale from a forced re-run's timings.
+    before = {stage_name(s) for s in json.loads(dvc(smoke, "status", "--json"))}
     params["analysis"]["samples"] -= 1
     try:
         params_file.write_text(yaml.safe_dump(params, sort_keys=False))

@@ -20,13 +20,19 @@ from tests.conftest import ROOT
 
 
 @functools.cache
-def resolved_stages(root: Path = ROOT) -> dict[str, tuple[str, tuple[str, ...]]]:
-    """Every stage of the pipeline's files as DVC expands it (foreach, matrix, dvc.code.yaml's slots), by
-    name: its script and the code paths (src/, stages/) its deps list."""
+def dvc_index(root: Path = ROOT):  # DVC's Index, imported only here
+    """The pipeline's files as DVC expands them (foreach, matrix, dvc.code.yaml's slots), read once."""
     from dvc.repo import Repo
 
+    return Repo(str(root)).index
+
+
+@functools.cache
+def resolved_stages(root: Path = ROOT) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """Every stage of the pipeline's files, by name: its script and the code paths (src/, stages/) its deps
+    list."""
     stages = {}
-    for stage in Repo(str(root)).index.stages:
+    for stage in dvc_index(root).stages:
         script = next(w for w in str(stage.cmd).split() if w.startswith("stages/"))
         deps = tuple(d.def_path for d in stage.deps if d.def_path.startswith(("src/", "stages/")))
         stages[stage_name(stage.addressing)] = (script, deps)
@@ -34,13 +40,12 @@ def resolved_stages(root: Path = ROOT) -> dict[str, tuple[str, tuple[str, ...]]]
 
 
 def test_every_stage_runs_from_the_root_and_every_lock_entry_is_a_stage() -> None:
-    """`dvc repro` at the root runs every stage of the three files (each is upstream of a root stage), and no
+    """`dvc repro` at the root runs every stage of the five files (each is upstream of a root stage), and no
     lock keeps a record of a stage that no longer exists (a renamed or merged stage's entry lingers otherwise,
     and DVC rewrites every line of it after each stage)."""
     import networkx as nx
-    from dvc.repo import Repo
 
-    graph = Repo(str(ROOT)).index.graph  # an edge runs from a stage to each stage whose outputs it reads
+    graph = dvc_index().graph  # an edge runs from a stage to each stage whose outputs it reads
     roots = [s for s in graph if s.path_in_repo == "dvc.yaml"]
     reached = {stage_name(s.addressing) for r in roots for s in nx.descendants(graph, r) | {r}}
     assert reached == set(resolved_stages()), sorted(set(resolved_stages()) - reached)
